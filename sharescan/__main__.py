@@ -1,0 +1,3 @@
+from sharescan.cli import main
+
+main()

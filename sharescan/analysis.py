@@ -1,0 +1,74 @@
+"""The library entry point: load -> digest -> detect -> account."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sharescan.detect import EXACT_DETECTORS, find_aliased
+from sharescan.digest import compute_digests
+from sharescan.errors import InputError
+from sharescan.groups import Group
+from sharescan.plan import account
+from sharescan.result import AnalysisResult
+from sharescan.sources import LoadOptions, load_model
+from sharescan.table import LoadedModel, TensorEntry
+
+__all__ = ["AnalysisOptions", "analyze", "Progress"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    key: str | None = None  # dotted path into nested PyTorch checkpoints
+    trust_pickle: bool = False  # let PyTorch files unpickle arbitrary objects (runs code)
+
+
+class Progress:
+    """Hooks for a progress display; the default does nothing."""
+
+    def start(self, total_bytes: int) -> None: ...
+    def advance(self, nbytes: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), progress: Progress | None = None) -> AnalysisResult:
+    """Analyse one or more models together: every relation within and across them."""
+    if not paths:
+        raise InputError("no model given; pass one or more model paths")
+    load_options = LoadOptions(key=options.key, trust_pickle=options.trust_pickle)
+    models: list[LoadedModel] = []
+    for k, path in enumerate(paths):
+        loaded = load_model(path, k, load_options)
+        if not loaded.tensors:
+            raise InputError(f"{path}: no tensors found in this {loaded.format} model; check the file (or --key for a nested checkpoint)")
+        models.append(loaded)
+    entries: list[TensorEntry] = [e for m in models for e in m.tensors]
+    groups, units = find_aliased(entries)
+    progress = progress or Progress()
+    progress.start(sum(entries[i].nbytes for i in units))
+    try:
+        digests = compute_digests(entries, units, progress.advance)
+    finally:
+        progress.stop()
+    found: list[Group] = list(groups)
+    remaining = list(units)
+    for detector in EXACT_DETECTORS:
+        new = detector(entries, remaining, digests)
+        claimed = {i for g in new for i in g.members[1:]}
+        remaining = [i for i in remaining if i not in claimed]
+        found.extend(new)
+    warnings = _warnings(models, entries, digests)
+    return account(models, entries, found, digests, warnings)
+
+
+def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests) -> list[str]:
+    out = []
+    for k, m in enumerate(models):
+        bad = [entries[i].name for i, d in digests.items() if d.nonfinite and entries[i].model == k]
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            out.append(f"{m.path}: {len(bad)} tensor(s) hold NaN or Inf ({shown}); they are compared as bytes only, never merged by value")
+    return out

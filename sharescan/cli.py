@@ -1,0 +1,148 @@
+"""The ``sharescan`` command: a thin layer over the library.
+
+Only click is imported at start-up; the analysis, numpy and the loaders are
+imported inside the command, so ``sharescan --help`` stays fast and never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sharescan import __version__
+
+__all__ = ["main", "cli"]
+
+EXIT_FAIL_ABOVE = 1
+EXIT_INPUT = 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_INPUT)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside the target, then rename over it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        _fail(f"{path}: folder {parent} does not exist; create it or choose another --report path")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        _fail(f"{path}: not writable; choose another --report path")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sharescan")
+def cli() -> None:
+    """Find parameters that trained models store more than once, and what sharing them reclaims."""
+
+
+@cli.command(epilog="""\b
+Examples:
+  sharescan analyze model.safetensors
+  sharescan analyze model.onnx --json > findings.json
+  sharescan analyze base.pt finetuned.pt --report report.md
+  sharescan analyze ckpt.pt --key model --fail-above 5%
+\b
+Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
+@click.option("--fail-above", help="Exit 1 if reclaimable bytes exceed this: bytes (1500, 10MB, 10MiB) or a percentage of unique bytes (5%).")
+@click.option("--key", help="Dotted path of the state dict inside a nested PyTorch checkpoint (e.g. 'model').")
+@click.option("--trust-pickle", is_flag=True, help="Allow PyTorch files that unpickle Python objects. Unpickling can run code: only for files you trust.")
+@click.option("--top", default=50, show_default=True, type=click.IntRange(min=1), help="Groups shown in the terminal and Markdown tables (JSON has all).")
+def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, top: int) -> None:
+    """Analyse MODEL files or folders (PyTorch, TorchScript, .pt2, safetensors, ONNX, Hugging Face folders)."""
+    from sharescan.units import parse_threshold
+
+    threshold = None
+    if fail_above is not None:
+        try:
+            threshold = parse_threshold(fail_above)
+        except ValueError:
+            _fail(f"--fail-above {fail_above!r}: expected bytes like 1500, 10MB, 10MiB, or a percentage like 5%")
+    if report_path is not None:
+        _check_writable(report_path)
+
+    from sharescan.analysis import AnalysisOptions, analyze as run_analysis
+    from sharescan.errors import InputError
+
+    try:
+        result = run_analysis(list(models), AnalysisOptions(key=key, trust_pickle=trust_pickle), _progress())
+    except InputError as e:
+        _fail(e.message)
+    except MemoryError:
+        _fail("out of memory while reading the models; analyse fewer models at once")
+    _output(result, as_json, report_path, top)
+    if threshold is not None and threshold.exceeded(result.totals.reclaimable_bytes, result.totals.unique_bytes):
+        click.echo(f"sharescan: reclaimable {result.totals.reclaimable_bytes:,} B exceeds --fail-above {threshold.text}", err=True)
+        sys.exit(EXIT_FAIL_ABOVE)
+
+
+def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> None:
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        from sharescan.report.json_report import render_json
+
+        sys.stdout.write(render_json(result))
+    else:
+        from rich.console import Console
+
+        from sharescan.report.terminal import render_terminal
+
+        render_terminal(result, Console(), top)
+    if report_path is not None:
+        from sharescan.report.markdown import render_markdown
+
+        try:
+            write_atomic(report_path, render_markdown(result, top))
+        except OSError as e:
+            _fail(f"{report_path}: could not write the report ({e.strerror})")
+
+
+def _progress() -> Any:
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    from sharescan.analysis import Progress
+
+    if not sys.stderr.isatty():
+        return Progress()
+
+    class Bar(Progress):
+        def start(self, total_bytes: int) -> None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TimeRemainingColumn
+
+            self.bar = RichProgress("scanning", BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("scan", total=total_bytes)
+            self.bar.start()
+
+        def advance(self, nbytes: int) -> None:
+            self.bar.advance(self.task, nbytes)
+
+        def stop(self) -> None:
+            self.bar.stop()
+
+    return Bar()
+
+
+def main() -> None:
+    cli()

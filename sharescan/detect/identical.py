@@ -1,0 +1,42 @@
+"""Byte-identical tensors: same dtype, same shape, same bits.
+
+Bitwise identity is what a merge can promise without changing any output:
+-0.0 and 0.0 differ, and NaN payloads compare as bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from sharescan.digest import Digest
+from sharescan.groups import Group
+from sharescan.table import TensorEntry
+
+__all__ = ["find_identical", "same_bytes"]
+
+
+def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    return a.nbytes == b.nbytes and bool(np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+
+
+def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
+    buckets: dict[tuple[str, tuple[int, ...], int], list[int]] = {}
+    for i in units:
+        e = entries[i]
+        buckets.setdefault((e.dtype, e.shape, digests[i].content), []).append(i)
+    groups = []
+    for members in buckets.values():
+        # A hash collision splits a bucket into several confirmed groups.
+        pending = list(members)
+        while len(pending) > 1:
+            rep, rest = pending[0], pending[1:]
+            rep_bytes = entries[rep].read()
+            same = [j for j in rest if same_bytes(rep_bytes, entries[j].read())]
+            if same:
+                groups.append(Group("identical", (rep, *same)))
+            pending = [j for j in rest if j not in same]
+    return groups

@@ -1,0 +1,83 @@
+"""Float tensors that are exactly c times another, computed in their own dtype.
+
+"Exactly" means ``Mul(w, c)`` in the tensor's dtype rebuilds the copy bit for
+bit, so the merge changes no output. c is taken from the largest-magnitude
+element and then checked over the whole tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from sharescan.detect.identical import same_bytes
+from sharescan.detect.negated import scale_buckets
+from sharescan.digest import Digest
+from sharescan.dtypes import DTYPES, bfloat16_round, to_float
+from sharescan.groups import Group
+from sharescan.table import TensorEntry
+
+__all__ = ["find_scaled", "scale_exactly", "round_scalar"]
+
+
+def round_scalar(c: float, dtype: str) -> float:
+    """c as the dtype can hold it: the constant a rewrite would store."""
+    if dtype == "bfloat16":
+        return float(to_float(bfloat16_round(np.array([c], np.float32)), dtype)[0])
+    return float(np.array(c, dtype=DTYPES[dtype].storage))
+
+
+def scale_exactly(array: np.ndarray, dtype: str, c: float) -> np.ndarray:
+    """``array * c`` computed and rounded in the tensor's dtype, as its storage bits."""
+    if dtype == "bfloat16":
+        return bfloat16_round(to_float(array, dtype) * np.float32(c))
+    storage = DTYPES[dtype].storage
+    return np.multiply(array, np.array(c, dtype=storage), dtype=storage)
+
+
+def _nearby(c: float, dtype: str) -> list[float]:
+    """c and its neighbours in the dtype: the ratio of two rounded values can
+    miss the true factor by one unit in the last place."""
+    if dtype == "bfloat16":
+        return [c]
+    t = np.dtype(DTYPES[dtype].storage).type
+    return [c, float(np.nextafter(t(c), t(np.inf))), float(np.nextafter(t(c), t(-np.inf)))]
+
+
+def _ratio(a: np.ndarray, b: np.ndarray, dtype: str) -> float | None:
+    fa = to_float(a, dtype).reshape(-1)
+    fb = to_float(b, dtype).reshape(-1)
+    k = int(np.argmax(np.abs(fa)))
+    if fa[k] == 0:
+        return None
+    c = float(fb[k]) / float(fa[k])
+    return c if np.isfinite(c) and c not in (0.0, 1.0, -1.0) else None
+
+
+def find_scaled(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
+    groups = []
+    for bucket in scale_buckets(entries, units, digests):
+        claimed: set[int] = set()
+        for a in bucket:
+            if a in claimed:
+                continue
+            dtype = entries[a].dtype
+            rep = entries[a].read()
+            members, scales = [a], [1.0]
+            for b in bucket:
+                if b == a or b in claimed:
+                    continue
+                other = entries[b].read()
+                c = _ratio(rep, other, dtype)
+                if c is None:
+                    continue
+                for c_stored in _nearby(round_scalar(c, dtype), dtype):
+                    if same_bytes(scale_exactly(rep, dtype, c_stored), other):
+                        members.append(b)
+                        scales.append(c_stored)
+                        break
+            if len(members) > 1:
+                claimed.update(members)
+                groups.append(Group("scaled", tuple(members), tuple(scales)))
+    return groups

@@ -1,0 +1,83 @@
+"""Groups -> the reclaimable bytes of each, per model and in total.
+
+Every byte is counted once: aliases share one storage, and a storage claimed
+by one group is never offered to a later detector, so summing groups cannot
+double count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sharescan.digest import Digest
+from sharescan.groups import RELATIONS, Group
+from sharescan.result import AnalysisResult, GroupReport, Member, ModelReport, Totals
+from sharescan.table import LoadedModel, TensorEntry
+
+__all__ = ["account"]
+
+
+def account(
+    models: Sequence[LoadedModel],
+    entries: Sequence[TensorEntry],
+    groups: Sequence[Group],
+    digests: Mapping[int, Digest],
+    warnings: Sequence[str] = (),
+) -> AnalysisResult:
+    reclaimed_by_model = [0] * len(models)
+    by_relation = dict.fromkeys(RELATIONS, 0)
+    reports = []
+    seen: set[tuple[int, str]] = set()
+    for g in groups:
+        reclaimable = 0
+        if g.relation != "aliased":
+            for i in g.members[1:]:
+                e = entries[i]
+                storage = (e.model, e.storage)
+                if storage in seen:  # guarded by construction; kept as a hard invariant
+                    raise AssertionError(f"storage of {e.name} reclaimed twice")
+                seen.add(storage)
+                reclaimable += e.nbytes
+                reclaimed_by_model[e.model] += e.nbytes
+        by_relation[g.relation] += reclaimable
+        members = tuple(
+            Member(
+                models[entries[i].model].path,
+                entries[i].name,
+                entries[i].shape,
+                entries[i].dtype,
+                g.scales[k] if g.scales else None,
+            )
+            for k, i in enumerate(g.members)
+        )
+        reports.append(GroupReport(g.relation, members, entries[g.members[0]].nbytes, reclaimable, g.max_abs_error, g.rel_error))
+    order = {r: k for k, r in enumerate(RELATIONS)}
+    reports.sort(key=lambda r: (-r.reclaimable_bytes, order[r.relation], r.members[0].model, r.members[0].name))
+
+    model_reports = []
+    for k, m in enumerate(models):
+        own = [(i, e) for i, e in enumerate(entries) if e.model == k]
+        unique: dict[str, int] = {}
+        for _, e in own:
+            unique.setdefault(e.storage, e.nbytes)
+        nonfinite = tuple(e.name for i, e in own if i in digests and digests[i].nonfinite)
+        model_reports.append(
+            ModelReport(
+                path=m.path,
+                format=m.format,
+                n_tensors=len(own),
+                stored_bytes=sum(e.nbytes for _, e in own),
+                unique_bytes=sum(unique.values()),
+                reclaimable_bytes=reclaimed_by_model[k],
+                file_bytes=m.file_bytes,
+                nonfinite=nonfinite,
+                reused_initializers=m.reused,
+            )
+        )
+    totals = Totals(
+        stored_bytes=sum(m.stored_bytes for m in model_reports),
+        unique_bytes=sum(m.unique_bytes for m in model_reports),
+        reclaimable_bytes=sum(reclaimed_by_model),
+        by_relation=tuple(by_relation.items()),
+    )
+    return AnalysisResult(tuple(model_reports), tuple(reports), totals, tuple(warnings))

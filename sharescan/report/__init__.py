@@ -1,0 +1,1 @@
+"""Renderers: each turns one AnalysisResult into text; none computes anything."""

@@ -1,0 +1,63 @@
+"""Cells shared by the terminal and Markdown tables, so both say the same thing."""
+
+from __future__ import annotations
+
+from sharescan.result import AnalysisResult, GroupReport, Member
+from sharescan.units import human_bytes
+
+__all__ = ["member_label", "group_row", "model_rows", "summary_lines", "GROUP_HEADER", "MODEL_HEADER"]
+
+GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "max abs err")
+MODEL_HEADER = ("#", "model", "format", "tensors", "stored", "unique", "reclaimable", "file")
+
+
+def member_label(m: Member, result: AnalysisResult) -> str:
+    shape = "x".join(str(d) for d in m.shape) or "scalar"
+    label = f"{m.name} [{shape} {m.dtype}]"
+    if len(result.models) > 1:
+        index = next(k for k, r in enumerate(result.models) if r.path == m.model)
+        label = f"m{index}:{label}"
+    if m.scale is not None and m.scale != 1.0:
+        label += f" = {m.scale:.6g} x first"
+    return label
+
+
+def group_row(k: int, g: GroupReport, result: AnalysisResult) -> tuple[str, ...]:
+    return (
+        str(k),
+        g.relation,
+        "\n".join(member_label(m, result) for m in g.members),
+        human_bytes(g.bytes_each),
+        human_bytes(g.reclaimable_bytes),
+        f"{g.max_abs_error:.3g}",
+    )
+
+
+def model_rows(result: AnalysisResult) -> list[tuple[str, ...]]:
+    return [
+        (
+            f"m{k}",
+            m.path,
+            m.format,
+            str(m.n_tensors),
+            human_bytes(m.stored_bytes),
+            human_bytes(m.unique_bytes),
+            human_bytes(m.reclaimable_bytes),
+            human_bytes(m.file_bytes),
+        )
+        for k, m in enumerate(result.models)
+    ]
+
+
+def summary_lines(result: AnalysisResult) -> list[str]:
+    t = result.totals
+    lines = [
+        f"stored (every name counted): {t.stored_bytes:,} B ({human_bytes(t.stored_bytes)})",
+        f"unique (aliases counted once): {t.unique_bytes:,} B ({human_bytes(t.unique_bytes)})",
+        f"reclaimable by sharing: {t.reclaimable_bytes:,} B ({human_bytes(t.reclaimable_bytes)}, {100 * t.reclaimable_fraction:.2f}% of unique)",
+        f"after sharing: {t.after_bytes:,} B ({human_bytes(t.after_bytes)})",
+    ]
+    parts = [f"{rel} {human_bytes(n)}" for rel, n in t.by_relation if rel != "aliased"]
+    aliased = sum(1 for g in result.groups if g.relation == "aliased")
+    lines.append("by relation: " + ", ".join(parts) + f"; {aliased} aliased group(s) already shared")
+    return lines

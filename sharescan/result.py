@@ -1,0 +1,116 @@
+"""The one result type every report renders: terminal, JSON and Markdown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SCHEMA_VERSION", "Member", "GroupReport", "ModelReport", "Totals", "AnalysisResult"]
+
+# Bump on any change a JSON consumer could notice (renamed or removed keys).
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Member:
+    model: str  # the model's path as given
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None  # "scaled": this member = scale * representative
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        return out
+
+
+@dataclass(frozen=True)
+class GroupReport:
+    relation: str
+    members: tuple[Member, ...]  # members[0] is kept; the others are rebuilt from it
+    bytes_each: int  # bytes of one member
+    reclaimable_bytes: int
+    max_abs_error: float
+    rel_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "relation": self.relation,
+            "members": [m.to_dict() for m in self.members],
+            "bytes_each": self.bytes_each,
+            "reclaimable_bytes": self.reclaimable_bytes,
+            "max_abs_error": self.max_abs_error,
+            "rel_error": self.rel_error,
+        }
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    path: str
+    format: str
+    n_tensors: int  # named tensors, aliases included
+    stored_bytes: int  # every named tensor's bytes; a tensor under two names counts twice
+    unique_bytes: int  # each storage once: what the file holds for tensor data
+    reclaimable_bytes: int  # bytes of this model's tensors that the groups rebuild from others
+    file_bytes: int  # size on disk, external data and shards included
+    nonfinite: tuple[str, ...] = ()  # tensors holding NaN or Inf (never merged by value)
+    reused_initializers: tuple[tuple[str, int], ...] = ()  # ONNX: (name, number of reading nodes) when > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "n_tensors": self.n_tensors,
+            "stored_bytes": self.stored_bytes,
+            "unique_bytes": self.unique_bytes,
+            "reclaimable_bytes": self.reclaimable_bytes,
+            "file_bytes": self.file_bytes,
+            "nonfinite_tensors": list(self.nonfinite),
+            "reused_initializers": {n: c for n, c in self.reused_initializers},
+        }
+
+
+@dataclass(frozen=True)
+class Totals:
+    stored_bytes: int
+    unique_bytes: int
+    reclaimable_bytes: int
+    by_relation: tuple[tuple[str, int], ...]  # (relation, reclaimable bytes), every relation listed
+
+    @property
+    def after_bytes(self) -> int:
+        """Unique bytes once every group is shared."""
+        return self.unique_bytes - self.reclaimable_bytes
+
+    @property
+    def reclaimable_fraction(self) -> float:
+        return self.reclaimable_bytes / self.unique_bytes if self.unique_bytes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stored_bytes": self.stored_bytes,
+            "unique_bytes": self.unique_bytes,
+            "reclaimable_bytes": self.reclaimable_bytes,
+            "after_sharing_bytes": self.after_bytes,
+            "reclaimable_fraction": round(self.reclaimable_fraction, 6),
+            "reclaimable_by_relation": dict(self.by_relation),
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    models: tuple[ModelReport, ...]
+    groups: tuple[GroupReport, ...]  # sorted by reclaimable bytes, largest first
+    totals: Totals
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "models": [m.to_dict() for m in self.models],
+            "groups": [g.to_dict() for g in self.groups],
+            "totals": self.totals.to_dict(),
+            "warnings": list(self.warnings),
+        }

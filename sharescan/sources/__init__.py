@@ -1,0 +1,127 @@
+"""Pick the loader for a path. Loaders are imported only when their format is
+seen, so that analysing ONNX or safetensors never imports torch."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharescan.errors import InputError
+from sharescan.table import LoadedModel
+
+__all__ = ["LoadOptions", "load_model", "detect_format"]
+
+_TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl"}
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    key: str | None = None  # dotted path into a nested PyTorch checkpoint
+    trust_pickle: bool = False  # allow unpickling arbitrary objects (runs code)
+
+
+def detect_format(path: Path) -> str:
+    """The loader to use: decided by folder layout, suffix and magic bytes."""
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return "safetensors"
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".pt2":
+        return "torch.export"
+    if path.name.endswith(".safetensors.index.json"):
+        return "safetensors-index"
+    with path.open("rb") as f:
+        head = f.read(16)
+    if zipfile.is_zipfile(path):
+        from sharescan.sources.torch_source import is_torchscript
+
+        return "torchscript" if is_torchscript(path) else "pytorch"
+    if suffix in _TORCH_SUFFIXES or head[:1] == b"\x80":  # pickle protocol marker
+        return "pytorch"
+    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then JSON
+        return "safetensors"
+    raise InputError(f"{path}: unknown model format; sharescan reads .pt/.pth/.bin, .pt2, .safetensors, .onnx and Hugging Face folders")
+
+
+def load_model(path_text: str, model: int, options: LoadOptions) -> LoadedModel:
+    path = Path(path_text)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    try:
+        fmt = detect_format(path)
+        if fmt == "folder":
+            return _load_folder(path, model, options)
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file; re-save or re-download it")
+        return _load_file(path, fmt, model, options, path_text)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied; check the file's permissions") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a model file") from None
+
+
+def _load_file(path: Path, fmt: str, model: int, options: LoadOptions, shown: str) -> LoadedModel:
+    if fmt == "safetensors":
+        from sharescan.sources.safetensors_source import load_safetensors
+
+        return load_safetensors(path, model)
+    if fmt == "safetensors-index":
+        from sharescan.sources.safetensors_source import load_safetensors_index
+
+        return load_safetensors_index(path, model, shown)
+    if fmt == "onnx":
+        from sharescan.sources.onnx_source import load_onnx
+
+        return load_onnx(path, model)
+    from sharescan.sources import torch_source
+
+    if fmt == "torch.export":
+        return torch_source.load_torch_export(path, model)
+    if fmt == "torchscript":
+        return torch_source.load_torchscript(path, model)
+    return torch_source.load_pytorch(path, model, options.key, options.trust_pickle)
+
+
+def _load_folder(path: Path, model: int, options: LoadOptions) -> LoadedModel:
+    """A Hugging Face model folder: sharded or single safetensors, else PyTorch weights."""
+    shown = str(path)
+    for index in ("model.safetensors.index.json",):
+        if (path / index).is_file():
+            return _load_file(path / index, "safetensors-index", model, options, shown)
+    candidates = ["model.safetensors", "pytorch_model.bin"]
+    for name in candidates:
+        if (path / name).is_file():
+            loaded = _load_file(path / name, detect_format(path / name), model, options, shown)
+            return LoadedModel(shown, loaded.format, loaded.tensors, loaded.file_bytes, loaded.reused)
+    if (path / "pytorch_model.bin.index.json").is_file():
+        return _load_bin_index(path / "pytorch_model.bin.index.json", model, options, shown)
+    singles = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.onnx"))
+    if len(singles) == 1:
+        loaded = _load_file(singles[0], detect_format(singles[0]), model, options, shown)
+        return LoadedModel(shown, loaded.format, loaded.tensors, loaded.file_bytes, loaded.reused)
+    raise InputError(f"{path}: folder holds no model sharescan recognises (model.safetensors[.index.json], pytorch_model.bin, or one .safetensors/.onnx file)")
+
+
+def _load_bin_index(index: Path, model: int, options: LoadOptions, shown: str) -> LoadedModel:
+    from sharescan.sources import torch_source
+
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{index}: not a valid index (needs a 'weight_map' object)") from None
+    folder = index.parent.resolve()
+    tensors = []
+    file_bytes = 0
+    for shard in shards:
+        shard_path = (folder / shard).resolve()
+        if folder not in shard_path.parents or not shard_path.is_file():
+            raise InputError(f"{index}: shard {shard!r} is missing or outside the model folder")
+        part = torch_source.load_pytorch(shard_path, model, options.key, options.trust_pickle)
+        tensors.extend(part.tensors)
+        file_bytes += part.file_bytes
+    return LoadedModel(shown, "pytorch-sharded", tuple(tensors), file_bytes)

@@ -1,0 +1,174 @@
+"""ONNX models: initializers and Constant tensors, external data memory-mapped.
+
+The protobuf is parsed without its external data; each external tensor is
+mapped from its file only when a detector reads it. An external-data path
+that leaves the model's folder is refused: a model file must not be able to
+make sharescan read arbitrary files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sharescan.dtypes import DTYPES
+from sharescan.errors import InputError
+from sharescan.table import LoadedModel, TensorEntry
+
+__all__ = ["load_onnx", "ONNX_DTYPES"]
+
+logger = logging.getLogger(__name__)
+
+# onnx.TensorProto.DataType -> canonical dtype name (strings and 4-bit types are skipped).
+ONNX_DTYPES = {
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    14: "complex64",
+    15: "complex128",
+    16: "bfloat16",
+    17: "float8_e4m3fn",
+    19: "float8_e5m2",
+}
+
+
+def load_onnx(path: Path, model: int) -> LoadedModel:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable ONNX model ({e.__class__.__name__}); check that the file is complete and is an .onnx export") from None
+    if not proto.HasField("graph") or (not proto.graph.node and not proto.graph.initializer):
+        raise InputError(f"{path}: not an ONNX model (no graph found); check the file")
+    folder = path.resolve().parent
+    entries: list[TensorEntry] = []
+    uses: Counter[str] = Counter()
+    file_bytes = path.stat().st_size
+    external_files: set[Path] = set()
+    for scope, graph in _graphs(proto.graph, ""):
+        known: dict[str, TensorEntry] = {}
+        for init in graph.initializer:
+            entry = _entry(init, init.name, f"{scope}{init.name}", model, path, folder, external_files)
+            if entry is not None:
+                entries.append(entry)
+                known[init.name] = entry
+        for node in graph.node:
+            for name in node.input:
+                if name in known:
+                    uses[name] += 1
+            if node.op_type == "Constant" and node.output:
+                entry = _constant(node, scope, model, path, folder, external_files)
+                if entry is not None:
+                    entries.append(entry)
+                    known[node.output[0]] = entry
+            # An Identity of a stored tensor is the same bytes under a second name.
+            elif node.op_type == "Identity" and node.input and node.input[0] in known:
+                src = known[node.input[0]]
+                alias = TensorEntry(model, f"{scope}{node.output[0]}", src.shape, src.dtype, src.storage, src.read)
+                entries.append(alias)
+                known[node.output[0]] = alias
+    for extra in external_files:
+        file_bytes += extra.stat().st_size
+    reused = tuple(sorted((n, c) for n, c in uses.items() if c > 1))
+    return LoadedModel(str(path), "onnx", tuple(entries), file_bytes, reused)
+
+
+def _graphs(graph: Any, scope: str) -> Iterator[tuple[str, Any]]:
+    """The main graph and every subgraph (If/Loop/Scan bodies), with a name scope."""
+    yield scope, graph
+    for node in graph.node:
+        for attr in node.attribute:
+            label = f"{scope}{node.name or node.op_type}/{attr.name}"
+            if attr.HasField("g"):
+                yield from _graphs(attr.g, label + "/")
+            for i, sub in enumerate(attr.graphs):
+                yield from _graphs(sub, f"{label}[{i}]/")
+
+
+def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, external: set[Path]) -> TensorEntry | None:
+    import onnx
+
+    name = node.output[0]
+    for attr in node.attribute:
+        if attr.name == "value" and attr.HasField("t"):
+            return _entry(attr.t, f"{scope}{name}", f"const:{scope}{name}", model, path, folder, external)
+        if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+            value = onnx.helper.get_attribute_value(attr)
+            array = np.asarray(value, dtype=np.float32 if "float" in attr.name else np.int64)
+            array = np.ascontiguousarray(array)
+            return TensorEntry(model, f"{scope}{name}", tuple(array.shape), str(array.dtype), f"const:{scope}{name}", lambda a=array: a)
+    return None
+
+
+def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path]) -> TensorEntry | None:
+    dtype = ONNX_DTYPES.get(tensor.data_type)
+    if dtype is None:
+        logger.info("%s: skipping %s (element type %d is not numeric)", path, name, tensor.data_type)
+        return None
+    shape = tuple(int(d) for d in tensor.dims)
+    dt = DTYPES[dtype]
+    if tensor.data_location == 1:  # TensorProto.EXTERNAL
+        return TensorEntry(model, name, shape, dtype, storage, _external_reader(tensor, name, shape, dt.storage, path, folder, external))
+
+    def read() -> np.ndarray:
+        if tensor.raw_data:
+            array = np.frombuffer(tensor.raw_data, dtype=dt.storage)
+        else:
+            from onnx import numpy_helper
+
+            array = np.asarray(numpy_helper.to_array(tensor))
+            if not dt.numpy_native:
+                array = array.view(dt.storage)
+        if array.size != _count(shape):
+            raise InputError(f"{path}: tensor {name!r} holds {array.size} elements for shape {list(shape)}; the file is corrupt")
+        return array.reshape(shape)
+
+    return TensorEntry(model, name, shape, dtype, storage, read)
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: str, path: Path, folder: Path, external: set[Path]):
+    info = {kv.key: kv.value for kv in tensor.external_data}
+    location = info.get("location", "")
+    target = Path(os.path.realpath(folder / location))
+    if not location or os.path.isabs(location) or (folder != target.parent and folder not in target.parents):
+        raise InputError(f"{path}: external data path {location!r} of tensor {name!r} leaves the model's folder; refusing to read it")
+    if not target.is_file():
+        raise InputError(f"{path}: external data file {location!r} of tensor {name!r} is missing; copy it next to the model")
+    offset = int(info.get("offset", 0))
+    nbytes = _count(shape) * np.dtype(storage).itemsize
+    length = int(info.get("length", nbytes))
+    size = target.stat().st_size
+    if length != nbytes or offset + nbytes > size:
+        raise InputError(f"{path}: external data of tensor {name!r} ({location}, offset {offset}, {length} bytes) does not fit the {size}-byte file; it is truncated or corrupt")
+    external.add(target)
+
+    def read() -> np.ndarray:
+        if nbytes == 0:
+            return np.zeros(shape, dtype=storage)
+        return np.memmap(target, dtype=storage, mode="r", offset=offset, shape=shape)
+
+    return read

@@ -1,0 +1,168 @@
+"""PyTorch files: pickled state dicts and checkpoints, TorchScript, torch.export.
+
+Pickles are loaded with ``weights_only=True`` (and memory-mapped where the
+file is a zip archive), so a file cannot run code unless the user opts in
+with ``trust_pickle``. Tensors that share storage in the file keep one
+storage key: they are already shared, not duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sharescan.dtypes import DTYPES
+from sharescan.errors import InputError
+from sharescan.table import LoadedModel, TensorEntry
+
+__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript"]
+
+logger = logging.getLogger(__name__)
+
+_TRUST_HINT = "pass --trust-pickle only if you trust where the file came from (unpickling can run code)"
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives are zip files with serialized code beside the data."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: bool = False) -> LoadedModel:
+    import torch
+
+    obj = _torch_load(path, trust_pickle)
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    fmt = "pytorch"
+    if key:
+        for part in key.split("."):
+            if isinstance(obj, dict) and part in obj:
+                obj = obj[part]
+            elif isinstance(obj, (list, tuple)) and part.isdigit() and int(part) < len(obj):
+                obj = obj[int(part)]
+            else:
+                raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
+    tensors = list(_walk(obj, ""))
+    return LoadedModel(str(path), fmt, tuple(_entries(tensors, model)), path.stat().st_size)
+
+
+def load_torchscript(path: Path, model: int) -> LoadedModel:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as e:
+        raise InputError(f"{path}: unreadable TorchScript archive ({_first_line(e)}); re-save it with torch.jit.save") from None
+    tensors = list(module.state_dict().items())
+    return LoadedModel(str(path), "torchscript", tuple(_entries(tensors, model)), path.stat().st_size)
+
+
+def load_torch_export(path: Path, model: int) -> LoadedModel:
+    import torch
+
+    try:
+        program = torch.export.load(str(path))
+    except Exception as e:  # torch.export raises many types for a bad archive
+        raise InputError(f"{path}: unreadable torch.export program ({e.__class__.__name__}: {_first_line(e)}); re-save it with torch.export.save") from None
+    tensors = [(n, t) for n, t in program.state_dict.items() if isinstance(t, torch.Tensor)]
+    tensors += [(n, t) for n, t in program.constants.items() if isinstance(t, torch.Tensor)]
+    return LoadedModel(str(path), "torch.export", tuple(_entries(tensors, model)), path.stat().st_size)
+
+
+def _torch_load(path: Path, trust_pickle: bool) -> Any:
+    import torch
+
+    mmap = zipfile.is_zipfile(path)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            culprit = _unsupported_global(str(e))
+            raise InputError(f"{path}: holds pickled Python objects{culprit}, not just tensors; re-save its state_dict(), or {_TRUST_HINT}") from None
+        raise InputError(f"{path}: corrupt pickle ({_first_line(e)}); the file is damaged or not a PyTorch checkpoint") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+        raise InputError(f"{path}: unreadable PyTorch file ({_first_line(e)}); it is truncated, corrupt or not a torch.save file") from None
+
+
+def _unsupported_global(message: str) -> str:
+    marker = "Unsupported global: GLOBAL "
+    if marker in message:
+        rest = message.split(marker, 1)[1]
+        return f" ({rest.split()[0].rstrip('.,')})"
+    return ""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else e.__class__.__name__
+
+
+def _top_keys(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return ", ".join(repr(k) for k in list(obj)[:10]) or "(none)"
+    return f"(none: it is a {type(obj).__name__})"
+
+
+def _walk(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """Every tensor in a nested checkpoint, named by its dotted path."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield prefix or "tensor", obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _walk(v, f"{prefix}.{i}" if prefix else str(i))
+    elif isinstance(obj, torch.nn.Module):
+        yield from _walk(obj.state_dict(), prefix)
+
+
+def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
+    entries = []
+    for name, t in tensors:
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in DTYPES:
+            logger.warning("skipping %s: dtype %s is not supported", name, dtype)
+            continue
+        if t.layout != _strided() or t.is_quantized:
+            logger.warning("skipping %s: only dense tensors are analysed", name)
+            continue
+        t = t.detach()
+        storage = t.untyped_storage()
+        if t.numel() == 0 or storage.nbytes() == 0:
+            key = f"empty:{name}"
+        else:
+            key = f"{storage.data_ptr()}:{t.storage_offset()}:{tuple(t.stride())}:{dtype}:{tuple(t.shape)}"
+        entries.append(TensorEntry(model, name, tuple(t.shape), dtype, key, _reader(t, dtype)))
+    return entries
+
+
+def _strided() -> Any:
+    import torch
+
+    return torch.strided
+
+
+def _reader(t: Any, dtype: str):
+    def read() -> np.ndarray:
+        import torch
+
+        c = t.contiguous()
+        dt = DTYPES[dtype]
+        if not dt.numpy_native:
+            c = c.view(torch.int16 if dt.itemsize == 2 else torch.uint8)
+        return c.numpy().view(dt.storage)
+
+    return read
