@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sharescan.detect import EXACT_DETECTORS, find_aliased
-from sharescan.digest import compute_digests
+from sharescan.digest import Digest, compute_digests
 from sharescan.errors import InputError
 from sharescan.groups import Group
 from sharescan.plan import account
@@ -64,11 +64,11 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
     return account(models, entries, found, digests, warnings)
 
 
-def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests) -> list[str]:
+def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests: Mapping[int, Digest]) -> list[str]:
     out = []
     for k, m in enumerate(models):
-        bad = [entries[i].name for i, d in digests.items() if d.nonfinite and entries[i].model == k]
+        bad = [entries[i].name for i, d in digests.items() if d.has_nan and entries[i].model == k]
         if bad:
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-            out.append(f"{m.path}: {len(bad)} tensor(s) hold NaN or Inf ({shown}); they are compared as bytes only, never merged by value")
+            out.append(f"{m.path}: {len(bad)} tensor(s) hold NaN ({shown}); they are compared as bytes only, never merged by value")
     return out

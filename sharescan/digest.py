@@ -31,6 +31,7 @@ class Digest:
     # scaled copies land in one bucket.
     scale_key: tuple[int, int] | None
     nonfinite: bool  # holds NaN or Inf: compared as bytes only, never by value
+    has_nan: bool  # NaN in particular: worth a warning (-Inf is common in attention masks)
 
 
 def content_hash(array: np.ndarray) -> int:
@@ -62,19 +63,21 @@ def _digest(entry: TensorEntry, want_transpose: bool) -> Digest:
     content = content_hash(array)
     transposed = content_hash(np.ascontiguousarray(array.T)) if want_transpose else None
     dt = DTYPES[entry.dtype]
-    nonfinite = False
+    nonfinite = has_nan = False
     scale_key = None
     if dt.is_float and entry.numel > 0 and (dt.numpy_native or dt.name == "bfloat16"):
         values = to_float(array, entry.dtype).reshape(-1)
         nonfinite = not bool(np.isfinite(values).all())
-        if not nonfinite:
+        has_nan = nonfinite and bool(np.isnan(values).any())
+        # A single element is trivially a multiple of any other: not a finding.
+        if not nonfinite and entry.numel > 1:
             signs = np.sign(values).astype(np.int8)
             nz = np.flatnonzero(signs)
             if nz.size:
                 if signs[nz[0]] < 0:
                     signs = -signs
                 scale_key = (content_hash(signs), int(np.argmax(np.abs(values))))
-    return Digest(content, transposed, scale_key, nonfinite)
+    return Digest(content, transposed, scale_key, nonfinite, has_nan)
 
 
 def compute_digests(

@@ -94,7 +94,8 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             name=name,
             shape=shape,
             dtype=dtype,
-            storage=f"{prefix}{path.name}:{begin}:{end}",
+            # Zero-size tensors all sit at one offset; they share no bytes.
+            storage=f"{prefix}{path.name}:{begin}:{end}" if end > begin else f"empty:{name}",
             read=_reader(path, data_start + begin, dt.storage, shape),
         )
         entries.append(entry)

@@ -1,0 +1,37 @@
+"""Small builders for test models, written with the formats' own libraries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import ROOT
+
+
+def save_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def save_onnx(path: Path, initializers: dict[str, np.ndarray], nodes: list | None = None, **save_kwargs) -> Path:
+    """A valid ONNX graph: each initializer feeds an Identity to a graph output, unless nodes are given."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(v, k) for k, v in initializers.items()]
+    if nodes is None:
+        nodes = [helper.make_node("Identity", [k], [f"out_{k}"]) for k in initializers]
+    outputs = [helper.make_tensor_value_info(o, 0, None) for n in nodes for o in n.output]
+    graph = helper.make_graph(nodes, "g", [], outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(path), **save_kwargs)
+    return path
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sharescan", *args], cwd=cwd, capture_output=True, text=True, timeout=300)

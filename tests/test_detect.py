@@ -1,0 +1,155 @@
+"""Exact relations on planted tensors, and byte accounting that never double counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sharescan
+from tests.helpers import save_safetensors
+
+rng = np.random.default_rng(0)
+
+
+def _groups(result, relation: str) -> list[list[str]]:
+    return [[m.name for m in g.members] for g in result.groups if g.relation == relation]
+
+
+def test_identical_copies_are_grouped_and_all_but_one_reclaimed(tmp_path: Path) -> None:
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": w.copy(), "c": w.copy(), "d": w + 1})
+    result = sharescan.analyze([str(path)])
+    assert _groups(result, "identical") == [["a", "b", "c"]]
+    assert result.totals.reclaimable_bytes == 2 * w.nbytes
+    assert result.totals.unique_bytes == 4 * w.nbytes
+
+
+def test_identical_is_bitwise_so_signed_zeros_differ(tmp_path: Path) -> None:
+    zeros = np.zeros(64, np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", {"pos": zeros, "neg": -zeros})
+    result = sharescan.analyze([str(path)])
+    assert not _groups(result, "identical")
+
+
+def test_nan_payloads_compare_as_bytes(tmp_path: Path) -> None:
+    a = np.full(16, np.nan, np.float32)
+    b = a.view(np.uint32).copy()
+    b[3] ^= 1  # another NaN payload
+    c = a.copy()
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": a, "b": b.view(np.float32), "c": c})
+    result = sharescan.analyze([str(path)])
+    assert _groups(result, "identical") == [["a", "c"]]
+    assert set(result.models[0].nonfinite) == {"a", "b", "c"}
+    assert any("NaN" in w for w in result.warnings)
+
+
+def test_same_bytes_with_other_dtype_or_shape_is_not_identical(tmp_path: Path) -> None:
+    w = rng.standard_normal((4, 6)).astype(np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "reshaped": w.reshape(6, 4), "as_int": w.view(np.int32)})
+    result = sharescan.analyze([str(path)])
+    assert not _groups(result, "identical")
+
+
+def test_transposed_copy_is_found_and_reclaimed_once(tmp_path: Path) -> None:
+    emb = rng.standard_normal((50, 16)).astype(np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", {"emb": emb, "head_t": emb.T.copy(), "other": rng.standard_normal((16, 50)).astype(np.float32)})
+    result = sharescan.analyze([str(path)])
+    assert _groups(result, "transposed") == [["emb", "head_t"]]
+    assert result.totals.reclaimable_bytes == emb.nbytes
+
+
+def test_square_transposed_copy_found_but_symmetric_matrix_is_not_its_own_copy(tmp_path: Path) -> None:
+    a = rng.standard_normal((8, 8)).astype(np.float32)
+    sym = a + a.T
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": a, "a_t": a.T.copy(), "sym": sym})
+    result = sharescan.analyze([str(path)])
+    assert _groups(result, "transposed") == [["a", "a_t"]]
+
+
+def test_negated_copy_is_bitwise_sign_flip(tmp_path: Path) -> None:
+    w = rng.standard_normal((32, 4)).astype(np.float16)
+    w[0, 0] = 0.0
+    path = save_safetensors(tmp_path / "m.safetensors", {"w": w, "w_neg": -w})
+    result = sharescan.analyze([str(path)])
+    assert _groups(result, "negated") == [["w", "w_neg"]]
+    assert result.totals.by_relation == (("aliased", 0), ("identical", 0), ("transposed", 0), ("negated", w.nbytes), ("scaled", 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("c", [0.5, -3.0, 1.7])
+def test_scaled_copy_reports_its_factor(tmp_path: Path, dtype, c: float) -> None:
+    w = rng.standard_normal((12, 10)).astype(dtype)
+    scaled = np.multiply(w, np.array(c, dtype=dtype), dtype=dtype)
+    path = save_safetensors(tmp_path / "m.safetensors", {"w": w, "w_scaled": scaled})
+    result = sharescan.analyze([str(path)])
+    (group,) = [g for g in result.groups if g.relation == "scaled"]
+    assert [m.name for m in group.members] == ["w", "w_scaled"]
+    assert group.members[1].scale == pytest.approx(float(np.array(c, dtype=dtype)))
+    assert group.reclaimable_bytes == w.nbytes
+
+
+def test_approximately_scaled_copy_is_not_exact(tmp_path: Path) -> None:
+    w = rng.standard_normal((12, 10)).astype(np.float32)
+    s = (w * 2.0).astype(np.float32)
+    s[5, 5] = np.nextafter(s[5, 5], np.float32(np.inf))  # one ulp off in one element
+    path = save_safetensors(tmp_path / "m.safetensors", {"w": w, "s": s})
+    result = sharescan.analyze([str(path)])
+    assert not _groups(result, "scaled")
+
+
+def test_scalars_are_never_scaled_copies_of_each_other(tmp_path: Path) -> None:
+    path = save_safetensors(tmp_path / "m.safetensors", {"x": np.array(2.0, np.float32), "y": np.array(3.0, np.float32)})
+    result = sharescan.analyze([str(path)])
+    assert not result.groups
+
+
+def test_integer_tensors_are_compared_exactly_only(tmp_path: Path) -> None:
+    ids = np.arange(20, dtype=np.int64)
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": ids, "b": ids.copy(), "double": ids * 2, "neg": -ids})
+    result = sharescan.analyze([str(path)])
+    assert [g.relation for g in result.groups] == ["identical"]
+
+
+def test_a_tensor_is_reclaimed_once_even_if_related_several_ways(tmp_path: Path) -> None:
+    # b is identical to a, t is a's transpose, n is a's negation: three copies, three reclaims,
+    # and identical copies of a transposed copy are not counted again.
+    a = rng.standard_normal((6, 5)).astype(np.float32)
+    tensors = {"a": a, "b": a.copy(), "t": a.T.copy(), "t2": a.T.copy(), "n": -a}
+    path = save_safetensors(tmp_path / "m.safetensors", tensors)
+    result = sharescan.analyze([str(path)])
+    assert result.totals.reclaimable_bytes == 4 * a.nbytes
+    assert result.totals.after_bytes == a.nbytes
+    assert sum(g.reclaimable_bytes for g in result.groups) == result.totals.reclaimable_bytes
+
+
+def test_relations_are_found_across_models(tmp_path: Path) -> None:
+    shared = rng.standard_normal((10, 10)).astype(np.float32)
+    a = save_safetensors(tmp_path / "a.safetensors", {"trunk": shared, "head": rng.standard_normal((3, 10)).astype(np.float32)})
+    b = save_safetensors(tmp_path / "b.safetensors", {"trunk": shared.copy(), "head": rng.standard_normal((3, 10)).astype(np.float32)})
+    result = sharescan.analyze([str(a), str(b)])
+    (group,) = result.groups
+    assert group.relation == "identical"
+    assert [m.model for m in group.members] == [str(a), str(b)]
+    assert result.models[1].reclaimable_bytes == shared.nbytes
+    assert result.models[0].reclaimable_bytes == 0
+
+
+def test_zero_size_and_scalar_tensors_are_handled(tmp_path: Path) -> None:
+    path = save_safetensors(
+        tmp_path / "m.safetensors",
+        {"empty": np.zeros((0, 4), np.float32), "empty2": np.zeros((0, 4), np.float32), "s": np.array(1.5, np.float32), "s2": np.array(1.5, np.float32)},
+    )
+    result = sharescan.analyze([str(path)])
+    assert sorted(_groups(result, "identical")) == [["empty", "empty2"], ["s", "s2"]]
+    assert result.totals.reclaimable_bytes == 4
+
+
+def test_bool_and_small_int_dtypes(tmp_path: Path) -> None:
+    mask = rng.random((8, 8)) > 0.5
+    q = rng.integers(-128, 127, (8, 8), dtype=np.int8)
+    path = save_safetensors(tmp_path / "m.safetensors", {"m1": mask, "m2": mask.copy(), "q1": q, "q2": q.copy(), "u": q.view(np.uint8)})
+    result = sharescan.analyze([str(path)])
+    assert sorted(_groups(result, "identical")) == [["m1", "m2"], ["q1", "q2"]]
+    assert result.totals.reclaimable_bytes == 64 + 64
