@@ -65,7 +65,7 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     for scope, graph in _graphs(proto.graph, ""):
         known: dict[str, TensorEntry] = {}
         for init in graph.initializer:
-            entry = _entry(init, init.name, f"{scope}{init.name}", model, path, folder, external_files)
+            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files)
             if entry is not None:
                 entries.append(entry)
                 known[init.name] = entry

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,10 @@ def load_torchscript(path: Path, model: int) -> LoadedModel:
     import torch
 
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            # torch deprecates TorchScript; reading existing archives is still the point.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as e:
         raise InputError(f"{path}: unreadable TorchScript archive ({_first_line(e)}); re-save it with torch.jit.save") from None
     tensors = list(module.state_dict().items())
