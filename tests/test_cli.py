@@ -1,0 +1,88 @@
+"""The command line: pure JSON, exit codes, reports written whole, torch never imported needlessly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, ROOT
+from tests.helpers import run_cli
+
+FOLDED = "fixtures/tiny_lm_folded.onnx"
+
+
+def test_json_output_is_pure_json_with_the_documented_keys() -> None:
+    proc = run_cli("analyze", FOLDED, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["schema_version"] == 1
+    assert set(data) == {"schema_version", "models", "groups", "totals", "warnings"}
+    assert set(data["models"][0]) >= {"path", "format", "n_tensors", "stored_bytes", "unique_bytes"}
+    group = data["groups"][0]
+    assert set(group) >= {"relation", "members", "reclaimable_bytes", "max_abs_error", "rel_error"}
+    assert set(group["members"][0]) == {"model", "name", "shape", "dtype"}
+    assert set(data["totals"]) >= {"stored_bytes", "unique_bytes", "reclaimable_bytes", "reclaimable_by_relation"}
+    assert data["totals"]["reclaimable_by_relation"]["transposed"] == 8640
+
+
+def test_markdown_report_is_written_and_terminal_report_printed(tmp_path: Path) -> None:
+    report = tmp_path / "r.md"
+    proc = run_cli("analyze", FOLDED, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert "transposed" in proc.stdout and "reclaimable" in proc.stdout
+    text = report.read_text()
+    assert text.startswith("# sharescan analysis") and "onnx::MatMul_307" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["r.md"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("limit", "code"),
+    [("1%", 1), ("99%", 0), ("8639", 1), ("8640000", 0), ("8KiB", 1), ("1MB", 0)],
+)
+def test_fail_above_exits_1_only_when_exceeded(limit: str, code: int) -> None:
+    proc = run_cli("analyze", "fixtures/tiny_lm.pt", FOLDED, "--json", "--fail-above", limit)
+    assert proc.returncode == code, proc.stderr
+    json.loads(proc.stdout)  # the report is still complete
+    assert ("exceeds --fail-above" in proc.stderr) == (code == 1)
+
+
+def test_help_lists_examples_and_version_prints() -> None:
+    assert "Examples:" in run_cli("analyze", "--help").stdout
+    assert run_cli("--version").stdout.strip() == "sharescan, version 0.1.0"
+
+
+def _modules_after(args: list[str]) -> set[str]:
+    code = (
+        "import sys\n"
+        "from sharescan.cli import cli\n"
+        f"try:\n    cli.main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["--version"], ["analyze", FOLDED, "--json"], ["analyze", "fixtures/tiny_lm.safetensors", "--json"], ["analyze", "fixtures/tiny_lm_hf", "--json"]],
+)
+def test_torch_is_not_imported_for_help_version_onnx_or_safetensors(args: list[str]) -> None:
+    modules = _modules_after(args)
+    assert "torch" not in modules
+    if args[0] == "analyze":
+        assert "sharescan.analysis" in modules  # the analysis really ran
+
+
+def test_torch_files_do_import_torch() -> None:
+    assert "torch" in _modules_after(["analyze", "fixtures/tiny_lm.pt", "--json"])
+
+
+def test_progress_bar_stays_off_stderr_when_not_a_terminal() -> None:
+    proc = run_cli("analyze", str(FIXTURES / "tiny_lm.safetensors"), "--json")
+    assert proc.returncode == 0
+    assert proc.stderr == ""
