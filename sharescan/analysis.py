@@ -43,7 +43,8 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
     for k, path in enumerate(paths):
         loaded = load_model(path, k, load_options)
         if not loaded.tensors:
-            raise InputError(f"{path}: no tensors found in this {loaded.format} model; check the file (or --key for a nested checkpoint)")
+            hint = "check the file, or --key for a nested checkpoint" if loaded.format.startswith("pytorch") else "check that the file holds the model's weights"
+            raise InputError(f"{path}: no tensors found in this {loaded.format} model; {hint}")
         models.append(loaded)
     entries: list[TensorEntry] = [e for m in models for e in m.tensors]
     groups, units = find_aliased(entries)

@@ -145,4 +145,14 @@ def _progress() -> Any:
 
 
 def main() -> None:
-    cli()
+    # click's usage errors print three lines; the contract is one "error:" line and exit 2.
+    try:
+        cli.main(standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see 'sharescan {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.info_name != "cli" else ""
+        _fail(f"{e.format_message()}{hint}")
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        _fail(e.format_message())

@@ -1,12 +1,15 @@
-"""One read of every tensor: content hashes and keys that bucket candidates.
+"""One read of every tensor: its hash, norm, and small samples.
 
-Detectors compare these small digests instead of tensors, and read a tensor
-again only to confirm a candidate byte for byte.
+Detectors work from these digests and read a tensor again only to confirm a
+candidate. Samples are taken at positions that depend only on the axis
+lengths, so two tensors of one shape are sampled at the same elements, and a
+tensor's transpose at the transposed elements.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,70 +17,107 @@ import numpy as np
 import xxhash
 
 from sharescan.dtypes import DTYPES, to_float
+from sharescan.neighbors import axis_sample
 from sharescan.table import TensorEntry
 
-__all__ = ["Digest", "compute_digests", "content_hash", "transpose_partners"]
+__all__ = ["Digest", "compute_digests", "content_hash", "matrix_view", "GRID", "ROW_SAMPLE", "float_values"]
 
 logger = logging.getLogger(__name__)
 
+GRID = 32  # grid sample: GRID x GRID elements of the (rows, rest) view
+ROW_SAMPLE = 32  # elements sampled from every row, for duplicate-row search
+_VECTOR_SAMPLE = GRID * GRID  # a 1-row view samples this many elements instead
+_CHUNK_ELEMENTS = 1 << 22  # rows are processed in chunks of about this many elements
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class Digest:
     content: int  # xxh3-64 of the tensor's bytes
-    transposed: int | None  # xxh3-64 of its transpose's bytes; only for 2-D tensors with a partner shape
-    # Float tensors only: hash of the sign pattern (normalised so the first
-    # nonzero element is positive) and the index of the largest |value|. Both
-    # survive w -> c*w for any c != 0 up to rounding ties, so negated and
-    # scaled copies land in one bucket.
-    scale_key: tuple[int, int] | None
     nonfinite: bool  # holds NaN or Inf: compared as bytes only, never by value
     has_nan: bool  # NaN in particular: worth a warning (-Inf is common in attention masks)
+    # Float tensors: L2 norm (float64). 0 for other dtypes.
+    norm: float
+    # Grid sample of the (rows, rest) view, in the storage dtype; None when empty.
+    grid: np.ndarray | None
+    # Rows of the (rows, rest) view: ROW_SAMPLE elements of each (storage dtype)
+    # and, for floats, each row's L2 norm. None when rows are not worth indexing.
+    row_sample: np.ndarray | None
+    row_norms: np.ndarray | None
 
 
 def content_hash(array: np.ndarray) -> int:
     # xxh3 runs at memory speed; a collision only costs a byte comparison.
-    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(array).view(np.uint8).reshape(-1).data)
+    return xxhash.xxh3_64_intdigest(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
 
 
-def transpose_partners(entries: Sequence[TensorEntry], units: Sequence[int]) -> set[int]:
-    """2-D units for which some other unit has the transposed shape and same dtype."""
-    shapes: dict[tuple[str, tuple[int, ...]], int] = {}
-    for i in units:
-        e = entries[i]
-        if len(e.shape) == 2:
-            shapes[(e.dtype, e.shape)] = shapes.get((e.dtype, e.shape), 0) + 1
-    out = set()
-    for i in units:
-        e = entries[i]
-        if len(e.shape) != 2 or e.numel == 0:
-            continue
-        rows, cols = e.shape
-        partners = shapes.get((e.dtype, (cols, rows)), 0) - (1 if rows == cols else 0)
-        if partners > 0:
-            out.add(i)
-    return out
+def matrix_view(array: np.ndarray) -> np.ndarray:
+    """The (rows, rest) view every sample and row relation uses."""
+    if array.ndim == 0:
+        return array.reshape(1, 1)
+    if array.ndim == 1:
+        return array.reshape(1, -1)
+    return array.reshape(array.shape[0], -1)
 
 
-def _digest(entry: TensorEntry, want_transpose: bool) -> Digest:
+def float_values(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Values as float32/float64 for arithmetic (float16 and bfloat16 widened)."""
+    values = to_float(array, dtype)
+    return values.astype(np.float32) if values.dtype == np.float16 else values
+
+
+def grid_index(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = shape
+    if rows == 1:
+        return np.zeros(1, dtype=np.intp), axis_sample(cols, _VECTOR_SAMPLE)
+    return axis_sample(rows, GRID), axis_sample(cols, GRID)
+
+
+def rows_worth_indexing(entry: TensorEntry) -> bool:
+    """Row dedup stores an int32 index per row: pointless for short rows or one row."""
+    if len(entry.shape) < 2 or entry.shape[0] < 2:
+        return False
+    return entry.nbytes // entry.shape[0] > 4
+
+
+def _digest(entry: TensorEntry) -> Digest:
     array = entry.read()
     content = content_hash(array)
-    transposed = content_hash(np.ascontiguousarray(array.T)) if want_transpose else None
+    if entry.numel == 0:
+        return Digest(content, False, False, 0.0, None, None, None)
     dt = DTYPES[entry.dtype]
+    view = matrix_view(array)
+    ri, ci = grid_index(view.shape)
+    grid = np.ascontiguousarray(view[np.ix_(ri, ci)])
+    with_rows = rows_worth_indexing(entry)
+    row_sample = np.ascontiguousarray(view[:, axis_sample(view.shape[1], ROW_SAMPLE)]) if with_rows else None
+    if not dt.is_float or not (dt.numpy_native or dt.name == "bfloat16"):
+        return Digest(content, False, False, 0.0, grid, row_sample, None)
+    row_sq = _row_squares(view, entry.dtype)
+    total = float(row_sq.sum())
     nonfinite = has_nan = False
-    scale_key = None
-    if dt.is_float and entry.numel > 0 and (dt.numpy_native or dt.name == "bfloat16"):
-        values = to_float(array, entry.dtype).reshape(-1)
+    if not math.isfinite(total):
+        values = float_values(view, entry.dtype)
         nonfinite = not bool(np.isfinite(values).all())
         has_nan = nonfinite and bool(np.isnan(values).any())
-        # A single element is trivially a multiple of any other: not a finding.
-        if not nonfinite and entry.numel > 1:
-            signs = np.sign(values).astype(np.int8)
-            nz = np.flatnonzero(signs)
-            if nz.size:
-                if signs[nz[0]] < 0:
-                    signs = -signs
-                scale_key = (content_hash(signs), int(np.argmax(np.abs(values))))
-    return Digest(content, transposed, scale_key, nonfinite, has_nan)
+        if not nonfinite:  # squares overflowed float32: redo in float64
+            row_sq = _row_squares(view, entry.dtype, np.float64)
+            total = float(row_sq.sum())
+    norm = math.sqrt(total) if not nonfinite else math.nan
+    row_norms = np.sqrt(row_sq) if with_rows and not nonfinite else None
+    return Digest(content, nonfinite, has_nan, norm, grid, row_sample, row_norms)
+
+
+def _row_squares(view: np.ndarray, dtype: str, acc: type = np.float32) -> np.ndarray:
+    """Sum of squares of every row, chunked so no full-size temporary is made."""
+    rows, cols = view.shape
+    out = np.empty(rows, dtype=np.float64)
+    step = max(1, _CHUNK_ELEMENTS // max(cols, 1))
+    for start in range(0, rows, step):
+        block = float_values(view[start : start + step], dtype)
+        if block.dtype != acc:
+            block = block.astype(acc)
+        out[start : start + step] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 def compute_digests(
@@ -85,11 +125,10 @@ def compute_digests(
     units: Sequence[int],
     on_tensor: Callable[[int], None] | None = None,
 ) -> dict[int, Digest]:
-    """Digest every unit (one entry per distinct storage)."""
-    partners = transpose_partners(entries, units)
+    """Digest every unit (one entry per distinct storage), reading each once."""
     out: dict[int, Digest] = {}
     for i in units:
-        out[i] = _digest(entries[i], i in partners)
+        out[i] = _digest(entries[i])
         if on_tensor is not None:
             on_tensor(entries[i].nbytes)
     return out

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
+from sharescan.detect.common import same_bytes
 from sharescan.digest import Digest
 from sharescan.groups import Group
 from sharescan.table import TensorEntry
 
-__all__ = ["find_identical", "same_bytes"]
-
-
-def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b)
-    return a.nbytes == b.nbytes and bool(np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+__all__ = ["find_identical"]
 
 
 def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:

@@ -9,42 +9,56 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sharescan.detect.identical import same_bytes
-from sharescan.digest import Digest
+from sharescan.detect.common import bits, value_units
+from sharescan.digest import Digest, float_values
 from sharescan.dtypes import DTYPES
 from sharescan.groups import Group
+from sharescan.neighbors import close_pairs
 from sharescan.table import TensorEntry
 
-__all__ = ["find_negated", "scale_buckets", "flip_sign"]
+__all__ = ["find_negated", "direction_pairs", "flip_sign"]
+
+# Grid samples of w and c*w point the same way up to the dtype's rounding;
+# this radius (on unit vectors) is far above rounding and far below unrelated.
+_DIRECTION_RADIUS = 1e-2
 
 
-def scale_buckets(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[list[int]]:
-    """Units that may be scalar multiples of each other (same dtype, shape, scale key)."""
-    buckets: dict[tuple[str, tuple[int, ...], tuple[int, int]], list[int]] = {}
-    for i in units:
-        d = digests[i]
-        if d.scale_key is not None and not d.nonfinite:
-            e = entries[i]
-            buckets.setdefault((e.dtype, e.shape, d.scale_key), []).append(i)
-    return [b for b in buckets.values() if len(b) > 1]
+def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[tuple[int, int]]:
+    """Pairs (a, b), a before b, whose samples are parallel or antiparallel."""
+    buckets: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for i in value_units(entries, units, digests):
+        buckets.setdefault((entries[i].dtype, entries[i].shape), []).append(i)
+    pairs = []
+    for members in buckets.values():
+        if len(members) < 2:
+            continue
+        points = []
+        for i in members:
+            v = float_values(digests[i].grid, entries[i].dtype).reshape(-1).astype(np.float64)
+            nz = np.flatnonzero(v)
+            n = np.linalg.norm(v)
+            points.append(v / n * np.sign(v[nz[0]]) if n > 0 else np.full_like(v, np.nan))
+        pts = np.array(points)
+        ok = ~np.isnan(pts).any(axis=1)
+        index = np.flatnonzero(ok)
+        found = close_pairs(pts[ok], _DIRECTION_RADIUS)
+        pairs.extend((members[index[a]], members[index[b]]) for a, b in found)
+    order = {u: k for k, u in enumerate(units)}
+    return sorted(((a, b) if order[a] < order[b] else (b, a) for a, b in pairs), key=lambda p: (order[p[0]], order[p[1]]))
 
 
 def flip_sign(array: np.ndarray, dtype: str) -> np.ndarray:
     dt = DTYPES[dtype]
-    bits = np.ascontiguousarray(array).view(f"u{dt.itemsize}")
-    return bits ^ np.array(dt.sign_mask, dtype=bits.dtype)
+    return bits(np.ascontiguousarray(array)) ^ np.array(dt.sign_mask, dtype=f"u{dt.itemsize}")
 
 
 def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
-    groups = []
-    for bucket in scale_buckets(entries, units, digests):
-        claimed: set[int] = set()
-        for a in bucket:
-            if a in claimed:
-                continue
-            negated = flip_sign(entries[a].read(), entries[a].dtype)
-            copies = [b for b in bucket if b != a and b not in claimed and same_bytes(negated, entries[b].read())]
-            if copies:
-                claimed.update([a, *copies])
-                groups.append(Group("negated", (a, *copies)))
-    return groups
+    partners: dict[int, list[int]] = {}
+    claimed: set[int] = set()
+    for a, b in direction_pairs(entries, units, digests):
+        if a in claimed or b in claimed:
+            continue
+        if np.array_equal(flip_sign(entries[a].read(), entries[a].dtype), bits(entries[b].read())):
+            partners.setdefault(a, []).append(b)
+            claimed.add(b)
+    return [Group("negated", (a, *bs)) for a, bs in partners.items() if a not in claimed]

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sharescan.detect.identical import same_bytes
-from sharescan.detect.negated import scale_buckets
+from sharescan.detect.common import same_bytes
+from sharescan.detect.negated import direction_pairs
 from sharescan.digest import Digest
 from sharescan.dtypes import DTYPES, bfloat16_round, to_float
 from sharescan.groups import Group
@@ -56,28 +56,23 @@ def _ratio(a: np.ndarray, b: np.ndarray, dtype: str) -> float | None:
 
 
 def find_scaled(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
-    groups = []
-    for bucket in scale_buckets(entries, units, digests):
-        claimed: set[int] = set()
-        for a in bucket:
-            if a in claimed:
-                continue
-            dtype = entries[a].dtype
-            rep = entries[a].read()
-            members, scales = [a], [1.0]
-            for b in bucket:
-                if b == a or b in claimed:
-                    continue
-                other = entries[b].read()
-                c = _ratio(rep, other, dtype)
-                if c is None:
-                    continue
-                for c_stored in _nearby(round_scalar(c, dtype), dtype):
-                    if same_bytes(scale_exactly(rep, dtype, c_stored), other):
-                        members.append(b)
-                        scales.append(c_stored)
-                        break
-            if len(members) > 1:
-                claimed.update(members)
-                groups.append(Group("scaled", tuple(members), tuple(scales)))
-    return groups
+    partners: dict[int, list[tuple[int, float]]] = {}
+    claimed: set[int] = set()
+    for a, b in direction_pairs(entries, units, digests):
+        if a in claimed or b in claimed:
+            continue
+        dtype = entries[a].dtype
+        rep, other = entries[a].read(), entries[b].read()
+        c = _ratio(rep, other, dtype)
+        if c is None:
+            continue
+        for c_stored in _nearby(round_scalar(c, dtype), dtype):
+            if same_bytes(scale_exactly(rep, dtype, c_stored), other):
+                partners.setdefault(a, []).append((b, c_stored))
+                claimed.add(b)
+                break
+    return [
+        Group("scaled", (a, *(b for b, _ in bs)), (1.0, *(c for _, c in bs)))
+        for a, bs in partners.items()
+        if a not in claimed
+    ]

@@ -2,45 +2,45 @@
 
 This is the copy ``torch.onnx.export`` writes for a tied embedding after
 constant folding: the embedding [V, D] for Gather, and its transpose [D, V]
-for the output MatMul.
+for the output MatMul. Candidates come from the grid samples (the sample of
+w.T is the transpose of w's sample), so no transposed copy of a full tensor
+is ever made; each candidate is then compared element by element.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
-from sharescan.detect.identical import same_bytes
-from sharescan.digest import Digest
+from sharescan.detect.common import bits
+from sharescan.digest import Digest, content_hash
 from sharescan.groups import Group
 from sharescan.table import TensorEntry
 
 __all__ = ["find_transposed"]
 
 
+def _transposable(e: TensorEntry, d: Digest) -> bool:
+    return len(e.shape) == 2 and min(e.shape) > 1 and d.grid is not None
+
+
 def find_transposed(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
-    by_content: dict[tuple[str, tuple[int, ...], int], list[int]] = {}
+    by_sample: dict[tuple[str, tuple[int, ...], int], list[int]] = {}
     for i in units:
-        e = entries[i]
-        by_content.setdefault((e.dtype, e.shape, digests[i].content), []).append(i)
+        e, d = entries[i], digests[i]
+        if _transposable(e, d):
+            by_sample.setdefault((e.dtype, e.shape, content_hash(d.grid)), []).append(i)
     claimed: set[int] = set()
     groups = []
     for i in units:  # file order: the first of a pair is kept
-        d = digests[i]
-        if d.transposed is None or i in claimed:
+        e, d = entries[i], digests[i]
+        if i in claimed or not _transposable(e, d):
             continue
-        e = entries[i]
-        key = (e.dtype, (e.shape[1], e.shape[0]), d.transposed)
-        copies = []
-        transposed_bytes: np.ndarray | None = None
-        for j in by_content.get(key, []):
-            if j == i or j in claimed:
-                continue
-            if transposed_bytes is None:
-                transposed_bytes = np.ascontiguousarray(e.read().T)
-            if same_bytes(transposed_bytes, entries[j].read()):
-                copies.append(j)
+        key = (e.dtype, (e.shape[1], e.shape[0]), content_hash(d.grid.T))
+        candidates = [j for j in by_sample.get(key, []) if j != i and j not in claimed]
+        if not candidates:
+            continue
+        rep = bits(e.read()).T
+        copies = [j for j in candidates if (rep == bits(entries[j].read())).all()]
         if copies:
             claimed.update([i, *copies])
             groups.append(Group("transposed", (i, *copies)))

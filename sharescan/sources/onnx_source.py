@@ -163,7 +163,7 @@ def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: st
     length = int(info.get("length", nbytes))
     size = target.stat().st_size
     if length != nbytes or offset + nbytes > size:
-        raise InputError(f"{path}: external data of tensor {name!r} ({location}, offset {offset}, {length} bytes) does not fit the {size}-byte file; it is truncated or corrupt")
+        raise InputError(f"{path}: external data of tensor {name!r} ({location}, offset {offset}, {length} bytes) does not fit the {size}-byte file; it is truncated or corrupt: copy {location} again or re-export the model")
     external.add(target)
 
     def read() -> np.ndarray:

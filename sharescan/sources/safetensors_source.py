@@ -54,14 +54,14 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
             raise InputError(f"{path}: truncated safetensors file (no header); re-save or re-download it")
         (n,) = struct.unpack("<Q", head)
         if n == 0 or n > _MAX_HEADER or 8 + n > size:
-            raise InputError(f"{path}: not a valid safetensors file (header length {n} does not fit a {size}-byte file)")
+            raise InputError(f"{path}: not a valid safetensors file (header length {n} does not fit a {size}-byte file); it is truncated or corrupt: re-save or re-download it")
         raw = f.read(n)
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: corrupt safetensors header ({e.__class__.__name__}); re-save or re-download it") from None
     if not isinstance(header, dict):
-        raise InputError(f"{path}: corrupt safetensors header (not a JSON object)")
+        raise InputError(f"{path}: corrupt safetensors header (not a JSON object); re-save or re-download it")
     metadata = header.pop("__metadata__", None) or {}
     return header, metadata, 8 + n
 
@@ -77,7 +77,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             shape = tuple(int(d) for d in info["shape"])
             begin, end = (int(x) for x in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: tensor {name!r} has a malformed header entry; the file is corrupt") from None
+            raise InputError(f"{path}: tensor {name!r} has a malformed header entry; the file is corrupt: re-save or re-download it") from None
         if code not in _DTYPE_CODES:
             raise InputError(f"{path}: tensor {name!r} has dtype {code!r}, which sharescan does not read ({', '.join(_DTYPE_CODES)})")
         dtype = _DTYPE_CODES[code]
@@ -86,7 +86,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
         for d in shape:
             expected *= d
         if any(d < 0 for d in shape) or end - begin != expected or begin < 0:
-            raise InputError(f"{path}: tensor {name!r} declares {end - begin} bytes for shape {list(shape)} {dtype}; the file is corrupt")
+            raise InputError(f"{path}: tensor {name!r} declares {end - begin} bytes for shape {list(shape)} {dtype}; the file is corrupt: re-save or re-download it")
         if data_start + end > size:
             raise InputError(f"{path}: truncated file: tensor {name!r} ends at byte {data_start + end} of {size}; re-save or re-download it")
         entry = TensorEntry(

@@ -74,10 +74,14 @@ def load_torchscript(path: Path, model: int) -> LoadedModel:
 def load_torch_export(path: Path, model: int) -> LoadedModel:
     import torch
 
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # torch logs a traceback of its own for a bad archive
     try:
         program = torch.export.load(str(path))
     except Exception as e:  # torch.export raises many types for a bad archive
-        raise InputError(f"{path}: unreadable torch.export program ({e.__class__.__name__}: {_first_line(e)}); re-save it with torch.export.save") from None
+        raise InputError(f"{path}: not a readable torch.export program ({e.__class__.__name__}); re-save it with torch.export.save") from None
+    finally:
+        logging.disable(previous)
     tensors = [(n, t) for n, t in program.state_dict.items() if isinstance(t, torch.Tensor)]
     tensors += [(n, t) for n, t in program.constants.items() if isinstance(t, torch.Tensor)]
     return LoadedModel(str(path), "torch.export", tuple(_entries(tensors, model)), path.stat().st_size)
@@ -90,19 +94,22 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle, mmap=mmap)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+        # torch says "Weights only load failed" for damaged pickles too: only a
+        # refused global means the file holds objects that --trust-pickle would load.
+        text = str(e)
+        if "Unsupported global" in text or "unsupported GLOBAL" in text or "Unsupported class" in text:
             culprit = _unsupported_global(str(e))
             raise InputError(f"{path}: holds pickled Python objects{culprit}, not just tensors; re-save its state_dict(), or {_TRUST_HINT}") from None
-        raise InputError(f"{path}: corrupt pickle ({_first_line(e)}); the file is damaged or not a PyTorch checkpoint") from None
+        raise InputError(f"{path}: corrupt pickle; the file is damaged or not a PyTorch checkpoint: re-save or re-download it") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
-        raise InputError(f"{path}: unreadable PyTorch file ({_first_line(e)}); it is truncated, corrupt or not a torch.save file") from None
+        raise InputError(f"{path}: unreadable PyTorch file ({e.__class__.__name__}); it is truncated, corrupt or not a torch.save file: re-save or re-download it") from None
 
 
 def _unsupported_global(message: str) -> str:
-    marker = "Unsupported global: GLOBAL "
-    if marker in message:
-        rest = message.split(marker, 1)[1]
-        return f" ({rest.split()[0].rstrip('.,')})"
+    for marker in ("Unsupported global: GLOBAL ", "unsupported GLOBAL "):
+        if marker in message:
+            rest = message.split(marker, 1)[1]
+            return f" ({rest.split()[0].rstrip('.,')})"
     return ""
 
 

@@ -1,0 +1,75 @@
+"""Helpers the detectors share: byte comparison, sample points, exact distances."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from sharescan.digest import Digest, float_values, matrix_view
+from sharescan.dtypes import DTYPES
+from sharescan.table import TensorEntry
+
+__all__ = ["bits", "same_bytes", "value_units", "distance", "Distance"]
+
+
+def bits(array: np.ndarray) -> np.ndarray:
+    """The array's elements as unsigned ints of the same width: bitwise comparison."""
+    return array.view(f"u{array.dtype.itemsize}") if array.dtype.kind != "b" else array.view(np.uint8)
+
+
+def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype.itemsize == b.dtype.itemsize and bool(np.array_equal(bits(a), bits(b)))
+
+
+def value_units(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[int]:
+    """Units that value relations may use: finite floats with more than one element and a nonzero norm."""
+    out = []
+    for i in units:
+        e, d = entries[i], digests[i]
+        if DTYPES[e.dtype].is_float and e.numel > 1 and not d.nonfinite and d.norm > 0 and d.grid is not None:
+            out.append(i)
+    return out
+
+
+class Distance:
+    """Exact distance between two tensors, computed in float64 by row blocks."""
+
+    def __init__(self, max_abs: float, diff_norm: float, norm_a: float, norm_b: float) -> None:
+        self.max_abs = max_abs
+        self.diff_norm = diff_norm
+        self.norm_a = norm_a
+        self.norm_b = norm_b
+
+    @property
+    def relative(self) -> float:
+        """||a - b|| / max(||a||, ||b||): symmetric, and 0 <= . <= 2."""
+        scale = max(self.norm_a, self.norm_b)
+        return self.diff_norm / scale if scale > 0 else (0.0 if self.diff_norm == 0 else math.inf)
+
+    @property
+    def error_of_b(self) -> float:
+        """||a - b|| / ||b||: the error made by storing a in place of b."""
+        return self.diff_norm / self.norm_b if self.norm_b > 0 else (0.0 if self.diff_norm == 0 else math.inf)
+
+
+def distance(a: TensorEntry, b: TensorEntry, transposed: bool = False, block: int = 1 << 20) -> Distance:
+    """Distance between a (or a's transpose) and b."""
+    x = float_values(a.read(), a.dtype)
+    y = float_values(b.read(), b.dtype)
+    if transposed:
+        x = x.T
+    x, y = matrix_view(np.ascontiguousarray(x)) if transposed else matrix_view(x), matrix_view(y)
+    rows = max(1, block // max(x.shape[1], 1))
+    max_abs = sq = sq_a = sq_b = 0.0
+    for start in range(0, x.shape[0], rows):
+        xa = x[start : start + rows].astype(np.float64)
+        yb = y[start : start + rows].astype(np.float64)
+        diff = xa - yb
+        if diff.size:
+            max_abs = max(max_abs, float(np.abs(diff).max()))
+        sq += float(np.einsum("ij,ij->", diff, diff))
+        sq_a += float(np.einsum("ij,ij->", xa, xa))
+        sq_b += float(np.einsum("ij,ij->", yb, yb))
+    return Distance(max_abs, math.sqrt(sq), math.sqrt(sq_a), math.sqrt(sq_b))
