@@ -7,23 +7,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sharescan.detect import EXACT_DETECTORS, find_aliased
+from sharescan.detect.candidates import find_candidates
+from sharescan.detect.near import find_near
+from sharescan.detect.rows import find_rows
 from sharescan.digest import Digest, compute_digests
 from sharescan.errors import InputError
 from sharescan.groups import Group
 from sharescan.plan import account
-from sharescan.result import AnalysisResult
+from sharescan.result import AnalysisResult, Settings
 from sharescan.sources import LoadOptions, load_model
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["AnalysisOptions", "analyze", "Progress"]
+__all__ = ["AnalysisOptions", "analyze", "Progress", "DEFAULT_TOL"]
 
 logger = logging.getLogger(__name__)
+
+# Merging tensors within 2e-3 changes each about as much as casting it to
+# bfloat16 does (bf16 rounding: about 1.1e-3 relative L2 on typical weights).
+DEFAULT_TOL = 2e-3
 
 
 @dataclass(frozen=True)
 class AnalysisOptions:
     key: str | None = None  # dotted path into nested PyTorch checkpoints
     trust_pickle: bool = False  # let PyTorch files unpickle arbitrary objects (runs code)
+    tol: float | None = DEFAULT_TOL  # near-equal tensors; None: exact relations only
+    row_tol: float | None = DEFAULT_TOL  # near-equal rows; None: identical rows only
+    candidates: int = 5  # closest not-merged pairs to list for tying
 
 
 class Progress:
@@ -34,10 +44,19 @@ class Progress:
     def stop(self) -> None: ...
 
 
+def _check(options: AnalysisOptions) -> None:
+    for flag, value in (("--tol", options.tol), ("--row-tol", options.row_tol)):
+        if value is not None and not 0 < value < 1:
+            raise InputError(f"{flag} {value}: a relative distance must lie strictly between 0 and 1 (e.g. 2e-3)")
+    if options.candidates < 0:
+        raise InputError(f"--candidates {options.candidates}: must be 0 or more")
+
+
 def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), progress: Progress | None = None) -> AnalysisResult:
     """Analyse one or more models together: every relation within and across them."""
     if not paths:
         raise InputError("no model given; pass one or more model paths")
+    _check(options)
     load_options = LoadOptions(key=options.key, trust_pickle=options.trust_pickle)
     models: list[LoadedModel] = []
     for k, path in enumerate(paths):
@@ -56,13 +75,21 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
         progress.stop()
     found: list[Group] = list(groups)
     remaining = list(units)
-    for detector in EXACT_DETECTORS:
-        new = detector(entries, remaining, digests)
-        claimed = {i for g in new for i in g.members[1:]}
-        remaining = [i for i in remaining if i not in claimed]
+
+    def claim(new: list[Group]) -> None:
+        nonlocal remaining
+        taken = {i for g in new for i in g.members[1:]}
+        remaining = [i for i in remaining if i not in taken]
         found.extend(new)
+
+    for detector in EXACT_DETECTORS:
+        claim(detector(entries, remaining, digests))
+    if options.tol is not None:
+        claim(find_near(entries, remaining, digests, options.tol))
+    found.extend(find_rows(entries, remaining, digests, options.row_tol))
+    candidates = find_candidates(entries, units, digests, found, options.candidates)
     warnings = _warnings(models, entries, digests)
-    return account(models, entries, found, digests, warnings)
+    return account(models, entries, found, digests, Settings(options.tol, options.row_tol), candidates, warnings)
 
 
 def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests: Mapping[int, Digest]) -> list[str]:

@@ -68,8 +68,24 @@ Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @click.option("--fail-above", help="Exit 1 if reclaimable bytes exceed this: bytes (1500, 10MB, 10MiB) or a percentage of unique bytes (5%).")
 @click.option("--key", help="Dotted path of the state dict inside a nested PyTorch checkpoint (e.g. 'model').")
 @click.option("--trust-pickle", is_flag=True, help="Allow PyTorch files that unpickle Python objects. Unpickling can run code: only for files you trust.")
+@click.option("--tol", type=float, default=None, help="Merge near-equal tensors within this relative L2 distance ||a-b||/max(||a||,||b||). [default: 2e-3]")
+@click.option("--row-tol", type=float, default=None, help="Merge near-equal rows within this relative distance. [default: 2e-3]")
+@click.option("--exact", is_flag=True, help="Exact relations only: no near-equal tensors or rows.")
+@click.option("--candidates", default=5, show_default=True, type=int, help="Closest not-merged same-shape pairs to list as candidates for tying (0: none).")
 @click.option("--top", default=50, show_default=True, type=click.IntRange(min=1), help="Groups shown in the terminal and Markdown tables (JSON has all).")
-def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, top: int) -> None:
+def analyze(
+    models: tuple[str, ...],
+    as_json: bool,
+    report_path: Path | None,
+    fail_above: str | None,
+    key: str | None,
+    trust_pickle: bool,
+    tol: float | None,
+    row_tol: float | None,
+    exact: bool,
+    candidates: int,
+    top: int,
+) -> None:
     """Analyse MODEL files or folders (PyTorch, TorchScript, .pt2, safetensors, ONNX, Hugging Face folders)."""
     from sharescan.units import parse_threshold
 
@@ -82,11 +98,20 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, fa
     if report_path is not None:
         _check_writable(report_path)
 
-    from sharescan.analysis import AnalysisOptions, analyze as run_analysis
+    from sharescan.analysis import DEFAULT_TOL, AnalysisOptions, analyze as run_analysis
     from sharescan.errors import InputError
 
+    if exact and (tol is not None or row_tol is not None):
+        _fail("--exact excludes --tol and --row-tol; pass one or the other")
+    options = AnalysisOptions(
+        key=key,
+        trust_pickle=trust_pickle,
+        tol=None if exact else (DEFAULT_TOL if tol is None else tol),
+        row_tol=None if exact else (DEFAULT_TOL if row_tol is None else row_tol),
+        candidates=candidates,
+    )
     try:
-        result = run_analysis(list(models), AnalysisOptions(key=key, trust_pickle=trust_pickle), _progress())
+        result = run_analysis(list(models), options, _progress())
     except InputError as e:
         _fail(e.message)
     except MemoryError:

@@ -5,14 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Group", "Relation", "RELATIONS"]
+__all__ = ["Group", "Relation", "RELATIONS", "RowStats", "Candidate"]
 
-Relation = Literal["aliased", "identical", "transposed", "negated", "scaled"]
+Relation = Literal["aliased", "identical", "transposed", "negated", "scaled", "near", "rows"]
 
 # The order detectors run in, and the order of the per-relation totals: a
 # tensor claimed by an earlier relation is not offered to a later one, so no
 # byte is reclaimed twice.
-RELATIONS: tuple[Relation, ...] = ("aliased", "identical", "transposed", "negated", "scaled")
+RELATIONS: tuple[Relation, ...] = ("aliased", "identical", "transposed", "negated", "scaled", "near", "rows")
+
+
+@dataclass(frozen=True)
+class RowStats:
+    """Duplicate rows of the member tensors, stored as unique rows plus an index."""
+
+    n_rows: int  # rows of all member tensors together
+    distinct_rows: int  # rows left once duplicates (and near rows, with --row-tol) are merged
+    row_bytes: int  # bytes of one row
+    index_bytes: int  # the int32 index (one per row) that the unique-rows form needs
+    # Bytes each member gives back: its merged rows minus its share of the index.
+    reclaimed: tuple[int, ...]
+
+    @property
+    def reclaimable_bytes(self) -> int:
+        return sum(self.reclaimed)
 
 
 @dataclass(frozen=True)
@@ -24,5 +40,19 @@ class Group:
     # For "scaled": member i equals scales[i] * representative, exactly in its
     # dtype (scales[0] == 1.0). Empty for the other relations.
     scales: tuple[float, ...] = ()
-    max_abs_error: float = 0.0  # largest |rebuilt - original| over members (0 when exact)
-    rel_error: float = 0.0  # ||rebuilt - original||_2 / ||original||_2, worst member
+    # For "near": member i is close to the representative's transpose.
+    transposed: tuple[bool, ...] = ()
+    max_abs_error: float = 0.0  # largest |representative - member| element (0 when exact)
+    rel_error: float = 0.0  # worst ||representative - member|| / ||member|| over members
+    rows: RowStats | None = None  # for "rows"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Two same-shape tensors that are not near enough to merge: worth tying?"""
+
+    a: int
+    b: int
+    transposed: bool  # b is compared with a's transpose
+    rel_distance: float  # ||a - b|| / max(||a||, ||b||), exact
+    max_abs_diff: float

@@ -2,7 +2,7 @@
 
 Every byte is counted once: aliases share one storage, and a storage claimed
 by one group is never offered to a later detector, so summing groups cannot
-double count.
+double count. Row groups reclaim merged rows minus their index.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sharescan.digest import Digest
-from sharescan.groups import RELATIONS, Group
-from sharescan.result import AnalysisResult, GroupReport, Member, ModelReport, Totals
+from sharescan.groups import RELATIONS, Candidate, Group
+from sharescan.result import AnalysisResult, CandidateReport, GroupReport, Member, ModelReport, RowsReport, Settings, Totals
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["account"]
@@ -22,15 +22,28 @@ def account(
     entries: Sequence[TensorEntry],
     groups: Sequence[Group],
     digests: Mapping[int, Digest],
+    settings: Settings,
+    candidates: Sequence[Candidate] = (),
     warnings: Sequence[str] = (),
 ) -> AnalysisResult:
     reclaimed_by_model = [0] * len(models)
     by_relation = dict.fromkeys(RELATIONS, 0)
     reports = []
     seen: set[tuple[int, str]] = set()
+
+    def member(i: int, scale: float | None = None, transposed: bool = False) -> Member:
+        e = entries[i]
+        return Member(models[e.model].path, e.name, e.shape, e.dtype, scale, transposed)
+
     for g in groups:
         reclaimable = 0
-        if g.relation != "aliased":
+        rows = None
+        if g.rows is not None:
+            for i, n in zip(g.members, g.rows.reclaimed):
+                reclaimed_by_model[entries[i].model] += n
+            reclaimable = g.rows.reclaimable_bytes
+            rows = RowsReport(g.rows.n_rows, g.rows.distinct_rows, g.rows.row_bytes, g.rows.index_bytes)
+        elif g.relation != "aliased":
             for i in g.members[1:]:
                 e = entries[i]
                 storage = (e.model, e.storage)
@@ -41,16 +54,11 @@ def account(
                 reclaimed_by_model[e.model] += e.nbytes
         by_relation[g.relation] += reclaimable
         members = tuple(
-            Member(
-                models[entries[i].model].path,
-                entries[i].name,
-                entries[i].shape,
-                entries[i].dtype,
-                g.scales[k] if g.scales else None,
-            )
+            member(i, g.scales[k] if g.scales else None, bool(g.transposed and g.transposed[k]))
             for k, i in enumerate(g.members)
         )
-        reports.append(GroupReport(g.relation, members, entries[g.members[0]].nbytes, reclaimable, g.max_abs_error, g.rel_error))
+        each = entries[g.members[0]].nbytes
+        reports.append(GroupReport(g.relation, members, each, reclaimable, g.max_abs_error, g.rel_error, rows))
     order = {r: k for k, r in enumerate(RELATIONS)}
     reports.sort(key=lambda r: (-r.reclaimable_bytes, order[r.relation], r.members[0].model, r.members[0].name))
 
@@ -80,4 +88,7 @@ def account(
         reclaimable_bytes=sum(reclaimed_by_model),
         by_relation=tuple(by_relation.items()),
     )
-    return AnalysisResult(tuple(model_reports), tuple(reports), totals, tuple(warnings))
+    candidate_reports = tuple(
+        CandidateReport(member(c.a), member(c.b), c.transposed, c.rel_distance, c.max_abs_diff) for c in candidates
+    )
+    return AnalysisResult(tuple(model_reports), tuple(reports), totals, settings, candidate_reports, tuple(warnings))

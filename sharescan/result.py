@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Member", "GroupReport", "ModelReport", "Totals", "AnalysisResult"]
+__all__ = ["SCHEMA_VERSION", "Member", "GroupReport", "RowsReport", "CandidateReport", "ModelReport", "Totals", "Settings", "AnalysisResult"]
 
 # Bump on any change a JSON consumer could notice (renamed or removed keys).
 SCHEMA_VERSION = 1
@@ -18,12 +18,44 @@ class Member:
     shape: tuple[int, ...]
     dtype: str
     scale: float | None = None  # "scaled": this member = scale * representative
+    transposed: bool = False  # "near": this member is close to the representative's transpose
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "name": self.name, "shape": list(self.shape), "dtype": self.dtype}
         if self.scale is not None:
             out["scale"] = self.scale
+        if self.transposed:
+            out["transposed"] = True
         return out
+
+
+@dataclass(frozen=True)
+class RowsReport:
+    n_rows: int
+    distinct_rows: int
+    row_bytes: int
+    index_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_rows": self.n_rows, "distinct_rows": self.distinct_rows, "row_bytes": self.row_bytes, "index_bytes": self.index_bytes}
+
+
+@dataclass(frozen=True)
+class CandidateReport:
+    a: Member
+    b: Member
+    transposed: bool  # b is compared with a's transpose
+    rel_distance: float  # ||a - b|| / max(||a||, ||b||)
+    max_abs_diff: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "transposed": self.transposed,
+            "rel_distance": self.rel_distance,
+            "max_abs_diff": self.max_abs_diff,
+        }
 
 
 @dataclass(frozen=True)
@@ -32,11 +64,12 @@ class GroupReport:
     members: tuple[Member, ...]  # members[0] is kept; the others are rebuilt from it
     bytes_each: int  # bytes of one member
     reclaimable_bytes: int
-    max_abs_error: float
-    rel_error: float
+    max_abs_error: float  # largest |kept - member| element over members (0 when exact)
+    rel_error: float  # worst ||kept - member|| / ||member|| (0 when exact)
+    rows: RowsReport | None = None  # "rows" only
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "relation": self.relation,
             "members": [m.to_dict() for m in self.members],
             "bytes_each": self.bytes_each,
@@ -44,6 +77,9 @@ class GroupReport:
             "max_abs_error": self.max_abs_error,
             "rel_error": self.rel_error,
         }
+        if self.rows is not None:
+            out["rows"] = self.rows.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -100,17 +136,30 @@ class Totals:
 
 
 @dataclass(frozen=True)
+class Settings:
+    tol: float | None  # near-equal tensors: relative distance limit (None: exact relations only)
+    row_tol: float | None  # near-equal rows: relative distance limit (None: identical rows only)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tol": self.tol, "row_tol": self.row_tol}
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     models: tuple[ModelReport, ...]
     groups: tuple[GroupReport, ...]  # sorted by reclaimable bytes, largest first
     totals: Totals
+    settings: Settings
+    candidates: tuple[CandidateReport, ...] = ()  # closest pairs not merged, closest first
     warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
+            "settings": self.settings.to_dict(),
             "models": [m.to_dict() for m in self.models],
             "groups": [g.to_dict() for g in self.groups],
+            "candidates": [c.to_dict() for c in self.candidates],
             "totals": self.totals.to_dict(),
             "warnings": list(self.warnings),
         }

@@ -20,7 +20,8 @@ def test_json_output_is_pure_json_with_the_documented_keys() -> None:
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["schema_version"] == 1
-    assert set(data) == {"schema_version", "models", "groups", "totals", "warnings"}
+    assert set(data) == {"schema_version", "settings", "models", "groups", "candidates", "totals", "warnings"}
+    assert data["settings"] == {"tol": 2e-3, "row_tol": 2e-3}
     assert set(data["models"][0]) >= {"path", "format", "n_tensors", "stored_bytes", "unique_bytes"}
     group = data["groups"][0]
     assert set(group) >= {"relation", "members", "reclaimable_bytes", "max_abs_error", "rel_error"}

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import sharescan
 from sharescan.report.markdown import render_markdown
 from sharescan.report.terminal import render_terminal
 from tests.conftest import ROOT
+from tests.helpers import save_safetensors
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -34,6 +36,35 @@ def _check(name: str, text: str, overwrite: bool) -> None:
 @pytest.fixture
 def in_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # reports show paths as given: keep them relative
+
+
+def _planted(folder: Path) -> str:
+    """A model with one of each value relation: near, near-transposed, and duplicate rows."""
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((64, 48)).astype(np.float32)
+    emb = rng.standard_normal((300, 16)).astype(np.float32)
+    emb[200:] = 0.0  # 100 untrained all-zero rows
+    emb[10] = emb[11] * (1 + 1e-4)  # one near-equal row
+    tensors = {
+        "layer0.weight": base,
+        "layer1.weight": (base + 1e-4 * rng.standard_normal(base.shape)).astype(np.float32),
+        "head.weight": (base.T + 5e-4 * rng.standard_normal(base.T.shape)).astype(np.float32),
+        "layer2.weight": (base + 0.05 * rng.standard_normal(base.shape)).astype(np.float32),
+        "embed.weight": emb,
+    }
+    save_safetensors(folder / "planted.safetensors", tensors)
+    return "planted.safetensors"
+
+
+def test_value_relations_reports_match_golden(overwrite: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    monkeypatch.chdir(tmp_path)
+    result = sharescan.analyze([_planted(tmp_path)])
+    buffer = io.StringIO()
+    render_terminal(result, Console(file=buffer, width=110, color_system=None, force_terminal=False))
+    _check("planted.out", buffer.getvalue(), overwrite)
+    _check("planted.md", render_markdown(result), overwrite)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sharescan.report.rows import GROUP_HEADER, MODEL_HEADER, group_row, model_rows, summary_lines
+from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, model_rows, summary_lines
 from sharescan.result import AnalysisResult
 
 __all__ = ["render_markdown"]
@@ -30,6 +30,8 @@ def render_markdown(result: AnalysisResult, top: int = 50) -> str:
     else:
         lines.append("No shared or duplicated tensors found.")
     lines.append("")
+    if result.candidates:
+        lines += ["## Closest pairs not merged (candidates for tying)", ""] + _table(CANDIDATE_HEADER, candidate_rows(result)) + [""]
     for m in result.models:
         if m.reused_initializers:
             names = ", ".join(f"`{n}` ({c} readers)" for n, c in m.reused_initializers)

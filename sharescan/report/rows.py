@@ -5,9 +5,10 @@ from __future__ import annotations
 from sharescan.result import AnalysisResult, GroupReport, Member
 from sharescan.units import human_bytes
 
-__all__ = ["member_label", "group_row", "model_rows", "summary_lines", "GROUP_HEADER", "MODEL_HEADER"]
+__all__ = ["member_label", "group_row", "model_rows", "summary_lines", "candidate_rows", "GROUP_HEADER", "MODEL_HEADER", "CANDIDATE_HEADER"]
 
-GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "max abs err")
+GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "max abs err", "rel err")
+CANDIDATE_HEADER = ("#", "a", "b", "rel distance", "max abs diff")
 MODEL_HEADER = ("#", "model", "format", "tensors", "stored", "unique", "reclaimable", "file")
 
 
@@ -19,18 +20,35 @@ def member_label(m: Member, result: AnalysisResult) -> str:
         label = f"m{index}:{label}"
     if m.scale is not None and m.scale != 1.0:
         label += f" = {m.scale:.6g} x first"
+    if m.transposed:
+        label += " ~ first.T"
     return label
+
+
+def _relation_cell(g: GroupReport) -> str:
+    if g.rows is None:
+        return g.relation
+    r = g.rows
+    return f"rows\n{r.n_rows:,} -> {r.distinct_rows:,} distinct\n(index {human_bytes(r.index_bytes)})"
 
 
 def group_row(k: int, g: GroupReport, result: AnalysisResult) -> tuple[str, ...]:
     return (
         str(k),
-        g.relation,
+        _relation_cell(g),
         "\n".join(member_label(m, result) for m in g.members),
         human_bytes(g.bytes_each),
         human_bytes(g.reclaimable_bytes),
         f"{g.max_abs_error:.3g}",
+        f"{g.rel_error:.3g}",
     )
+
+
+def candidate_rows(result: AnalysisResult) -> list[tuple[str, ...]]:
+    return [
+        (str(k), member_label(c.a, result), member_label(c.b, result) + (" (vs a.T)" if c.transposed else ""), f"{c.rel_distance:.4g}", f"{c.max_abs_diff:.4g}")
+        for k, c in enumerate(result.candidates, 1)
+    ]
 
 
 def model_rows(result: AnalysisResult) -> list[tuple[str, ...]]:
@@ -60,4 +78,8 @@ def summary_lines(result: AnalysisResult) -> list[str]:
     parts = [f"{rel} {human_bytes(n)}" for rel, n in t.by_relation if rel != "aliased"]
     aliased = sum(1 for g in result.groups if g.relation == "aliased")
     lines.append("by relation: " + ", ".join(parts) + f"; {aliased} aliased group(s) already shared")
+    s = result.settings
+    tol = f"near tensors within {s.tol:g}" if s.tol is not None else "exact relations only"
+    row_tol = f"rows within {s.row_tol:g}" if s.row_tol is not None else "identical rows only"
+    lines.append(f"tolerances (relative L2 distance): {tol}; {row_tol}")
     return lines

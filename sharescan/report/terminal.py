@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.report.rows import GROUP_HEADER, MODEL_HEADER, group_row, model_rows, summary_lines
+from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, model_rows, summary_lines
 from sharescan.result import AnalysisResult
 
 __all__ = ["render_terminal"]
@@ -31,6 +31,11 @@ def render_terminal(result: AnalysisResult, console: Any, top: int = 50) -> None
         table = Table(*GROUP_HEADER, title=title, title_justify="left", show_lines=True)
         for k, g in enumerate(shown, 1):
             table.add_row(*group_row(k, g, result))
+        console.print(table)
+    if result.candidates:
+        table = Table(*CANDIDATE_HEADER, title="Closest pairs not merged (candidates for tying)", title_justify="left")
+        for row in candidate_rows(result):
+            table.add_row(*row)
         console.print(table)
     for m in result.models:
         if m.reused_initializers:

@@ -1,0 +1,100 @@
+"""Near-equal tensors: same shape (or transposed), relative distance <= tol.
+
+Candidates come from the grid samples: each sample is scaled to a unit
+vector and searched for neighbours (``close_pairs``), so no two tensors are
+compared unless their samples are close. Only candidates are read again and
+measured exactly: ``||a - b|| / max(||a||, ||b||)``.
+
+The sample distance estimates the true one. A pair is a candidate up to
+``MARGIN`` times the tolerance, so ordinary (dense) differences are never
+missed; a difference concentrated in a few elements that the sample happens
+to hit can overstate the distance and be missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from sharescan.detect.common import Distance, distance, value_units
+from sharescan.digest import Digest, float_values
+from sharescan.groups import Group
+from sharescan.neighbors import close_pairs
+from sharescan.table import TensorEntry
+
+__all__ = ["find_near", "MARGIN", "sample_points", "Edge"]
+
+MARGIN = 3.0
+
+Edge = tuple[int, int, bool]  # (a, b, b is compared with a's transpose), a before b in unit order
+
+
+def sample_points(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> dict[tuple[str, tuple[int, ...]], list[tuple[int, bool, np.ndarray]]]:
+    """Per (dtype, shape): (unit, transposed, grid sample as float64 matrix).
+
+    A 2-D tensor also appears, transposed, among tensors of its transposed shape.
+    """
+    buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, bool, np.ndarray]]] = {}
+    for i in value_units(entries, units, digests):
+        e = entries[i]
+        grid = float_values(digests[i].grid, e.dtype).astype(np.float64)
+        buckets.setdefault((e.dtype, e.shape), []).append((i, False, grid))
+        if len(e.shape) == 2 and min(e.shape) > 1:
+            buckets.setdefault((e.dtype, (e.shape[1], e.shape[0])), []).append((i, True, grid.T))
+    return buckets
+
+
+def candidate_edges(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float) -> set[Edge]:
+    order = {u: k for k, u in enumerate(units)}
+    edges: set[Edge] = set()
+    for points in sample_points(entries, units, digests).values():
+        if len(points) < 2:
+            continue
+        vectors = np.array([g.reshape(-1) for _, _, g in points])
+        norms = np.linalg.norm(vectors, axis=1)
+        ok = norms > 0
+        index = np.flatnonzero(ok)
+        # Unit vectors of two tensors at relative distance t are within 2t.
+        for a, b in close_pairs(vectors[ok] / norms[ok, None], 2 * MARGIN * tol):
+            (ua, ta, _), (ub, tb, _) = points[index[a]], points[index[b]]
+            if ua == ub or (ta and tb):
+                continue
+            first, second = (ua, ub) if order[ua] < order[ub] else (ub, ua)
+            edges.add((first, second, ta != tb))
+    return edges
+
+
+def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float) -> list[Group]:
+    order = {u: k for k, u in enumerate(units)}
+    verified: dict[tuple[int, int], tuple[bool, Distance]] = {}
+    for a, b, t in sorted(candidate_edges(entries, units, digests, tol), key=lambda e: (order[e[0]], order[e[1]], e[2])):
+        if (a, b) in verified:
+            continue
+        d = distance(entries[a], entries[b], transposed=t)
+        if d.relative <= tol:
+            verified[(a, b)] = (t, d)
+    neighbours: dict[int, list[int]] = {}
+    for a, b in verified:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    # The best-connected tensor is kept; its neighbours are replaced by it.
+    # Only direct neighbours join, so every member is within tol of the one kept.
+    claimed: set[int] = set()
+    groups = []
+    for rep in sorted(neighbours, key=lambda u: (-len(neighbours[u]), order[u])):
+        if rep in claimed:
+            continue
+        members = [m for m in sorted(neighbours[rep], key=order.__getitem__) if m not in claimed]
+        if not members:
+            continue
+        claimed.update([rep, *members])
+        flags, max_abs, rel = [False], 0.0, 0.0
+        for m in members:
+            t, d = verified[(rep, m) if (rep, m) in verified else (m, rep)]
+            member_norm = d.norm_b if (rep, m) in verified else d.norm_a
+            flags.append(t)
+            max_abs = max(max_abs, d.max_abs)
+            rel = max(rel, d.diff_norm / member_norm if member_norm else 0.0)
+        groups.append(Group("near", (rep, *members), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel))
+    return groups

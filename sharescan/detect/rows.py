@@ -1,0 +1,146 @@
+"""Duplicate rows: rows (first axis) equal, or near-equal within row_tol,
+inside one tensor and across tensors of the same row shape and dtype.
+
+The case to catch is an embedding with hundreds of identical untrained rows.
+Such a tensor can be stored as its distinct rows plus an int32 index (ONNX
+``Gather`` takes int32 indices), so a finding reclaims the merged rows minus
+the index's bytes, and is only reported when that is positive.
+
+Rows are bucketed by their digest sample (ROW_SAMPLE elements each): rows
+with identical samples are compared byte for byte; with ``row_tol``, one row
+per distinct class is searched for near neighbours like tensors are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import xxhash
+
+from sharescan.detect.near import MARGIN
+from sharescan.digest import Digest, float_values, matrix_view
+from sharescan.dtypes import DTYPES
+from sharescan.groups import Group, RowStats
+from sharescan.neighbors import close_pairs
+from sharescan.table import TensorEntry
+
+__all__ = ["find_rows", "INDEX_ITEMSIZE"]
+
+INDEX_ITEMSIZE = 4  # int32 row index
+
+
+def find_rows(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], row_tol: float | None) -> list[Group]:
+    families: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for i in units:
+        if digests[i].row_sample is not None and not digests[i].nonfinite:
+            families.setdefault((entries[i].dtype, entries[i].shape[1:]), []).append(i)
+    groups = []
+    for members in families.values():
+        groups.extend(_family(entries, members, digests, row_tol))
+    return groups
+
+
+def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping[int, Digest], row_tol: float | None) -> list[Group]:
+    owner = np.concatenate([np.full(entries[u].shape[0], k) for k, u in enumerate(members)])
+    local = np.concatenate([np.arange(entries[u].shape[0]) for u in members])
+    samples = np.concatenate([digests[u].row_sample for u in members])
+    label = np.arange(len(owner))  # each row's representative row (global row number)
+    views: dict[int, np.ndarray] = {}
+
+    def row(r: int) -> np.ndarray:
+        k = int(owner[r])
+        if k not in views:
+            views[k] = matrix_view(entries[members[k]].read())
+        return views[k][local[r]]
+
+    # Exact: rows whose samples agree, confirmed on their full bytes.
+    keys = np.ascontiguousarray(samples).view(np.dtype((np.void, samples.dtype.itemsize * samples.shape[1]))).reshape(-1)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    for cls in np.flatnonzero(counts > 1):
+        first_seen: dict[int, int] = {}
+        for r in np.flatnonzero(inverse == cls):
+            h = xxhash.xxh3_64_intdigest(np.ascontiguousarray(row(int(r))).view(np.uint8).data)
+            label[r] = first_seen.setdefault(h, int(r))
+    # Near: one row per exact class, searched on unit samples, confirmed in full.
+    errors = np.zeros(len(owner))  # squared distance of each merged row to its representative
+    abs_errors = np.zeros(len(owner))
+    dtype = entries[members[0]].dtype
+    if row_tol is not None and DTYPES[dtype].is_float:
+        _merge_near_rows(samples, label, dtype, row, row_tol, errors, abs_errors)
+    merged = label != np.arange(len(owner))
+    if not merged.any():
+        return []
+    # Tensors linked by a shared row form one group.
+    parent = list(range(len(members)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for r in np.flatnonzero(merged):
+        a, b = find(int(owner[r])), find(int(owner[label[r]]))
+        parent[a] = b
+    row_bytes = entries[members[0]].nbytes // entries[members[0]].shape[0]
+    involved = {find(int(k)) for k in np.unique(owner[merged])}
+    components: dict[int, list[int]] = {}
+    for k in range(len(members)):
+        if find(k) in involved:
+            components.setdefault(find(k), []).append(k)
+    groups = []
+    for ks in components.values():
+        rows_in = np.isin(owner, ks)
+        n_rows = int(rows_in.sum())
+        distinct = int(np.unique(label[rows_in]).size)
+        reclaimed = tuple(int(merged[owner == k].sum()) * row_bytes - INDEX_ITEMSIZE * entries[members[k]].shape[0] for k in ks)
+        if sum(reclaimed) <= 0:
+            continue
+        rel = 0.0
+        for k in ks:
+            norm = digests[members[k]].norm
+            sq = float(errors[owner == k].sum())
+            if sq > 0 and norm > 0:
+                rel = max(rel, math.sqrt(sq) / norm)
+        stats = RowStats(n_rows, distinct, row_bytes, INDEX_ITEMSIZE * n_rows, reclaimed)
+        groups.append(Group("rows", tuple(members[k] for k in ks), max_abs_error=float(abs_errors[rows_in].max()), rel_error=rel, rows=stats))
+    return groups
+
+
+def _merge_near_rows(samples: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
+    reps = np.flatnonzero(label == np.arange(len(label)))
+    values = float_values(samples[reps], dtype).astype(np.float64)
+    norms = np.linalg.norm(values, axis=1)
+    ok = norms > 0
+    reps, values, norms = reps[ok], values[ok], norms[ok]
+    if len(reps) < 2:
+        return
+    pairs = close_pairs(values / norms[:, None], 2 * MARGIN * row_tol)
+    if not len(pairs):
+        return
+    neighbours: dict[int, list[tuple[int, float, float]]] = {}
+    for a, b in pairs:
+        ra, rb = int(reps[a]), int(reps[b])
+        x = float_values(row(ra), dtype).astype(np.float64)
+        y = float_values(row(rb), dtype).astype(np.float64)
+        diff = float(np.linalg.norm(x - y))
+        scale = max(float(np.linalg.norm(x)), float(np.linalg.norm(y)))
+        if scale > 0 and diff <= row_tol * scale:
+            worst = float(np.abs(x - y).max())
+            neighbours.setdefault(ra, []).append((rb, diff, worst))
+            neighbours.setdefault(rb, []).append((ra, diff, worst))
+    claimed: set[int] = set()
+    for rep in sorted(neighbours, key=lambda r: (-len(neighbours[r]), r)):
+        if rep in claimed:
+            continue
+        claimed.add(rep)
+        for other, diff, worst in neighbours[rep]:
+            if other in claimed:
+                continue
+            claimed.add(other)
+            moved = label == other  # the neighbour's exact class follows it
+            label[moved] = rep
+            errors[moved] = diff * diff
+            abs_errors[moved] = worst

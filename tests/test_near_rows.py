@@ -1,0 +1,149 @@
+"""Near-equal tensors, duplicate rows and tying candidates on planted data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sharescan
+from sharescan.analysis import AnalysisOptions
+from sharescan.detect.rows import INDEX_ITEMSIZE
+from sharescan.errors import InputError
+from sharescan.neighbors import close_pairs
+from tests.helpers import save_safetensors
+
+rng = np.random.default_rng(1)
+
+
+def _noisy(w: np.ndarray, rel: float) -> np.ndarray:
+    """w plus dense noise of relative L2 size rel."""
+    noise = rng.standard_normal(w.shape)
+    return (w + rel * np.linalg.norm(w) / np.linalg.norm(noise) * noise).astype(w.dtype)
+
+
+def _analyze(tensors: dict[str, np.ndarray], tmp_path: Path, **options):
+    path = save_safetensors(tmp_path / "m.safetensors", tensors)
+    return sharescan.analyze([str(path)], AnalysisOptions(**options))
+
+
+@pytest.mark.parametrize("rel", [1e-5, 1e-4, 1e-3, 1.9e-3])
+def test_planted_near_copies_are_found_at_every_noise_level(tmp_path: Path, rel: float) -> None:
+    w = rng.standard_normal((128, 96)).astype(np.float32)
+    result = _analyze({"a": w, "b": _noisy(w, rel), "c": rng.standard_normal((128, 96)).astype(np.float32)}, tmp_path)
+    (group,) = [g for g in result.groups if g.relation == "near"]
+    assert sorted(m.name for m in group.members) == ["a", "b"]
+    assert group.rel_error == pytest.approx(rel, rel=0.02)
+    assert group.reclaimable_bytes == w.nbytes
+
+
+def test_beyond_tolerance_is_not_merged_but_listed_as_candidate(tmp_path: Path) -> None:
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    result = _analyze({"a": w, "b": _noisy(w, 0.01)}, tmp_path)
+    assert not [g for g in result.groups if g.relation == "near"]
+    cand = result.candidates[0]  # the closest; a's transpose vs b comes later
+    assert (cand.a.name, cand.b.name, cand.transposed) == ("a", "b", False)
+    assert cand.rel_distance == pytest.approx(0.01, rel=0.05)
+
+
+def test_tol_widens_what_is_merged(tmp_path: Path) -> None:
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    result = _analyze({"a": w, "b": _noisy(w, 0.01)}, tmp_path, tol=0.02)
+    assert [g.relation for g in result.groups] == ["near"]
+
+
+def test_near_transposed_copy_is_found(tmp_path: Path) -> None:
+    w = rng.standard_normal((40, 24)).astype(np.float32)
+    result = _analyze({"w": w, "w_t": _noisy(w.T.copy(), 5e-4)}, tmp_path)
+    (group,) = result.groups
+    assert group.relation == "near"
+    assert [m.transposed for m in group.members] == [False, True]
+
+
+def test_several_mutually_near_tensors_form_one_group(tmp_path: Path) -> None:
+    w = rng.standard_normal((50, 50)).astype(np.float32)
+    tensors = {f"layer{k}": _noisy(w, 3e-4) for k in range(4)}
+    result = _analyze(tensors, tmp_path)
+    (group,) = result.groups
+    assert len(group.members) == 4
+    assert group.reclaimable_bytes == 3 * w.nbytes
+    assert 0 < group.rel_error <= 2e-3
+
+
+def test_nan_tensors_are_never_merged_by_value(tmp_path: Path) -> None:
+    w = rng.standard_normal((32, 32)).astype(np.float32)
+    v = _noisy(w, 1e-5)
+    w[0, 0] = np.nan
+    result = _analyze({"a": w, "b": v}, tmp_path)
+    assert result.groups == () and result.candidates == ()
+
+
+def test_integer_tensors_are_never_near(tmp_path: Path) -> None:
+    a = np.arange(1000, dtype=np.int32)
+    b = a.copy()
+    b[5] += 1
+    result = _analyze({"a": a, "b": b}, tmp_path, tol=0.5)
+    assert result.groups == ()
+
+
+@pytest.mark.parametrize("tol", [0.0, 1.0, -0.1, 2.0])
+def test_tolerance_outside_open_unit_interval_is_refused(tmp_path: Path, tol: float) -> None:
+    with pytest.raises(InputError, match="strictly between 0 and 1"):
+        _analyze({"a": np.ones(4, np.float32)}, tmp_path, tol=tol)
+    with pytest.raises(InputError, match="--row-tol"):
+        _analyze({"a": np.ones(4, np.float32)}, tmp_path, row_tol=tol)
+
+
+def test_identical_zero_rows_of_an_embedding_are_counted_with_their_index(tmp_path: Path) -> None:
+    emb = rng.standard_normal((1000, 64)).astype(np.float32)
+    emb[744:] = 0.0  # 256 reserved, untrained rows
+    result = _analyze({"embed": emb}, tmp_path)
+    (group,) = result.groups
+    assert group.relation == "rows"
+    assert (group.rows.n_rows, group.rows.distinct_rows) == (1000, 745)
+    row_bytes = 64 * 4
+    assert group.reclaimable_bytes == 255 * row_bytes - INDEX_ITEMSIZE * 1000
+    assert group.max_abs_error == 0.0
+
+
+def test_near_rows_merge_only_within_row_tol(tmp_path: Path) -> None:
+    emb = rng.standard_normal((500, 128)).astype(np.float32)
+    for k in range(20):  # 20 rows, each near another
+        emb[2 * k + 1] = _noisy(emb[2 * k], 1e-3)
+    emb[100] = _noisy(emb[101], 0.05)  # far beyond row_tol
+    result = _analyze({"embed": emb}, tmp_path)
+    (group,) = result.groups
+    assert group.rows.distinct_rows == 480
+    assert group.reclaimable_bytes == 20 * 128 * 4 - INDEX_ITEMSIZE * 500
+    assert 0 < group.max_abs_error < 0.05
+    exact = _analyze({"embed": emb}, tmp_path, row_tol=None)
+    assert exact.groups == ()  # no row is identical to another
+
+
+def test_rows_shared_across_tensors_form_one_group(tmp_path: Path) -> None:
+    a = rng.standard_normal((200, 32)).astype(np.float32)
+    b = rng.standard_normal((100, 32)).astype(np.float32)
+    b[:60] = a[:60]
+    result = _analyze({"a": a, "b": b}, tmp_path)
+    (group,) = result.groups
+    assert sorted(m.name for m in group.members) == ["a", "b"]
+    assert group.rows.distinct_rows == 240
+    assert group.reclaimable_bytes == 60 * 32 * 4 - INDEX_ITEMSIZE * 300
+
+
+def test_rows_not_worth_an_index_are_not_reported(tmp_path: Path) -> None:
+    m = rng.standard_normal((1000, 4)).astype(np.float32)
+    m[:3] = 0.0  # 2 duplicate rows of 16 bytes never pay for a 4,000-byte index
+    assert _analyze({"m": m}, tmp_path).groups == ()
+
+
+def test_close_pairs_matches_brute_force() -> None:
+    x = rng.standard_normal((800, 16))
+    x[100:150] = x[150:200] + 0.002 * rng.standard_normal((50, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    radius = 0.01
+    found = {tuple(p) for p in close_pairs(x, radius).tolist()}
+    d = np.linalg.norm(x[:, None] - x[None], axis=2)
+    truth = {(i, j) for i, j in zip(*np.nonzero(d <= radius)) if i < j}
+    assert found == truth and len(truth) >= 50
