@@ -10,13 +10,17 @@ sample distance, and the work is about linear in the number of points.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["close_pairs", "axis_sample"]
 
 _AXIS_CACHE: dict[tuple[int, int], np.ndarray] = {}
-_DIMS = 10  # projected coordinates that form a cell
 _CELL = 8.0  # cell width in radii: wider cells mean fewer edge look-ups, more pairs per cell
+# A random unit vector's projection spreads over about this many cells per
+# coordinate at the usual radius, so each coordinate divides a cell's share by it.
+_SPLIT = 4.5
 
 
 def axis_sample(length: int, k: int) -> np.ndarray:
@@ -36,56 +40,94 @@ def axis_sample(length: int, k: int) -> np.ndarray:
     return idx
 
 
-def _projection(k: int, seed: int) -> np.ndarray:
-    dims = min(_DIMS, k)
+def _projection(k: int, dims: int, seed: int) -> np.ndarray:
     q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((k, dims)))
     return q  # k x dims, orthonormal columns
 
 
-def close_pairs(points: np.ndarray, radius: float, seed: int = 0) -> np.ndarray:
-    """Index pairs (i, j), i < j, with ||p_i - p_j|| <= radius, as an (m, 2) array."""
+def close_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Index pairs (i, j), i < j, with ||p_i - p_j|| <= radius, as an (m, 2) array.
+
+    With ``labels``, only pairs of points with the same label are returned
+    (and searched for): the label is part of every cell.
+    """
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
+    # Enough coordinates that a cell holds about one point of each label.
+    per_label = n if labels is None else int(np.bincount(np.unique(labels, return_inverse=True)[1]).max())
+    dims = max(1, min(points.shape[1], math.ceil(math.log(max(per_label, 2)) / math.log(_SPLIT)) + 1))
     width = _CELL * radius
-    coords = points @ _projection(points.shape[1], seed) / width
-    cells = np.floor(coords).astype(np.int64)
+    coords = points @ (_projection(points.shape[1], dims, seed) / width)
+    cells = np.floor(coords)
     frac = coords - cells
-    mult = np.random.default_rng(seed + 1).integers(1, 1 << 61, size=cells.shape[1], dtype=np.int64) | 1
-    home = (cells * mult).sum(axis=1)  # wrapping int64 arithmetic: a hash of the cell
+    cells = cells.astype(np.int64)
+    mult = np.random.default_rng(seed + 1).integers(1, 1 << 61, size=dims + 1, dtype=np.int64) | 1
+    home = cells @ mult[:dims]  # wrapping int64 arithmetic: a hash of the cell
+    if labels is not None:
+        home += np.asarray(labels, dtype=np.int64) * mult[dims]
     # Probes: the home cell, plus the neighbour across every edge within radius.
-    probe_point = np.arange(n)
-    probe_key = home.copy()
     edge = radius / width
-    for d in range(cells.shape[1]):
-        f = frac[probe_point, d]
-        low, high = f < edge, f > 1 - edge
-        probe_point = np.concatenate([probe_point, probe_point[low], probe_point[high]])
-        probe_key = np.concatenate([probe_key, probe_key[low] - mult[d], probe_key[high] + mult[d]])
-    # Join probes to home cells with one sort: within a run of equal keys the
-    # home entries come first (tag 0), then the probes that land there.
-    # The lowest key bit carries the tag, so one plain sort orders both.
-    keys = np.concatenate([home << 1, (probe_key << 1) | 1])
-    owner = np.concatenate([np.arange(n), probe_point])
-    order = np.argsort(keys)
-    keys, owner = keys[order], owner[order]
-    tags = keys & 1
-    keys = keys >> 1
-    run_start = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    run_id = np.cumsum(np.r_[False, keys[1:] != keys[:-1]])
-    homes_in_run = np.add.reduceat((tags == 0).astype(np.int64), run_start)
-    probes = np.flatnonzero(tags == 1)
-    counts = homes_in_run[run_id[probes]]
-    a = np.repeat(owner[probes], counts)
-    first = np.repeat(run_start[run_id[probes]], counts)
+    shift = np.where(frac < edge, -1, np.where(frac > 1 - edge, 1, 0))  # n x dims
+    probe_point = [np.arange(n)]
+    probe_key = [home]
+    for d in np.flatnonzero(np.any(shift != 0, axis=0)):
+        new_points, new_keys = [], []
+        for p, k in zip(probe_point, probe_key):
+            moving = shift[p, d] != 0
+            new_points.append(p[moving])
+            new_keys.append(k[moving] + shift[p[moving], d] * mult[d])
+        probe_point += new_points
+        probe_key += new_keys
+    probe_point_all = np.concatenate(probe_point[1:]) if len(probe_point) > 1 else np.empty(0, np.int64)
+    probe_key_all = np.concatenate(probe_key[1:]) if len(probe_key) > 1 else np.empty(0, np.int64)
+    pairs = [_same_cell_pairs(home)]
+    if probe_key_all.size:
+        pairs.append(_probe_pairs(home, probe_point_all, probe_key_all))
+    a = np.concatenate([p[0] for p in pairs])
+    b = np.concatenate([p[1] for p in pairs])
+    if not a.size:
+        return np.empty((0, 2), dtype=np.int64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    keep = lo != hi
+    packed = np.unique(lo[keep] * n + hi[keep])
+    a, b = packed // n, packed % n
+    diff = points[a] - points[b]
+    near = np.einsum("ij,ij->i", diff, diff) <= radius * radius
+    return np.stack([a[near], b[near]], axis=1)
+
+
+def _same_cell_pairs(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of points that share a home cell."""
+    order = np.argsort(home, kind="stable")
+    keys = home[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sizes = np.diff(np.r_[starts, keys.size])
+    crowded = sizes > 1
+    if not crowded.any():
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    a_list, b_list = [], []
+    for start, size in zip(starts[crowded], sizes[crowded]):
+        members = order[start : start + size]
+        i, j = np.triu_indices(size, 1)
+        a_list.append(members[i])
+        b_list.append(members[j])
+    return np.concatenate(a_list), np.concatenate(b_list)
+
+
+def _probe_pairs(home: np.ndarray, probe_point: np.ndarray, probe_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (probing point, point whose home cell it probes)."""
+    order = np.argsort(home)
+    sorted_home = home[order]
+    porder = np.argsort(probe_key)  # sorted look-ups stay cache friendly
+    probe_key, probe_point = probe_key[porder], probe_point[porder]
+    start = np.searchsorted(sorted_home, probe_key, side="left")
+    stop = np.searchsorted(sorted_home, probe_key, side="right")
+    counts = stop - start
+    hit = counts > 0
+    start, counts, probe_point = start[hit], counts[hit], probe_point[hit]
+    a = np.repeat(probe_point, counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    b = owner[first + offsets]
-    keep = a < b
-    a, b = a[keep], b[keep]
-    if a.size:
-        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-        a, b = pairs[:, 0], pairs[:, 1]
-        near = np.einsum("ij,ij->i", points[a] - points[b], points[a] - points[b]) <= radius * radius
-        return np.stack([a[near], b[near]], axis=1)
-    return np.empty((0, 2), dtype=np.int64)
+    b = order[np.repeat(start, counts) + offsets]
+    return a, b

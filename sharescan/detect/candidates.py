@@ -24,30 +24,36 @@ from sharescan.table import TensorEntry
 
 __all__ = ["find_candidates"]
 
-_EXHAUSTIVE = 512
+_EXHAUSTIVE = 2048
 _PROJECTIONS = 4
 _WINDOW = 4
 _MEASURED_PER_REPORTED = 3  # exact measurements per candidate reported
 
 
-def _estimates(entries: Sequence[TensorEntry], digests: Mapping[int, Digest], points: list[tuple[int, bool, np.ndarray]]) -> list[tuple[float, int, int]]:
-    """(estimated relative distance, i, j) for pairs of point indices."""
+def _estimates(entries: Sequence[TensorEntry], digests: Mapping[int, Digest], points: list[tuple[int, bool, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimated relative distance, i, j) arrays over pairs of point indices."""
     vectors = np.array([g.reshape(-1) * np.sqrt(entries[u].numel / g.size) for u, _, g in points])
     norms = np.array([digests[u].norm for u, _, _ in points])
     n = len(points)
     if n <= _EXHAUSTIVE:
+        # Every pair, through the Gram matrix: ||a-b||^2 = |a|^2 + |b|^2 - 2 a.b
+        sq = np.einsum("ij,ij->i", vectors, vectors)
         i, j = np.triu_indices(n, 1)
+        d2 = sq[i] + sq[j] - 2 * (vectors @ vectors.T)[i, j]
     else:
-        pairs = set()
+        found = []
         rng = np.random.default_rng(0)
         for _ in range(_PROJECTIONS):
             order = np.argsort(vectors @ rng.standard_normal(vectors.shape[1]))
             for w in range(1, _WINDOW + 1):
                 a, b = order[:-w], order[w:]
-                pairs.update(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
-        i, j = (np.array(x, dtype=np.int64) for x in zip(*pairs)) if pairs else (np.empty(0, np.int64),) * 2
-    est = np.linalg.norm(vectors[i] - vectors[j], axis=1) / np.maximum(norms[i], norms[j])
-    return list(zip(est.tolist(), i.tolist(), j.tolist()))
+                found.append(np.minimum(a, b) * n + np.maximum(a, b))
+        packed = np.unique(np.concatenate(found))
+        i, j = packed // n, packed % n
+        diff = vectors[i] - vectors[j]
+        d2 = np.einsum("ij,ij->i", diff, diff)
+    est = np.sqrt(np.maximum(d2, 0.0)) / np.maximum(norms[i], norms[j])
+    return est, i, j
 
 
 def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], groups: Sequence[Group], count: int) -> list[Candidate]:
@@ -58,20 +64,29 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
         if g.relation != "aliased":
             together.update((a, b) for a in g.members for b in g.members if a != b)
     order = {u: k for k, u in enumerate(units)}
+    wanted = count * _MEASURED_PER_REPORTED
     estimates: list[tuple[float, int, int, bool]] = []
     for points in sample_points(entries, units, digests).values():
         if len(points) < 2:
             continue
-        for est, i, j in _estimates(entries, digests, points):
-            (ua, ta, _), (ub, tb, _) = points[i], points[j]
-            if ua == ub or (ta and tb) or (ua, ub) in together:
+        est, i, j = _estimates(entries, digests, points)
+        unit = np.array([u for u, _, _ in points])
+        flip = np.array([t for _, t, _ in points])
+        valid = (unit[i] != unit[j]) & ~(flip[i] & flip[j])
+        est, i, j = est[valid], i[valid], j[valid]
+        # Pairs already merged are skipped below; keep enough spare to replace them.
+        keep = min(est.size, wanted + len(together))
+        best = np.argpartition(est, keep - 1)[:keep] if 0 < keep < est.size else np.arange(est.size)
+        for k in best:
+            ua, ub = int(unit[i[k]]), int(unit[j[k]])
+            if (ua, ub) in together:
                 continue
             a, b = (ua, ub) if order[ua] < order[ub] else (ub, ua)
-            estimates.append((est, a, b, ta != tb))
+            estimates.append((float(est[k]), a, b, bool(flip[i[k]] != flip[j[k]])))
     estimates.sort()
     measured: dict[tuple[int, int, bool], Candidate] = {}
     for _, a, b, t in estimates:
-        if len(measured) >= count * _MEASURED_PER_REPORTED:
+        if len(measured) >= wanted:
             break
         if (a, b, t) in measured:
             continue

@@ -23,9 +23,30 @@ from sharescan.groups import Group
 from sharescan.neighbors import close_pairs
 from sharescan.table import TensorEntry
 
-__all__ = ["find_near", "MARGIN", "sample_points", "Edge"]
+__all__ = ["find_near", "MARGIN", "sample_points", "search_vectors", "Edge"]
 
 MARGIN = 3.0
+# The neighbour search runs on this many coordinates of each grid sample: in
+# fewer dimensions a unit vector's coordinates spread wider relative to the
+# radius, so the search prunes far better. Pairs it finds are then checked on
+# the whole grid sample, a finer estimate, before the exact measurement.
+SEARCH_COORDS = 64
+
+
+def search_vectors(vectors: np.ndarray, radius: float, scale: np.ndarray | None = None) -> np.ndarray:
+    """Pairs (i, j) whose unit-scaled rows are within radius, on a subsample first, then in full."""
+    if scale is None:
+        scale = np.linalg.norm(vectors, axis=1)
+    full = vectors / scale[:, None]
+    step = max(1, vectors.shape[1] // SEARCH_COORDS)
+    sub = vectors[:, ::step]
+    sub_norm = np.linalg.norm(sub, axis=1)
+    usable = sub_norm > 0
+    index = np.flatnonzero(usable)
+    pairs = close_pairs(sub[usable] / sub_norm[usable, None], radius)
+    a, b = index[pairs[:, 0]], index[pairs[:, 1]]
+    keep = np.linalg.norm(full[a] - full[b], axis=1) <= radius
+    return np.stack([a[keep], b[keep]], axis=1)
 
 Edge = tuple[int, int, bool]  # (a, b, b is compared with a's transpose), a before b in unit order
 
@@ -56,7 +77,7 @@ def candidate_edges(entries: Sequence[TensorEntry], units: Sequence[int], digest
         ok = norms > 0
         index = np.flatnonzero(ok)
         # Unit vectors of two tensors at relative distance t are within 2t.
-        for a, b in close_pairs(vectors[ok] / norms[ok, None], 2 * MARGIN * tol):
+        for a, b in search_vectors(vectors[ok], 2 * MARGIN * tol, norms[ok]):
             (ua, ta, _), (ub, tb, _) = points[index[a]], points[index[b]]
             if ua == ub or (ta and tb):
                 continue

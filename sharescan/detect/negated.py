@@ -12,8 +12,8 @@ import numpy as np
 from sharescan.detect.common import bits, value_units
 from sharescan.digest import Digest, float_values
 from sharescan.dtypes import DTYPES
+from sharescan.detect.near import search_vectors
 from sharescan.groups import Group
-from sharescan.neighbors import close_pairs
 from sharescan.table import TensorEntry
 
 __all__ = ["find_negated", "direction_pairs", "flip_sign"]
@@ -41,7 +41,7 @@ def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digest
         pts = np.array(points)
         ok = ~np.isnan(pts).any(axis=1)
         index = np.flatnonzero(ok)
-        found = close_pairs(pts[ok], _DIRECTION_RADIUS)
+        found = search_vectors(pts[ok], _DIRECTION_RADIUS)
         pairs.extend((members[index[a]], members[index[b]]) for a, b in found)
     order = {u: k for k, u in enumerate(units)}
     return sorted(((a, b) if order[a] < order[b] else (b, a) for a, b in pairs), key=lambda p: (order[p[0]], order[p[1]]))

@@ -7,8 +7,12 @@ Such a tensor can be stored as its distinct rows plus an int32 index (ONNX
 the index's bytes, and is only reported when that is positive.
 
 Rows are bucketed by their digest sample (ROW_SAMPLE elements each): rows
-with identical samples are compared byte for byte; with ``row_tol``, one row
-per distinct class is searched for near neighbours like tensors are.
+with identical samples are compared byte for byte, within and across
+tensors. With ``row_tol``, one row per distinct class is searched for near
+neighbours within its own tensor (where untrained rows sit together);
+searching every row against every other tensor's would cost more than the
+rest of the analysis for little gain, since near rows across tensors almost
+always come with near tensors.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     abs_errors = np.zeros(len(owner))
     dtype = entries[members[0]].dtype
     if row_tol is not None and DTYPES[dtype].is_float:
-        _merge_near_rows(samples, label, dtype, row, row_tol, errors, abs_errors)
+        _merge_near_rows(samples, owner, label, dtype, row, row_tol, errors, abs_errors)
     merged = label != np.arange(len(owner))
     if not merged.any():
         return []
@@ -109,7 +113,7 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     return groups
 
 
-def _merge_near_rows(samples: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
+def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
     values = float_values(samples[reps], dtype).astype(np.float64)
     norms = np.linalg.norm(values, axis=1)
@@ -117,7 +121,7 @@ def _merge_near_rows(samples: np.ndarray, label: np.ndarray, dtype: str, row, ro
     reps, values, norms = reps[ok], values[ok], norms[ok]
     if len(reps) < 2:
         return
-    pairs = close_pairs(values / norms[:, None], 2 * MARGIN * row_tol)
+    pairs = close_pairs(values / norms[:, None], 2 * MARGIN * row_tol, labels=owner[reps])
     if not len(pairs):
         return
     neighbours: dict[int, list[tuple[int, float, float]]] = {}

@@ -19,6 +19,7 @@ import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
+from sharescan.sources.mapped import mapped_reader
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_onnx", "ONNX_DTYPES"]
@@ -165,10 +166,4 @@ def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: st
     if length != nbytes or offset + nbytes > size:
         raise InputError(f"{path}: external data of tensor {name!r} ({location}, offset {offset}, {length} bytes) does not fit the {size}-byte file; it is truncated or corrupt: copy {location} again or re-export the model")
     external.add(target)
-
-    def read() -> np.ndarray:
-        if nbytes == 0:
-            return np.zeros(shape, dtype=storage)
-        return np.memmap(target, dtype=storage, mode="r", offset=offset, shape=shape)
-
-    return read
+    return mapped_reader(target, offset, storage, shape)

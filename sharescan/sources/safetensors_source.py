@@ -16,6 +16,7 @@ import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
+from sharescan.sources.mapped import mapped_reader
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_safetensors", "load_safetensors_index", "read_header"]
@@ -96,7 +97,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             dtype=dtype,
             # Zero-size tensors all sit at one offset; they share no bytes.
             storage=f"{prefix}{path.name}:{begin}:{end}" if end > begin else f"empty:{name}",
-            read=_reader(path, data_start + begin, dt.storage, shape),
+            read=mapped_reader(path, data_start + begin, dt.storage, shape),
         )
         entries.append(entry)
         by_name[name] = entry
@@ -107,18 +108,6 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             src = by_name[kept]
             entries.append(TensorEntry(model, dropped, src.shape, src.dtype, src.storage, src.read))
     return entries
-
-
-def _reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]):
-    def read() -> np.ndarray:
-        count = 1
-        for d in shape:
-            count *= d
-        if count == 0:
-            return np.zeros(shape, dtype=storage)
-        return np.memmap(path, dtype=storage, mode="r", offset=offset, shape=shape)
-
-    return read
 
 
 def load_safetensors(path: Path, model: int) -> LoadedModel:
