@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sharescan.units import parse_threshold
+from sharescan.units import parse_threshold  # noqa: F401  (used by bench_analyze too)
 
 ROW = 2048  # row length of every matrix: rows of all tensors form one family
 NEAR_LEVELS = (1e-5, 1e-4, 5e-4, 1e-3)

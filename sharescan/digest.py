@@ -39,10 +39,9 @@ class Digest:
     norm: float
     # Grid sample of the (rows, rest) view, in the storage dtype; None when empty.
     grid: np.ndarray | None
-    # Rows of the (rows, rest) view: ROW_SAMPLE elements of each (storage dtype)
-    # and, for floats, each row's L2 norm. None when rows are not worth indexing.
+    # Rows of the (rows, rest) view: ROW_SAMPLE elements of each (storage
+    # dtype). None when rows are not worth indexing.
     row_sample: np.ndarray | None
-    row_norms: np.ndarray | None
 
 
 def content_hash(array: np.ndarray) -> int:
@@ -83,7 +82,7 @@ def _digest(entry: TensorEntry) -> Digest:
     array = entry.read()
     content = content_hash(array)
     if entry.numel == 0:
-        return Digest(content, False, False, 0.0, None, None, None)
+        return Digest(content, False, False, 0.0, None, None)
     dt = DTYPES[entry.dtype]
     view = matrix_view(array)
     ri, ci = grid_index(view.shape)
@@ -91,44 +90,56 @@ def _digest(entry: TensorEntry) -> Digest:
     with_rows = rows_worth_indexing(entry)
     row_sample = np.ascontiguousarray(view[:, axis_sample(view.shape[1], ROW_SAMPLE)]) if with_rows else None
     if not dt.is_float or not (dt.numpy_native or dt.name == "bfloat16"):
-        return Digest(content, False, False, 0.0, grid, row_sample, None)
-    row_sq = _row_squares(view, entry.dtype)
-    total = float(row_sq.sum())
+        return Digest(content, False, False, 0.0, grid, row_sample)
+    flat = array.reshape(-1)
+    # One BLAS pass gives the norm and, through NaN/Inf propagation, whether
+    # any element is not finite; only then is the tensor looked at closely.
+    total = _sum_squares(flat, entry.dtype)
     nonfinite = has_nan = False
     if not math.isfinite(total):
-        values = float_values(view, entry.dtype)
+        values = float_values(flat, entry.dtype)
         nonfinite = not bool(np.isfinite(values).all())
         has_nan = nonfinite and bool(np.isnan(values).any())
         if not nonfinite:  # squares overflowed float32: redo in float64
-            row_sq = _row_squares(view, entry.dtype, np.float64)
-            total = float(row_sq.sum())
+            total = _sum_squares(flat, entry.dtype, np.float64)
     norm = math.sqrt(total) if not nonfinite else math.nan
-    row_norms = np.sqrt(row_sq) if with_rows and not nonfinite else None
-    return Digest(content, nonfinite, has_nan, norm, grid, row_sample, row_norms)
+    return Digest(content, nonfinite, has_nan, norm, grid, row_sample)
 
 
-def _row_squares(view: np.ndarray, dtype: str, acc: type = np.float32) -> np.ndarray:
-    """Sum of squares of every row, chunked so no full-size temporary is made."""
-    rows, cols = view.shape
-    out = np.empty(rows, dtype=np.float64)
-    step = max(1, _CHUNK_ELEMENTS // max(cols, 1))
-    for start in range(0, rows, step):
-        block = float_values(view[start : start + step], dtype)
+def _sum_squares(flat: np.ndarray, dtype: str, acc: type = np.float32) -> float:
+    """Sum of squares, chunked so no full-size temporary is made."""
+    total = 0.0
+    for start in range(0, flat.size, _CHUNK_ELEMENTS):
+        block = float_values(flat[start : start + _CHUNK_ELEMENTS], dtype)
         if block.dtype != acc:
             block = block.astype(acc)
-        out[start : start + step] = np.einsum("ij,ij->i", block, block)
-    return out
+        total += float(np.dot(block, block))
+    return total
 
 
 def compute_digests(
     entries: Sequence[TensorEntry],
     units: Sequence[int],
     on_tensor: Callable[[int], None] | None = None,
+    workers: int = 2,
 ) -> dict[int, Digest]:
-    """Digest every unit (one entry per distinct storage), reading each once."""
+    """Digest every unit (one entry per distinct storage), reading each once.
+
+    Two threads overlap one tensor's page faults and hashing (which release
+    the GIL) with another's numpy work.
+    """
     out: dict[int, Digest] = {}
-    for i in units:
-        out[i] = _digest(entries[i])
-        if on_tensor is not None:
-            on_tensor(entries[i].nbytes)
+    if workers <= 1 or len(units) < 4:
+        for i in units:
+            out[i] = _digest(entries[i])
+            if on_tensor is not None:
+                on_tensor(entries[i].nbytes)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        for i, d in zip(units, pool.map(lambda u: _digest(entries[u]), units)):
+            out[i] = d
+            if on_tensor is not None:
+                on_tensor(entries[i].nbytes)
     return out

@@ -51,7 +51,9 @@ def close_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = N
     With ``labels``, only pairs of points with the same label are returned
     (and searched for): the label is part of every cell.
     """
-    points = np.asarray(points, dtype=np.float64)
+    points = np.asarray(points)
+    if points.dtype not in (np.float32, np.float64):
+        points = points.astype(np.float64)
     n = len(points)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
@@ -59,7 +61,7 @@ def close_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = N
     per_label = n if labels is None else int(np.bincount(np.unique(labels, return_inverse=True)[1]).max())
     dims = max(1, min(points.shape[1], math.ceil(math.log(max(per_label, 2)) / math.log(_SPLIT)) + 1))
     width = _CELL * radius
-    coords = points @ (_projection(points.shape[1], dims, seed) / width)
+    coords = (points @ (_projection(points.shape[1], dims, seed) / width).astype(points.dtype)).astype(np.float64)
     cells = np.floor(coords)
     frac = coords - cells
     cells = cells.astype(np.int64)

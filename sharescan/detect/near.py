@@ -63,7 +63,8 @@ def sample_points(entries: Sequence[TensorEntry], units: Sequence[int], digests:
         buckets.setdefault((e.dtype, e.shape), []).append((i, False, grid))
         if len(e.shape) == 2 and min(e.shape) > 1:
             buckets.setdefault((e.dtype, (e.shape[1], e.shape[0])), []).append((i, True, grid.T))
-    return buckets
+    # A bucket of transposed points alone pairs nothing (two transposes compare like the originals).
+    return {k: v for k, v in buckets.items() if any(not t for _, t, _ in v)}
 
 
 def candidate_edges(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float) -> set[Edge]:

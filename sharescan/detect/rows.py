@@ -60,8 +60,7 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
         return views[k][local[r]]
 
     # Exact: rows whose samples agree, confirmed on their full bytes.
-    keys = np.ascontiguousarray(samples).view(np.dtype((np.void, samples.dtype.itemsize * samples.shape[1]))).reshape(-1)
-    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(_row_keys(samples), return_inverse=True, return_counts=True)
     for cls in np.flatnonzero(counts > 1):
         first_seen: dict[int, int] = {}
         for r in np.flatnonzero(inverse == cls):
@@ -113,15 +112,27 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     return groups
 
 
+def _row_keys(samples: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's sample bytes (a collision only costs a comparison)."""
+    raw = np.ascontiguousarray(samples).view(np.uint8).reshape(len(samples), -1)
+    pad = -raw.shape[1] % 8
+    if pad:
+        raw = np.pad(raw, ((0, 0), (0, pad)))
+    words = raw.view(np.uint64)
+    mult = np.random.default_rng(0).integers(1, 1 << 63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    return (words * mult).sum(axis=1, dtype=np.uint64)
+
+
 def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
-    values = float_values(samples[reps], dtype).astype(np.float64)
+    values = float_values(samples[reps], dtype).astype(np.float32)  # samples only locate candidates
     norms = np.linalg.norm(values, axis=1)
     ok = norms > 0
     reps, values, norms = reps[ok], values[ok], norms[ok]
     if len(reps) < 2:
         return
-    pairs = close_pairs(values / norms[:, None], 2 * MARGIN * row_tol, labels=owner[reps])
+    values /= norms[:, None]
+    pairs = close_pairs(values, 2 * MARGIN * row_tol, labels=owner[reps])
     if not len(pairs):
         return
     neighbours: dict[int, list[tuple[int, float, float]]] = {}

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = ["mapped_reader"]
 
 _PAGE = mmap.ALLOCATIONGRANULARITY
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
 
 
 def mapped_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
@@ -32,7 +33,9 @@ def mapped_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...])
         start = offset - offset % _PAGE
         fd = os.open(path, os.O_RDONLY)
         try:
-            region = mmap.mmap(fd, offset - start + nbytes, access=mmap.ACCESS_READ, offset=start)
+            # Pre-faulting the whole range in one call is far cheaper than a
+            # page fault per 4 KiB when the tensor is then read through.
+            region = mmap.mmap(fd, offset - start + nbytes, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ, offset=start)
         finally:
             os.close(fd)  # the mapping keeps the file open
         return np.frombuffer(region, dtype=storage, count=count, offset=offset - start).reshape(shape)
