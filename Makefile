@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test fixtures clean
+.PHONY: setup demo test fixtures bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 fixtures: $(STAMP)
 	$(BIN)/python -m fixtures.make_fixtures
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_analyze.py
 
 clean:
 	rm -rf $(VENV) reports/demo
