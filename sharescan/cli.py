@@ -144,6 +144,56 @@ def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> N
             _fail(f"{report_path}: could not write the report ({e.strerror})")
 
 
+@cli.command(epilog="""\b
+Examples:
+  sharescan dedup model.onnx -o model.dedup.onnx
+  sharescan dedup model.onnx -o small.onnx --rows --json
+  sharescan dedup model.onnx -o small.onnx --tol 1e-3 --max-error 1e-3
+  sharescan dedup model.onnx -o out.onnx --input input_ids:1x128:int64
+\b
+Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
+@click.argument("model", metavar="MODEL.onnx")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the deduplicated model.")
+@click.option("--tol", type=float, default=None, help="Also merge near-equal tensors within this relative distance (lossy).")
+@click.option("--rows", is_flag=True, help="Store tensors with duplicate rows as unique rows plus an index (Gather).")
+@click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
+@click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims as 1.")
+@click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
+@click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM (four short runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
+def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], in_place: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+    """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
+    from sharescan.errors import InputError
+
+    if report_path is not None:
+        _check_writable(report_path)
+    try:
+        from sharescan.onnx_rewrite.dedup import DedupOptions, dedup as run_dedup
+        from sharescan.onnx_rewrite.verify import parse_input_spec
+
+        if tol is not None and not 0 < tol < 1:
+            raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
+        options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=tuple(parse_input_spec(s) for s in input_specs))
+        result = run_dedup(model, output, options, in_place=in_place)
+    except InputError as e:
+        _fail(e.message)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        from sharescan.report.dedup_report import render_dedup_terminal
+
+        render_dedup_terminal(result, Console())
+    if report_path is not None:
+        from sharescan.report.dedup_report import render_dedup_markdown
+
+        write_atomic(report_path, render_dedup_markdown(result))
+
+
 def _progress() -> Any:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     from sharescan.analysis import Progress

@@ -1,0 +1,232 @@
+"""``sharescan dedup``: analyse an ONNX model, share what it stores twice, verify, write.
+
+Lossless by default (identical, transposed, negated, scaled; duplicate rows
+with ``rows=True``); near-equal tensors only with ``tol``. The result is
+written to a temporary folder beside the output, checked with onnx.checker,
+run in onnxruntime against the original on the same inputs, and only then
+moved into place: an output that fails verification is never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sharescan.errors import InputError
+from sharescan.onnx_rewrite.graph import stored_tensors
+from sharescan.onnx_rewrite.ram import RECOMMENDED_OPTIONS, measure_ram
+from sharescan.onnx_rewrite.rebuild import rebuild_node
+from sharescan.onnx_rewrite.rename import point_at
+from sharescan.onnx_rewrite.rows import unique_rows
+from sharescan.onnx_rewrite.verify import Verdict, check_model, compare_outputs, sample_inputs
+
+__all__ = ["DedupOptions", "DedupResult", "Merge", "dedup"]
+
+logger = logging.getLogger(__name__)
+
+_TWO_GB = 2**31 - 1  # protobuf's limit: larger models must keep their tensors outside
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    tol: float | None = None  # also merge near-equal tensors within this relative distance (lossy)
+    rows: bool = False  # store tensors with duplicate rows as unique rows + Gather
+    max_error: float = 1e-3  # a lossy result whose outputs move more than this (relative) is not written
+    measure_ram: bool = True  # measure onnxruntime RAM before and after (4 short runs)
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # graph input specs for verification
+
+
+@dataclass(frozen=True)
+class Merge:
+    relation: str  # identical, transposed, negated, scaled, near, rows
+    kept: str  # tensor that stays stored ("" for rows)
+    dropped: str  # tensor now rebuilt from it
+    saved_bytes: int
+    how: str  # the graph form that replaces it
+    max_abs_error: float = 0.0
+    rel_error: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class DedupResult:
+    input: str
+    output: str
+    file_bytes_before: int
+    file_bytes_after: int
+    tensor_bytes_before: int  # initializers and Constant tensors of the main graph
+    tensor_bytes_after: int
+    merges: tuple[Merge, ...]
+    verdict: Verdict
+    lossy: bool
+    # onnxruntime RSS growth in bytes: {"before"|"after": {"default"|"recommended": n}}
+    ram: dict[str, dict[str, int]] = field(default_factory=dict)
+    recommended_options: dict[str, str] = field(default_factory=lambda: dict(RECOMMENDED_OPTIONS))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "input": self.input,
+            "output": self.output,
+            "file_bytes": {"before": self.file_bytes_before, "after": self.file_bytes_after},
+            "tensor_bytes": {"before": self.tensor_bytes_before, "after": self.tensor_bytes_after},
+            "merges": [m.to_dict() for m in self.merges],
+            "verification": {**self.verdict.to_dict(), "lossy": self.lossy},
+            "onnxruntime_ram_bytes": self.ram,
+            "recommended_session_options": self.recommended_options,
+        }
+
+
+def _tensor_bytes(model: Any) -> int:
+    from onnx import numpy_helper
+
+    total = 0
+    for kind, obj in stored_tensors(model.graph).values():
+        t = obj if kind == "initializer" else next((a.t for a in obj.attribute if a.name == "value" and a.HasField("t")), None)
+        if t is not None:
+            total += numpy_helper.to_array(t).nbytes
+    return total
+
+
+def _files_bytes(path: Path) -> int:
+    """The model file plus the external data files it names."""
+    import onnx
+
+    total = path.stat().st_size
+    model = onnx.load(str(path), load_external_data=False)
+    seen = set()
+    for t in model.graph.initializer:
+        for kv in t.external_data:
+            if kv.key == "location" and kv.value not in seen:
+                seen.add(kv.value)
+                total += (path.parent / kv.value).stat().st_size
+    return total
+
+
+def _constant_to_initializer(graph: Any, node: Any) -> bool:
+    """Move a Constant node's tensor into the initializers (so any node may read it)."""
+    tensor = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+    if tensor is None:
+        return False
+    tensor.name = node.output[0]
+    graph.initializer.append(tensor)
+    graph.node.remove(node)
+    return True
+
+
+def _drop(graph: Any, kind: str, obj: Any) -> None:
+    if kind == "initializer":
+        graph.initializer.remove(obj)
+        for value in list(graph.input):  # old exporters also list initializers as inputs
+            if value.name == obj.name:
+                graph.input.remove(value)
+    else:
+        graph.node.remove(obj)
+
+
+def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_place: bool = False) -> DedupResult:
+    import onnx
+
+    from sharescan.analysis import AnalysisOptions, analyze
+
+    src, out = Path(source), Path(output)
+    if not src.is_file():
+        raise InputError(f"{src}: no such file; check the path")
+    if src.suffix.lower() != ".onnx":
+        raise InputError(f"{src}: not an .onnx file; dedup rewrites ONNX models (use `sharescan export` for PyTorch)")
+    if out.resolve() == src.resolve() and not in_place:
+        raise InputError(f"{out}: is the input; choose another -o, or pass --in-place to replace the input after verification")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise InputError(f"{out}: folder {out.parent} does not exist or is not writable; choose another -o")
+
+    result = analyze([str(src)], AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
+    check_model(src)
+    try:
+        model = onnx.load(str(src))
+    except Exception as e:  # onnx raises several types for unreadable external data
+        raise InputError(f"{src}: could not load the model with its external data ({e.__class__.__name__})") from None
+    graph = model.graph
+    before_tensor_bytes = _tensor_bytes(model)
+    stored = stored_tensors(graph)
+    merges: list[Merge] = []
+    front: list[Any] = []
+    for g in result.groups:
+        if g.relation in ("aliased", "rows"):
+            continue
+        keep = g.members[0].name
+        for k, m in enumerate(g.members[1:], 1):
+            if keep not in stored or m.name not in stored:
+                continue  # subgraph tensors and aliases stay as they are
+            kind, obj = stored[keep]
+            if kind == "constant" and not _constant_to_initializer(graph, obj):
+                continue
+            stored[keep] = ("initializer", graph.initializer[-1]) if kind == "constant" else stored[keep]
+            drop_kind, drop_obj = stored.pop(m.name)
+            relation = "transposed" if g.relation == "near" and m.transposed else g.relation
+            onnx_dtype = stored[keep][1].data_type
+            if relation in ("identical", "near"):
+                _drop(graph, drop_kind, drop_obj)
+                point_at(graph, m.name, keep)
+                how = f"reads {keep}"
+            else:
+                _drop(graph, drop_kind, drop_obj)
+                front.extend(rebuild_node(graph, relation, keep, m.name, m.scale, onnx_dtype))
+                how = {"transposed": f"Transpose({keep})", "negated": f"Neg({keep})", "scaled": f"Mul({keep}, {m.scale or 0:.6g})"}[relation]
+            err = (g.max_abs_error, g.rel_error) if g.relation == "near" else (0.0, 0.0)
+            merges.append(Merge(g.relation, keep, m.name, g.bytes_each, how, *err))
+    if options.rows:
+        for name, (kind, obj) in list(stored.items()):
+            if kind != "initializer":
+                continue
+            rewrite = unique_rows(graph, obj)
+            if rewrite is not None:
+                nodes, saved = rewrite
+                _drop(graph, kind, obj)
+                front.extend(nodes)
+                merges.append(Merge("rows", "", name, saved, f"Gather({name}_unique_rows, {name}_row_index)"))
+    # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
+    for node in reversed(front):
+        graph.node.insert(0, node)
+    after_tensor_bytes = _tensor_bytes(model)
+    lossy = any(m.relation == "near" for m in merges)
+    return _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
+
+
+def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:
+    import onnx
+
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staged = work / out.name
+        external = after > _TWO_GB // 2 or any(t.data_location == 1 for t in onnx.load(str(src), load_external_data=False).graph.initializer)
+        data_name = f"{out.name}.data"
+        if external:
+            onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+        else:
+            onnx.save_model(model, str(staged))
+        check_model(staged)
+        feeds = sample_inputs(model, {n: (s, d) for n, s, d in options.inputs})
+        verdict = compare_outputs(src, staged, feeds)
+        if not lossy and not verdict.outputs_identical:
+            raise InputError(f"{out}: verification failed: outputs differ from the original by up to {verdict.max_abs_error:.3g} after lossless merges; nothing written")
+        if lossy and verdict.rel_error > options.max_error:
+            raise InputError(f"{out}: verification failed: outputs moved by {verdict.rel_error:.3g} relative (> --max-error {options.max_error:g}); nothing written; lower --tol")
+        ram: dict[str, dict[str, int]] = {}
+        if options.measure_ram:
+            for label, path in (("before", src), ("after", staged)):
+                ram[label] = {mode: measure_ram(path, feeds, mode == "recommended", work) for mode in ("default", "recommended")}
+        file_before = _files_bytes(src)
+        file_after = _files_bytes(staged)
+        if external:
+            os.replace(work / data_name, out.parent / data_name)
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return DedupResult(str(src), str(out), file_before, file_after, before, after, tuple(merges), verdict, lossy, ram)

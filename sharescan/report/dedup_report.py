@@ -1,0 +1,68 @@
+"""Render a DedupResult: terminal (rich), Markdown; JSON is its to_dict()."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sharescan.onnx_rewrite.dedup import DedupResult
+from sharescan.units import human_bytes
+
+__all__ = ["dedup_summary", "dedup_rows", "render_dedup_terminal", "render_dedup_markdown", "MERGE_HEADER"]
+
+MERGE_HEADER = ("#", "relation", "dropped", "now", "saved", "max abs err")
+
+
+def _ram_line(r: DedupResult) -> str:
+    if not r.ram:
+        return "onnxruntime RAM: not measured"
+    b, a = r.ram["before"], r.ram["after"]
+    return (
+        f"onnxruntime RAM (session + one run): default options {human_bytes(b['default'])} -> {human_bytes(a['default'])}; "
+        f"recommended options {human_bytes(b['recommended'])} -> {human_bytes(a['recommended'])}"
+    )
+
+
+def dedup_summary(r: DedupResult) -> list[str]:
+    v = r.verdict
+    verdict = "outputs identical" if v.outputs_identical else f"outputs within max abs {v.max_abs_error:.3g}, relative {v.rel_error:.3g}"
+    options = ", ".join(f"{k}={v}" for k, v in r.recommended_options.items())
+    return [
+        f"{r.input} -> {r.output}",
+        f"file: {r.file_bytes_before:,} B ({human_bytes(r.file_bytes_before)}) -> {r.file_bytes_after:,} B ({human_bytes(r.file_bytes_after)})",
+        f"tensor bytes: {r.tensor_bytes_before:,} B -> {r.tensor_bytes_after:,} B (saved {human_bytes(r.tensor_bytes_before - r.tensor_bytes_after)})",
+        f"verification: onnx.checker passed; onnxruntime {verdict} ({'lossy' if r.lossy else 'lossless'} merges)",
+        _ram_line(r),
+        f"recommended onnxruntime session config entries: {options}",
+    ]
+
+
+def dedup_rows(r: DedupResult) -> list[tuple[str, ...]]:
+    return [
+        (str(k), m.relation, m.dropped, m.how, human_bytes(m.saved_bytes), f"{m.max_abs_error:.3g}")
+        for k, m in enumerate(sorted(r.merges, key=lambda m: -m.saved_bytes), 1)
+    ]
+
+
+def render_dedup_terminal(r: DedupResult, console: Any, top: int = 50) -> None:
+    from rich.table import Table
+
+    console.print("[bold]sharescan dedup[/bold]  (KiB/MiB/GiB = 1024-based)")
+    for line in dedup_summary(r):
+        console.print(line, highlight=False)
+    if r.merges:
+        table = Table(*MERGE_HEADER, title=f"Merges ({len(r.merges)})", title_justify="left")
+        for row in dedup_rows(r)[:top]:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        console.print("Nothing to merge: the model stores no tensor twice.")
+
+
+def render_dedup_markdown(r: DedupResult, top: int = 50) -> str:
+    lines = ["# sharescan dedup", ""] + [f"- {line}" for line in dedup_summary(r)] + ["", f"## Merges ({len(r.merges)})", ""]
+    if r.merges:
+        lines += ["| " + " | ".join(MERGE_HEADER) + " |", "|" + "---|" * len(MERGE_HEADER)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in dedup_rows(r)[:top]]
+    else:
+        lines.append("Nothing to merge.")
+    return "\n".join(lines) + "\n"

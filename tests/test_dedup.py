@@ -1,0 +1,155 @@
+"""sharescan dedup: each rewrite on small graphs, exact bytes, onnxruntime equality, nothing written on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from sharescan.errors import InputError
+from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
+from tests.helpers import run_cli
+
+rng = np.random.default_rng(3)
+OPTS = DedupOptions(measure_ram=False)
+
+
+def _model(path: Path, weights: dict[str, np.ndarray], nodes: list, out: str = "y") -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", 8])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _chain(path: Path, weights: dict[str, np.ndarray]) -> Path:
+    """x @ w0 @ w1 @ ... : every weight is read once, in order."""
+    nodes, prev = [], "x"
+    for k, name in enumerate(weights):
+        out = "y" if k == len(weights) - 1 else f"h{k}"
+        nodes.append(helper.make_node("MatMul", [prev, name], [out]))
+        prev = out
+    return _model(path, weights, nodes)
+
+
+def _initializers(path: Path) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def test_identical_copy_is_removed_and_outputs_are_identical(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy(), "c": rng.standard_normal((8, 8)).astype(np.float32)})
+    r = dedup(str(src), str(tmp_path / "out.onnx"), OPTS)
+    assert set(_initializers(tmp_path / "out.onnx")) == {"a", "c"}
+    assert [(m.relation, m.kept, m.dropped, m.saved_bytes) for m in r.merges] == [("identical", "a", "b", 256)]
+    assert r.tensor_bytes_before - r.tensor_bytes_after == 256
+    assert r.verdict.outputs_identical and r.verdict.checker_passed
+
+
+@pytest.mark.parametrize(
+    ("relation", "make", "op"),
+    [
+        ("transposed", lambda w: w.T.copy(), "Transpose"),
+        ("negated", lambda w: -w, "Neg"),
+        ("scaled", lambda w: (w * np.float32(0.25)).astype(np.float32), "Mul"),
+    ],
+)
+def test_transformed_copy_is_rebuilt_by_one_node(tmp_path: Path, relation: str, make, op: str) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"w": w, "w_copy": make(w)})
+    r = dedup(str(src), str(tmp_path / "out.onnx"), OPTS)
+    (merge,) = r.merges
+    assert (merge.relation, merge.kept, merge.dropped) == (relation, "w", "w_copy")
+    result = onnx.load(str(tmp_path / "out.onnx"))
+    assert [n.op_type for n in result.graph.node if n.output[0] == "w_copy"] == [op]
+    extra = 4 if relation == "scaled" else 0  # the stored factor
+    assert r.tensor_bytes_before - r.tensor_bytes_after == w.nbytes - extra
+    assert r.verdict.outputs_identical
+
+
+def test_rows_rewrite_stores_unique_rows_and_index(tmp_path: Path) -> None:
+    table = rng.standard_normal((100, 8)).astype(np.float32)
+    table[40:] = 0.0  # 60 identical rows
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])
+    graph = helper.make_graph([helper.make_node("Gather", ["emb", "ids"], ["y"])], "g", [ids], [y], initializer=[numpy_helper.from_array(table, "emb")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    r = dedup(str(tmp_path / "m.onnx"), str(tmp_path / "out.onnx"), DedupOptions(rows=True, measure_ram=False))
+    (merge,) = r.merges
+    stored = _initializers(tmp_path / "out.onnx")
+    assert stored["emb_unique_rows"].shape == (41, 8) and stored["emb_row_index"].dtype == np.int32
+    assert merge.saved_bytes == table.nbytes - 41 * 8 * 4 - 100 * 4
+    assert r.verdict.outputs_identical
+
+
+def test_near_merge_is_lossy_reported_and_bounded(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    near = (w + 1e-4 * rng.standard_normal(w.shape)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"w": w, "w2": near})
+    r = dedup(str(src), str(tmp_path / "out.onnx"), DedupOptions(tol=1e-2, measure_ram=False))
+    assert [m.relation for m in r.merges] == ["near"] and r.lossy
+    assert 0 < r.merges[0].max_abs_error < 1e-3
+    assert not r.verdict.outputs_identical and 0 < r.verdict.rel_error < 1e-3
+
+
+def test_lossy_result_beyond_max_error_is_not_written(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"w": w, "w2": (w + 0.01 * rng.standard_normal(w.shape)).astype(np.float32)})
+    with pytest.raises(InputError, match="verification failed"):
+        dedup(str(src), str(tmp_path / "out.onnx"), DedupOptions(tol=0.05, max_error=1e-6, measure_ram=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_output_equal_to_input_needs_in_place(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy()})
+    before = src.read_bytes()
+    with pytest.raises(InputError, match="--in-place"):
+        dedup(str(src), str(src), OPTS)
+    assert src.read_bytes() == before
+    dedup(str(src), str(src), OPTS, in_place=True)
+    assert set(_initializers(src)) == {"a"}
+
+
+def test_external_data_in_and_out(tmp_path: Path) -> None:
+    w = rng.standard_normal((64, 8)).astype(np.float32)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("MatMul", ["h", "wt"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])], initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(w.T.copy(), "wt")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    r = dedup(str(folder / "m.onnx"), str(out), OPTS)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx", "m.onnx.data"]
+    assert r.verdict.outputs_identical
+    assert r.file_bytes_before - r.file_bytes_after >= w.nbytes - 200
+
+
+def test_cli_dedup_json_and_exit_codes(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy()})
+    proc = run_cli("dedup", str(src), "-o", str(tmp_path / "o.onnx"), "--json", "--no-ram")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["verification"]["outputs_identical"] and data["tensor_bytes"]["before"] - data["tensor_bytes"]["after"] == 256
+    bad = run_cli("dedup", str(src), "-o", str(src))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--in-place" in bad.stderr
+    (tmp_path / "t.txt").write_text("x")
+    assert run_cli("dedup", str(tmp_path / "t.txt"), "-o", str(tmp_path / "o2.onnx")).returncode == 2
+
+
+def test_dedup_of_the_tied_export_recovers_the_transposed_copy(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES
+
+    r = dedup(str(FIXTURES / "tiny_lm_folded.onnx"), str(tmp_path / "lm.onnx"), DedupOptions(measure_ram=True))
+    facts = json.loads((FIXTURES / "expected.json").read_text())["summary"]["tiny_lm"]
+    transposed = [m for m in r.merges if m.relation == "transposed"]
+    assert [(m.kept, m.dropped, m.saved_bytes) for m in transposed] == [(facts["per_file"]["tiny_lm_folded.onnx"]["identical"][0], facts["per_file"]["tiny_lm_folded.onnx"]["transposed"][0], facts["embedding_bytes"])]
+    assert r.verdict.outputs_identical
+    assert set(r.ram) == {"before", "after"} and all(v > 0 for d in r.ram.values() for v in d.values())
