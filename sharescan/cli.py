@@ -194,6 +194,65 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
         write_atomic(report_path, render_dedup_markdown(result))
 
 
+@cli.command(epilog="""\b
+Examples:
+  sharescan export model_script.pt -o model.onnx --input x:1x64:float32
+  sharescan export model.pt2 -o model.onnx --inputs sample.npz
+  sharescan export state_dict.pt --arch mypkg.models:build -o model.onnx --input input_ids:1x128:int64
+\b
+Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
+@click.argument("model", metavar="MODEL")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the deduplicated ONNX model.")
+@click.option("--arch", help="module:factory that builds the nn.Module a state dict belongs to (imports that code).")
+@click.option("--input", "input_specs", multiple=True, help="Example input as name:shape:dtype, one per model input, in order.")
+@click.option("--inputs", "inputs_npz", type=click.Path(exists=True, dir_okay=False), help="Example inputs from an .npz file, in order.")
+@click.option("--opset", default=17, show_default=True, type=int)
+@click.option("--dynamo", is_flag=True, help="Use torch.onnx.export(dynamo=True) instead of the TorchScript exporter.")
+@click.option("--no-constant-folding", is_flag=True, help="Export without constant folding.")
+@click.option("--trust-pickle", is_flag=True, help="Allow a pickled whole nn.Module (unpickling can run code).")
+@click.option("--tol", type=float, default=None, help="Also merge near-equal tensors within this relative distance (lossy).")
+@click.option("--rows", is_flag=True, help="Store tensors with duplicate rows as unique rows plus an index (Gather).")
+@click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
+def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ...], inputs_npz: str | None, opset: int, dynamo: bool, no_constant_folding: bool, trust_pickle: bool, tol: float | None, rows: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+    """Export a PyTorch MODEL to ONNX, deduplicate it, and check onnxruntime against torch."""
+    from sharescan.errors import InputError
+
+    if report_path is not None:
+        _check_writable(report_path)
+    try:
+        from sharescan.onnx_rewrite.dedup import DedupOptions
+        from sharescan.onnx_rewrite.export import ExportOptions, export as run_export
+        from sharescan.onnx_rewrite.verify import parse_input_spec
+
+        if tol is not None and not 0 < tol < 1:
+            raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
+        specs = tuple(parse_input_spec(s) for s in input_specs)
+        dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=specs)
+        options = ExportOptions(arch=arch, inputs_npz=inputs_npz, opset=opset, dynamo=dynamo, constant_folding=not no_constant_folding, trust_pickle=trust_pickle, dedup=dedup_options)
+        result = run_export(model, output, options)
+    except InputError as e:
+        _fail(e.message)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        from sharescan.report.dedup_report import render_dedup_terminal
+
+        console = Console()
+        render_dedup_terminal(result.dedup, console)
+        console.print(f"torch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}", highlight=False)
+    if report_path is not None:
+        from sharescan.report.dedup_report import render_dedup_markdown
+
+        text = render_dedup_markdown(result.dedup) + f"\ntorch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}\n"
+        write_atomic(report_path, text)
+
+
 def _progress() -> Any:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     from sharescan.analysis import Progress

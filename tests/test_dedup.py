@@ -153,3 +153,29 @@ def test_dedup_of_the_tied_export_recovers_the_transposed_copy(tmp_path: Path) -
     assert [(m.kept, m.dropped, m.saved_bytes) for m in transposed] == [(facts["per_file"]["tiny_lm_folded.onnx"]["identical"][0], facts["per_file"]["tiny_lm_folded.onnx"]["transposed"][0], facts["embedding_bytes"])]
     assert r.verdict.outputs_identical
     assert set(r.ram) == {"before", "after"} and all(v > 0 for d in r.ram.values() for v in d.values())
+
+
+def test_export_of_tied_lm_state_dict_holds_the_embedding_once(tmp_path: Path) -> None:
+    from sharescan.onnx_rewrite.export import ExportOptions, export
+    from tests.conftest import FIXTURES
+
+    facts = json.loads((FIXTURES / "expected.json").read_text())["summary"]["tiny_lm"]
+    options = ExportOptions(arch="fixtures.architectures:tiny_lm", dedup=DedupOptions(inputs=(("input_ids", (2, 32), "int64"),), measure_ram=False))
+    r = export(str(FIXTURES / "tiny_lm.pt"), str(tmp_path / "lm.onnx"), options)
+    stored = _initializers(tmp_path / "lm.onnx")
+    embedding_copies = [n for n, a in stored.items() if a.size == facts["embedding_shape"][0] * facts["embedding_shape"][1]]
+    assert len(embedding_copies) == 1
+    assert r.dedup.verdict.outputs_identical
+    assert r.torch_vs_onnxruntime_rel < 1e-5
+
+
+def test_cli_export_needs_arch_for_a_state_dict_and_inputs(tmp_path: Path) -> None:
+    proc = run_cli("export", "fixtures/mlp.pt", "-o", str(tmp_path / "m.onnx"), "--input", "x:1x64:float32")
+    assert proc.returncode == 2 and "--arch" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("export", "fixtures/mlp_script.pt", "-o", str(tmp_path / "m.onnx"))
+    assert proc.returncode == 2 and "--input" in proc.stderr
+    proc = run_cli("export", "fixtures/mlp_script.pt", "-o", str(tmp_path / "m.onnx"), "--input", "x:3x64:float32", "--json", "--no-ram")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["verification"]["outputs_identical"] and data["torch_vs_onnxruntime"]["rel_error"] < 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

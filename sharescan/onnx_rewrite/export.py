@@ -1,0 +1,145 @@
+"""``sharescan export``: a PyTorch model to a deduplicated, verified ONNX file.
+
+Reads TorchScript, ``torch.export`` programs (.pt2), or a state dict with
+``--arch module:factory`` (which imports the user's code: an explicit
+opt-in). Exports with ``torch.onnx.export``, deduplicates the export with
+:func:`dedup`, then compares torch's outputs with onnxruntime's on the
+written file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sharescan.errors import InputError
+from sharescan.onnx_rewrite.dedup import DedupOptions, DedupResult, dedup
+
+__all__ = ["ExportOptions", "ExportResult", "export"]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    arch: str | None = None  # "module:factory" building the nn.Module for a state dict
+    inputs_npz: str | None = None  # sample inputs, one array per graph input, in order
+    opset: int = 17
+    dynamo: bool = False  # torch.onnx.export(dynamo=True) instead of the TorchScript exporter
+    constant_folding: bool = True
+    trust_pickle: bool = False
+    dedup: DedupOptions = DedupOptions()
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    dedup: DedupResult
+    torch_vs_onnxruntime_max_abs: float  # largest |torch - onnxruntime| over outputs of the written file
+    torch_vs_onnxruntime_rel: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.dedup.to_dict(), "torch_vs_onnxruntime": {"max_abs_error": self.torch_vs_onnxruntime_max_abs, "rel_error": self.torch_vs_onnxruntime_rel}}
+
+
+def _factory(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InputError(f"--arch {spec!r}: expected module:factory, e.g. mypkg.models:build")
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the current folder, as `python -m` would have it
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"--arch {spec!r}: cannot import it ({e}); check the module path and name") from None
+
+
+def _module(path: Path, options: ExportOptions) -> Any:
+    import torch
+
+    from sharescan.sources import detect_format
+    from sharescan.sources.torch_source import _torch_load, _walk
+
+    fmt = detect_format(path)
+    if fmt == "torchscript":
+        return torch.jit.load(str(path), map_location="cpu")
+    if fmt == "torch.export":
+        return torch.export.load(str(path)).module()
+    if fmt != "pytorch":
+        raise InputError(f"{path}: export reads TorchScript, .pt2 or a PyTorch state dict (with --arch), not {fmt}")
+    obj = _torch_load(path, options.trust_pickle)
+    if isinstance(obj, torch.nn.Module):
+        return obj
+    if options.arch is None:
+        raise InputError(f"{path}: a state dict needs --arch module:factory to build the model it belongs to")
+    model = _factory(options.arch)()
+    state = dict(_walk(obj, ""))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise InputError(f"{path}: does not fit --arch {options.arch} ({str(e).splitlines()[0][:160]})") from None
+    return model
+
+
+def _sample(options: ExportOptions) -> tuple[np.ndarray, ...]:
+    if options.inputs_npz:
+        try:
+            data = np.load(options.inputs_npz)
+            return tuple(data[k] for k in data.files)
+        except (OSError, ValueError) as e:
+            raise InputError(f"{options.inputs_npz}: unreadable inputs file ({e.__class__.__name__}); write it with numpy.savez") from None
+    if not options.dedup.inputs:
+        raise InputError("export needs example inputs: --input name:shape:dtype (one per model input) or --inputs sample.npz")
+    rng = np.random.default_rng(0)
+    out = []
+    for _, shape, dtype in options.dedup.inputs:
+        dt = np.dtype(dtype)
+        out.append(rng.standard_normal(shape).astype(dt) if dt.kind == "f" else rng.integers(0, 8, size=shape).astype(dt))
+    return tuple(out)
+
+
+def export(source: str, output: str, options: ExportOptions = ExportOptions()) -> ExportResult:
+    import warnings
+
+    import torch
+
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; check the path")
+    model = _module(path, options)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    arrays = _sample(options)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    names = [n for n, _, _ in options.dedup.inputs] or [f"input_{k}" for k in range(len(args))]
+    work = Path(tempfile.mkdtemp(prefix=".sharescan-export-", dir=Path(output).parent))
+    try:
+        raw = work / "export.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(model, args, str(raw), input_names=names, opset_version=options.opset, dynamo=options.dynamo, do_constant_folding=options.constant_folding)
+            except Exception as e:  # the exporters raise many types
+                raise InputError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160]})") from None
+            expected = model(*args)
+        specs = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays))
+        result = dedup(str(raw), output, replace(options.dedup, inputs=specs))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    outs = expected if isinstance(expected, (tuple, list)) else (expected,)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(output, providers=["CPUExecutionProvider"])
+    got = session.run(None, dict(zip(names, arrays)))
+    max_abs = rel = 0.0
+    for t, g in zip(outs, got):
+        x = t.detach().numpy().astype(np.float64)
+        diff = np.abs(x - g.astype(np.float64))
+        max_abs = max(max_abs, float(diff.max()) if diff.size else 0.0)
+        norm = float(np.linalg.norm(x))
+        rel = max(rel, float(np.linalg.norm(diff)) / norm if norm else 0.0)
+    return ExportResult(result, max_abs, rel)
