@@ -67,7 +67,7 @@ def account(
         own = [(i, e) for i, e in enumerate(entries) if e.model == k]
         unique: dict[str, int] = {}
         for _, e in own:
-            unique.setdefault(e.storage, e.nbytes)
+            unique[e.storage] = max(unique.get(e.storage, 0), e.stored_nbytes)
         nonfinite = tuple(e.name for i, e in own if i in digests and digests[i].nonfinite)
         model_reports.append(
             ModelReport(

@@ -25,10 +25,17 @@ class TensorEntry:
     # Returns the tensor as a C-contiguous numpy array of the dtype's storage
     # type, memory-mapped where the format allows. Not compared or hashed.
     read: Callable[[], np.ndarray] = field(compare=False, hash=False, repr=False)
+    # Bytes the file holds for the whole storage, when it is more than this
+    # tensor (a PyTorch view saves its entire storage). None: just nbytes.
+    storage_nbytes: int | None = None
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def stored_nbytes(self) -> int:
+        return self.nbytes if self.storage_nbytes is None else self.storage_nbytes
 
     @property
     def nbytes(self) -> int:

@@ -32,13 +32,17 @@ def _by_name(model) -> dict:
 
 def test_torch_state_dict_keeps_storage_identity_of_tied_tensors(tmp_path: Path) -> None:
     w = torch.randn(6, 4)
-    sd = {"emb": w, "head": w, "copy": w.clone(), "slice": w[2:4]}
+    sd = {"emb": w, "head": w, "copy": w.clone(), "slice": w[2:4], "t": w.t()}
     torch.save(sd, tmp_path / "m.pt")
     t = _by_name(_load(tmp_path / "m.pt"))
-    assert t["emb"].storage == t["head"].storage
+    # Every view of one storage is the same bytes in the file: the storage is saved once, whole.
+    assert t["emb"].storage == t["head"].storage == t["slice"].storage == t["t"].storage
     assert t["copy"].storage != t["emb"].storage
-    assert t["slice"].storage != t["emb"].storage  # a partial view is not the same tensor
     np.testing.assert_array_equal(t["slice"].read(), w[2:4].numpy())
+    np.testing.assert_array_equal(t["t"].read(), w.t().numpy())
+    result = sharescan.analyze([str(tmp_path / "m.pt")])
+    assert result.models[0].unique_bytes == 2 * w.numel() * 4  # w's storage and the clone
+    assert [(g.relation, g.reclaimable_bytes) for g in result.groups] == [("identical", 96), ("aliased", 0)]
 
 
 def test_torch_bfloat16_and_float8_tensors_are_read_as_bits(tmp_path: Path) -> None:

@@ -19,6 +19,13 @@ def find_aliased(entries: Sequence[TensorEntry]) -> tuple[list[Group], list[int]
     by_storage: dict[tuple[int, str], list[int]] = {}
     for i, e in enumerate(entries):
         by_storage.setdefault((e.model, e.storage), []).append(i)
-    groups = [Group("aliased", tuple(ix)) for ix in by_storage.values() if len(ix) > 1]
-    units = [ix[0] for ix in by_storage.values()]
+    groups = []
+    units = []
+    for ix in by_storage.values():
+        # The largest view of a storage stands for it (the others are parts of it).
+        first = max(ix, key=lambda i: (entries[i].nbytes, -i))
+        if len(ix) > 1:
+            groups.append(Group("aliased", (first, *(i for i in ix if i != first))))
+        units.append(first)
+    units.sort()
     return groups, units

@@ -155,8 +155,10 @@ def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
         if t.numel() == 0 or storage.nbytes() == 0:
             key = f"empty:{name}"
         else:
-            key = f"{storage.data_ptr()}:{t.storage_offset()}:{tuple(t.stride())}:{dtype}:{tuple(t.shape)}"
-        entries.append(TensorEntry(model, name, tuple(t.shape), dtype, key, _reader(t, dtype)))
+            # Views of one storage (a tensor, its transpose, a slice) are the
+            # same bytes in the file, which saves the storage once, whole.
+            key = f"storage:{storage.data_ptr()}"
+        entries.append(TensorEntry(model, name, tuple(t.shape), dtype, key, _reader(t, dtype), storage.nbytes() or None))
     return entries
 
 
@@ -170,7 +172,7 @@ def _reader(t: Any, dtype: str):
     def read() -> np.ndarray:
         import torch
 
-        c = t.contiguous()
+        c = t.resolve_conj().resolve_neg().contiguous()
         dt = DTYPES[dtype]
         if not dt.numpy_native:
             c = c.view(torch.int16 if dt.itemsize == 2 else torch.uint8)
