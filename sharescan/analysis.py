@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from sharescan.detect import EXACT_DETECTORS, find_aliased
 from sharescan.detect.candidates import find_candidates
@@ -12,7 +15,7 @@ from sharescan.detect.near import find_near
 from sharescan.detect.rows import find_rows
 from sharescan.digest import Digest, compute_digests
 from sharescan.errors import InputError
-from sharescan.groups import Group
+from sharescan.groups import Candidate, Group
 from sharescan.plan import account
 from sharescan.result import AnalysisResult, Settings
 from sharescan.sources import LoadOptions, load_model
@@ -57,6 +60,12 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
     if not paths:
         raise InputError("no model given; pass one or more model paths")
     _check(options)
+    seen: dict[str, str] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise InputError(f"{path}: given twice (also as {seen[real]}); pass each model once")
+        seen[real] = path
     load_options = LoadOptions(key=options.key, trust_pickle=options.trust_pickle)
     models: list[LoadedModel] = []
     for k, path in enumerate(paths):
@@ -66,8 +75,15 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
             raise InputError(f"{path}: no tensors found in this {loaded.format} model; {hint}")
         models.append(loaded)
     entries: list[TensorEntry] = [e for m in models for e in m.tensors]
+    # Huge or tiny values are handled where they matter; numpy need not warn on stderr.
+    with np.errstate(all="ignore"):
+        digests, found, candidates = _detect(entries, options, progress or Progress())
+    warnings = _warnings(models, entries, digests)
+    return account(models, entries, found, digests, Settings(options.tol, options.row_tol), candidates, warnings)
+
+
+def _detect(entries: list[TensorEntry], options: AnalysisOptions, progress: Progress) -> tuple[dict[int, Digest], list[Group], list[Candidate]]:
     groups, units = find_aliased(entries)
-    progress = progress or Progress()
     progress.start(sum(entries[i].nbytes for i in units))
     try:
         digests = compute_digests(entries, units, progress.advance)
@@ -87,9 +103,9 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
     if options.tol is not None:
         claim(find_near(entries, remaining, digests, options.tol))
     found.extend(find_rows(entries, remaining, digests, options.row_tol))
-    candidates = find_candidates(entries, units, digests, found, options.candidates)
-    warnings = _warnings(models, entries, digests)
-    return account(models, entries, found, digests, Settings(options.tol, options.row_tol), candidates, warnings)
+    # Only tensors still stored after sharing: a pair with a rebuilt copy says nothing new.
+    candidates = find_candidates(entries, remaining, digests, found, options.candidates)
+    return digests, found, candidates
 
 
 def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests: Mapping[int, Digest]) -> list[str]:

@@ -31,6 +31,9 @@ def _fail(message: str) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside the target, then rename over it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -116,6 +119,10 @@ def analyze(
         _fail(e.message)
     except MemoryError:
         _fail("out of memory while reading the models; analyse fewer models at once")
+    if report_path is not None:
+        read = {os.path.realpath(f) for m in result.models for f in m.files}
+        if os.path.realpath(report_path) in read:
+            _fail(f"{report_path}: is one of the model files being analysed; choose another --report path")
     _output(result, as_json, report_path, top)
     if threshold is not None and threshold.exceeded(result.totals.reclaimable_bytes, result.totals.unique_bytes):
         click.echo(f"sharescan: reclaimable {result.totals.reclaimable_bytes:,} B exceeds --fail-above {threshold.text}", err=True)
@@ -280,10 +287,13 @@ def _progress() -> Any:
 
 def main() -> None:
     # click's usage errors print three lines; the contract is one "error:" line and exit 2.
+    if len(sys.argv) == 1:
+        click.echo(cli.get_help(click.Context(cli, info_name="sharescan")))
+        return
     try:
         cli.main(standalone_mode=False)
     except click.UsageError as e:
-        hint = f" (see 'sharescan {e.ctx.info_name} --help')" if e.ctx is not None and e.ctx.info_name != "cli" else ""
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         _fail(f"{e.format_message()}{hint}")
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

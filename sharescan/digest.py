@@ -79,6 +79,11 @@ def rows_worth_indexing(entry: TensorEntry) -> bool:
 
 
 def _digest(entry: TensorEntry) -> Digest:
+    with np.errstate(all="ignore"):  # per thread: overflow is detected and handled below
+        return _digest_values(entry)
+
+
+def _digest_values(entry: TensorEntry) -> Digest:
     array = entry.read()
     content = content_hash(array)
     if entry.numel == 0:
@@ -94,25 +99,32 @@ def _digest(entry: TensorEntry) -> Digest:
     flat = array.reshape(-1)
     # One BLAS pass gives the norm and, through NaN/Inf propagation, whether
     # any element is not finite; only then is the tensor looked at closely.
-    total = _sum_squares(flat, entry.dtype)
+    # float64 sums in float64; float32 squares of tiny values underflow, so a
+    # zero sum over a grid with nonzero values is redone in float64 as well.
+    total = _sum_squares(flat, entry.dtype, np.float64 if dt.name == "float64" else np.float32)
+    if total == 0.0 and np.any(grid):
+        total = _sum_squares(flat, entry.dtype, np.float64)
     nonfinite = has_nan = False
     if not math.isfinite(total):
         values = float_values(flat, entry.dtype)
         nonfinite = not bool(np.isfinite(values).all())
         has_nan = nonfinite and bool(np.isnan(values).any())
-        if not nonfinite:  # squares overflowed float32: redo in float64
-            total = _sum_squares(flat, entry.dtype, np.float64)
+        if not nonfinite:  # squares overflowed: redo in float64, scaled by the largest magnitude
+            peak = float(np.max(np.abs(values)))
+            total = _sum_squares(flat, entry.dtype, np.float64, peak) * peak * peak
     norm = math.sqrt(total) if not nonfinite else math.nan
     return Digest(content, nonfinite, has_nan, norm, grid, row_sample)
 
 
-def _sum_squares(flat: np.ndarray, dtype: str, acc: type = np.float32) -> float:
-    """Sum of squares, chunked so no full-size temporary is made."""
+def _sum_squares(flat: np.ndarray, dtype: str, acc: type = np.float32, scale: float = 1.0) -> float:
+    """Sum of squares of flat / scale, chunked so no full-size temporary is made."""
     total = 0.0
     for start in range(0, flat.size, _CHUNK_ELEMENTS):
         block = float_values(flat[start : start + _CHUNK_ELEMENTS], dtype)
         if block.dtype != acc:
             block = block.astype(acc)
+        if scale != 1.0:
+            block = block / acc(scale)
         total += float(np.dot(block, block))
     return total
 

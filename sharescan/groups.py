@@ -22,7 +22,7 @@ class RowStats:
     n_rows: int  # rows of all member tensors together
     distinct_rows: int  # rows left once duplicates (and near rows, with --row-tol) are merged
     row_bytes: int  # bytes of one row
-    index_bytes: int  # the int32 index (one per row) that the unique-rows form needs
+    index_bytes: int  # the int32 index (one per row of each rebuilt tensor) the unique-rows form needs
     # Bytes each member gives back: its merged rows minus its share of the index.
     reclaimed: tuple[int, ...]
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["close_pairs", "axis_sample"]
+__all__ = ["close_pairs", "axis_sample", "unit_rows"]
 
 _AXIS_CACHE: dict[tuple[int, int], np.ndarray] = {}
 _CELL = 8.0  # cell width in radii: wider cells mean fewer edge look-ups, more pairs per cell
@@ -38,6 +38,17 @@ def axis_sample(length: int, k: int) -> np.ndarray:
             idx = np.sort(np.random.default_rng(length).choice(length, k, replace=False))
         _AXIS_CACHE[key] = idx
     return idx
+
+
+def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows scaled to unit length (without overflow for huge values), and which rows could be."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    peak = np.max(np.abs(vectors), axis=1) if vectors.size else np.zeros(len(vectors))
+    usable = (peak > 0) & np.isfinite(peak)
+    scaled = vectors[usable] / peak[usable, None]
+    out = np.zeros_like(vectors)
+    out[usable] = scaled / np.linalg.norm(scaled, axis=1)[:, None]
+    return out, usable
 
 
 def _projection(k: int, dims: int, seed: int) -> np.ndarray:

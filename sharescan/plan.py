@@ -80,6 +80,7 @@ def account(
                 file_bytes=m.file_bytes,
                 nonfinite=nonfinite,
                 reused_initializers=m.reused,
+                files=m.files,
             )
         )
     totals = Totals(

@@ -93,6 +93,7 @@ class ModelReport:
     file_bytes: int  # size on disk, external data and shards included
     nonfinite: tuple[str, ...] = ()  # tensors holding NaN or Inf (never merged by value)
     reused_initializers: tuple[tuple[str, int], ...] = ()  # ONNX: (name, number of reading nodes) when > 1
+    files: tuple[str, ...] = ()  # every file read for this model
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,7 @@ class ModelReport:
             "file_bytes": self.file_bytes,
             "nonfinite_tensors": list(self.nonfinite),
             "reused_initializers": {n: c for n, c in self.reused_initializers},
+            "files": list(self.files),
         }
 
 

@@ -52,3 +52,4 @@ class LoadedModel:
     file_bytes: int  # bytes on disk of every file the model was read from
     # ONNX: initializers read by more than one node (already shared in the graph).
     reused: tuple[tuple[str, int], ...] = ()
+    files: tuple[str, ...] = ()  # every file read: the model, shards, external data

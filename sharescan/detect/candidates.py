@@ -72,7 +72,7 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
         est, i, j = _estimates(entries, digests, points)
         unit = np.array([u for u, _, _ in points])
         flip = np.array([t for _, t, _ in points])
-        valid = (unit[i] != unit[j]) & ~(flip[i] & flip[j])
+        valid = (unit[i] != unit[j]) & ~(flip[i] & flip[j]) & np.isfinite(est)
         est, i, j = est[valid], i[valid], j[valid]
         # Pairs already merged are skipped below; keep enough spare to replace them.
         keep = min(est.size, wanted + len(together))
@@ -91,5 +91,6 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
         if (a, b, t) in measured:
             continue
         d = distance(entries[a], entries[b], transposed=t)
-        measured[(a, b, t)] = Candidate(a, b, t, d.relative, d.max_abs)
+        if np.isfinite(d.relative) and np.isfinite(d.max_abs):
+            measured[(a, b, t)] = Candidate(a, b, t, d.relative, d.max_abs)
     return sorted(measured.values(), key=lambda c: (c.rel_distance, order[c.a], order[c.b]))[:count]

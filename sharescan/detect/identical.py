@@ -20,6 +20,8 @@ def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests
     buckets: dict[tuple[str, tuple[int, ...], int], list[int]] = {}
     for i in units:
         e = entries[i]
+        if e.numel == 0:
+            continue  # nothing to share
         buckets.setdefault((e.dtype, e.shape, digests[i].content), []).append(i)
     groups = []
     for members in buckets.values():

@@ -20,7 +20,7 @@ import numpy as np
 from sharescan.detect.common import Distance, distance, value_units
 from sharescan.digest import Digest, float_values
 from sharescan.groups import Group
-from sharescan.neighbors import close_pairs
+from sharescan.neighbors import close_pairs, unit_rows
 from sharescan.table import TensorEntry
 
 __all__ = ["find_near", "MARGIN", "sample_points", "search_vectors", "Edge"]
@@ -33,17 +33,13 @@ MARGIN = 3.0
 SEARCH_COORDS = 64
 
 
-def search_vectors(vectors: np.ndarray, radius: float, scale: np.ndarray | None = None) -> np.ndarray:
+def search_vectors(vectors: np.ndarray, radius: float) -> np.ndarray:
     """Pairs (i, j) whose unit-scaled rows are within radius, on a subsample first, then in full."""
-    if scale is None:
-        scale = np.linalg.norm(vectors, axis=1)
-    full = vectors / scale[:, None]
+    full, _ = unit_rows(vectors)
     step = max(1, vectors.shape[1] // SEARCH_COORDS)
-    sub = vectors[:, ::step]
-    sub_norm = np.linalg.norm(sub, axis=1)
-    usable = sub_norm > 0
+    sub, usable = unit_rows(vectors[:, ::step])
     index = np.flatnonzero(usable)
-    pairs = close_pairs(sub[usable] / sub_norm[usable, None], radius)
+    pairs = close_pairs(sub[usable], radius)
     a, b = index[pairs[:, 0]], index[pairs[:, 1]]
     keep = np.linalg.norm(full[a] - full[b], axis=1) <= radius
     return np.stack([a[keep], b[keep]], axis=1)
@@ -74,11 +70,10 @@ def candidate_edges(entries: Sequence[TensorEntry], units: Sequence[int], digest
         if len(points) < 2:
             continue
         vectors = np.array([g.reshape(-1) for _, _, g in points])
-        norms = np.linalg.norm(vectors, axis=1)
-        ok = norms > 0
+        _, ok = unit_rows(vectors)
         index = np.flatnonzero(ok)
         # Unit vectors of two tensors at relative distance t are within 2t.
-        for a, b in search_vectors(vectors[ok], 2 * MARGIN * tol, norms[ok]):
+        for a, b in search_vectors(vectors[ok], 2 * MARGIN * tol):
             (ua, ta, _), (ub, tb, _) = points[index[a]], points[index[b]]
             if ua == ub or (ta and tb):
                 continue

@@ -14,6 +14,7 @@ from sharescan.digest import Digest, float_values
 from sharescan.dtypes import DTYPES
 from sharescan.detect.near import search_vectors
 from sharescan.groups import Group
+from sharescan.neighbors import unit_rows
 from sharescan.table import TensorEntry
 
 __all__ = ["find_negated", "direction_pairs", "flip_sign"]
@@ -32,14 +33,11 @@ def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digest
     for members in buckets.values():
         if len(members) < 2:
             continue
-        points = []
-        for i in members:
-            v = float_values(digests[i].grid, entries[i].dtype).reshape(-1).astype(np.float64)
-            nz = np.flatnonzero(v)
-            n = np.linalg.norm(v)
-            points.append(v / n * np.sign(v[nz[0]]) if n > 0 else np.full_like(v, np.nan))
-        pts = np.array(points)
-        ok = ~np.isnan(pts).any(axis=1)
+        raw = np.array([float_values(digests[i].grid, entries[i].dtype).reshape(-1).astype(np.float64) for i in members])
+        pts, ok = unit_rows(raw)
+        # w and -w (or c*w, c < 0) point the same way once the first nonzero is positive.
+        first = np.argmax(pts != 0, axis=1)
+        pts *= np.where(pts[np.arange(len(pts)), first] < 0, -1.0, 1.0)[:, None]
         index = np.flatnonzero(ok)
         found = search_vectors(pts[ok], _DIRECTION_RADIUS)
         pairs.extend((members[index[a]], members[index[b]]) for a, b in found)

@@ -27,7 +27,7 @@ from sharescan.detect.near import MARGIN
 from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.groups import Group, RowStats
-from sharescan.neighbors import close_pairs
+from sharescan.neighbors import close_pairs, unit_rows
 from sharescan.table import TensorEntry
 
 __all__ = ["find_rows", "INDEX_ITEMSIZE"]
@@ -73,6 +73,16 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     if row_tol is not None and DTYPES[dtype].is_float:
         _merge_near_rows(samples, owner, label, dtype, row, row_tol, errors, abs_errors)
     merged = label != np.arange(len(owner))
+    row_bytes = entries[members[0]].nbytes // entries[members[0]].shape[0]
+    # Only a tensor whose merged rows outweigh its index is rebuilt from the
+    # table; the others stay as they are (other tensors may still read their rows).
+    merged_per = np.bincount(owner[merged], minlength=len(members))
+    for k in np.flatnonzero(merged_per):
+        if merged_per[k] * row_bytes <= INDEX_ITEMSIZE * entries[members[k]].shape[0]:
+            back = np.flatnonzero((owner == k) & merged)
+            label[back] = back
+            errors[back] = abs_errors[back] = 0.0
+    merged = label != np.arange(len(owner))
     if not merged.any():
         return []
     # Tensors linked by a shared row form one group.
@@ -87,7 +97,6 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     for r in np.flatnonzero(merged):
         a, b = find(int(owner[r])), find(int(owner[label[r]]))
         parent[a] = b
-    row_bytes = entries[members[0]].nbytes // entries[members[0]].shape[0]
     involved = {find(int(k)) for k in np.unique(owner[merged])}
     components: dict[int, list[int]] = {}
     for k in range(len(members)):
@@ -97,17 +106,17 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     for ks in components.values():
         rows_in = np.isin(owner, ks)
         n_rows = int(rows_in.sum())
-        distinct = int(np.unique(label[rows_in]).size)
-        reclaimed = tuple(int(merged[owner == k].sum()) * row_bytes - INDEX_ITEMSIZE * entries[members[k]].shape[0] for k in ks)
-        if sum(reclaimed) <= 0:
-            continue
+        distinct = n_rows - int(merged[rows_in].sum())
+        rebuilt = [k for k in ks if merged[owner == k].any()]
+        reclaimed = tuple(int(merged[owner == k].sum()) * row_bytes - INDEX_ITEMSIZE * entries[members[k]].shape[0] if k in rebuilt else 0 for k in ks)
+        index_bytes = INDEX_ITEMSIZE * sum(entries[members[k]].shape[0] for k in rebuilt)
         rel = 0.0
         for k in ks:
             norm = digests[members[k]].norm
             sq = float(errors[owner == k].sum())
             if sq > 0 and norm > 0:
                 rel = max(rel, math.sqrt(sq) / norm)
-        stats = RowStats(n_rows, distinct, row_bytes, INDEX_ITEMSIZE * n_rows, reclaimed)
+        stats = RowStats(n_rows, distinct, row_bytes, index_bytes, reclaimed)
         groups.append(Group("rows", tuple(members[k] for k in ks), max_abs_error=float(abs_errors[rows_in].max()), rel_error=rel, rows=stats))
     return groups
 
@@ -125,13 +134,10 @@ def _row_keys(samples: np.ndarray) -> np.ndarray:
 
 def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
-    values = float_values(samples[reps], dtype).astype(np.float32)  # samples only locate candidates
-    norms = np.linalg.norm(values, axis=1)
-    ok = norms > 0
-    reps, values, norms = reps[ok], values[ok], norms[ok]
+    values, ok = unit_rows(float_values(samples[reps], dtype))
+    reps, values = reps[ok], values[ok].astype(np.float32)  # samples only locate candidates
     if len(reps) < 2:
         return
-    values /= norms[:, None]
     pairs = close_pairs(values, 2 * MARGIN * row_tol, labels=owner[reps])
     if not len(pairs):
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, model_rows, summary_lines
+from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, model_rows, nonfinite_lines, summary_lines
 from sharescan.result import AnalysisResult
 
 __all__ = ["render_markdown"]
@@ -36,6 +36,8 @@ def render_markdown(result: AnalysisResult, top: int = 50) -> str:
         if m.reused_initializers:
             names = ", ".join(f"`{n}` ({c} readers)" for n, c in m.reused_initializers)
             lines += [f"{m.path}: initializers already shared in the graph: {names}", ""]
+    for line in nonfinite_lines(result):
+        lines += [line, ""]
     if result.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in result.warnings] + [""]
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sharescan.result import AnalysisResult, GroupReport, Member
 from sharescan.units import human_bytes
 
-__all__ = ["member_label", "group_row", "model_rows", "summary_lines", "candidate_rows", "GROUP_HEADER", "MODEL_HEADER", "CANDIDATE_HEADER"]
+__all__ = ["member_label", "group_row", "model_rows", "summary_lines", "candidate_rows", "nonfinite_lines", "GROUP_HEADER", "MODEL_HEADER", "CANDIDATE_HEADER"]
 
 GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "max abs err", "rel err")
 CANDIDATE_HEADER = ("#", "a", "b", "rel distance", "max abs diff")
@@ -42,6 +42,16 @@ def group_row(k: int, g: GroupReport, result: AnalysisResult) -> tuple[str, ...]
         f"{g.max_abs_error:.3g}",
         f"{g.rel_error:.3g}",
     )
+
+
+def nonfinite_lines(result: AnalysisResult) -> list[str]:
+    """Models whose tensors hold NaN or Inf: they are compared as bytes only."""
+    out = []
+    for m in result.models:
+        if m.nonfinite:
+            names = ", ".join(m.nonfinite[:8]) + (f" and {len(m.nonfinite) - 8} more" if len(m.nonfinite) > 8 else "")
+            out.append(f"{m.path}: {len(m.nonfinite)} tensor(s) hold NaN or Inf, compared as bytes only: {names}")
+    return out
 
 
 def candidate_rows(result: AnalysisResult) -> list[tuple[str, ...]]:

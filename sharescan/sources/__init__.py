@@ -97,13 +97,13 @@ def _load_folder(path: Path, model: int, options: LoadOptions) -> LoadedModel:
     for name in candidates:
         if (path / name).is_file():
             loaded = _load_file(path / name, detect_format(path / name), model, options, shown)
-            return LoadedModel(shown, loaded.format, loaded.tensors, loaded.file_bytes, loaded.reused)
+            return LoadedModel(shown, loaded.format, loaded.tensors, loaded.file_bytes, loaded.reused, loaded.files)
     if (path / "pytorch_model.bin.index.json").is_file():
         return _load_bin_index(path / "pytorch_model.bin.index.json", model, options, shown)
     singles = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.onnx"))
     if len(singles) == 1:
         loaded = _load_file(singles[0], detect_format(singles[0]), model, options, shown)
-        return LoadedModel(shown, loaded.format, loaded.tensors, loaded.file_bytes, loaded.reused)
+        return LoadedModel(shown, loaded.format, loaded.tensors, loaded.file_bytes, loaded.reused, loaded.files)
     raise InputError(f"{path}: folder holds no model sharescan recognises (model.safetensors[.index.json], pytorch_model.bin, or one .safetensors/.onnx file)")
 
 
@@ -117,6 +117,7 @@ def _load_bin_index(index: Path, model: int, options: LoadOptions, shown: str) -
     folder = index.parent.resolve()
     tensors = []
     file_bytes = 0
+    files = [str(index)]
     for shard in shards:
         shard_path = (folder / shard).resolve()
         if folder not in shard_path.parents or not shard_path.is_file():
@@ -124,4 +125,5 @@ def _load_bin_index(index: Path, model: int, options: LoadOptions, shown: str) -
         part = torch_source.load_pytorch(shard_path, model, options.key, options.trust_pickle)
         tensors.extend(part.tensors)
         file_bytes += part.file_bytes
-    return LoadedModel(shown, "pytorch-sharded", tuple(tensors), file_bytes)
+        files.extend(part.files)
+    return LoadedModel(shown, "pytorch-sharded", tuple(tensors), file_bytes, files=tuple(files))

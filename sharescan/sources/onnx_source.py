@@ -88,7 +88,7 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     for extra in external_files:
         file_bytes += extra.stat().st_size
     reused = tuple(sorted((n, c) for n, c in uses.items() if c > 1))
-    return LoadedModel(str(path), "onnx", tuple(entries), file_bytes, reused)
+    return LoadedModel(str(path), "onnx", tuple(entries), file_bytes, reused, (str(path), *sorted(str(p) for p in external_files)))
 
 
 def _graphs(graph: Any, scope: str) -> Iterator[tuple[str, Any]]:
@@ -134,7 +134,10 @@ def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder:
         else:
             from onnx import numpy_helper
 
-            array = np.asarray(numpy_helper.to_array(tensor))
+            try:
+                array = np.asarray(numpy_helper.to_array(tensor))
+            except (ValueError, TypeError):
+                raise InputError(f"{path}: tensor {name!r} holds data that does not fit its shape {list(shape)}; the file is corrupt") from None
             if not dt.numpy_native:
                 array = array.view(dt.storage)
         if array.size != _count(shape):
@@ -159,9 +162,14 @@ def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: st
         raise InputError(f"{path}: external data path {location!r} of tensor {name!r} leaves the model's folder; refusing to read it")
     if not target.is_file():
         raise InputError(f"{path}: external data file {location!r} of tensor {name!r} is missing; copy it next to the model")
-    offset = int(info.get("offset", 0))
     nbytes = _count(shape) * np.dtype(storage).itemsize
-    length = int(info.get("length", nbytes))
+    try:
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", nbytes))
+    except ValueError:
+        raise InputError(f"{path}: external data of tensor {name!r} has a malformed offset or length; re-export the model") from None
+    if offset < 0 or length < 0:
+        raise InputError(f"{path}: external data of tensor {name!r} has a negative offset or length; re-export the model")
     size = target.stat().st_size
     if length != nbytes or offset + nbytes > size:
         raise InputError(f"{path}: external data of tensor {name!r} ({location}, offset {offset}, {length} bytes) does not fit the {size}-byte file; it is truncated or corrupt: copy {location} again or re-export the model")

@@ -64,6 +64,8 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
     if not isinstance(header, dict):
         raise InputError(f"{path}: corrupt safetensors header (not a JSON object); re-save or re-download it")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise InputError(f"{path}: corrupt safetensors header (__metadata__ is not an object); re-save or re-download it")
     return header, metadata, 8 + n
 
 
@@ -112,7 +114,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
 
 def load_safetensors(path: Path, model: int) -> LoadedModel:
     entries = _entries(path, model, "")
-    return LoadedModel(str(path), "safetensors", tuple(entries), path.stat().st_size)
+    return LoadedModel(str(path), "safetensors", tuple(entries), path.stat().st_size, files=(str(path),))
 
 
 def load_safetensors_index(index: Path, model: int, shown: str) -> LoadedModel:
@@ -133,4 +135,5 @@ def load_safetensors_index(index: Path, model: int, shown: str) -> LoadedModel:
             raise InputError(f"{index}: shard {shard!r} is missing; download the whole folder")
         file_bytes += shard_path.stat().st_size
         entries.extend(_entries(shard_path, model, f"{shard}/"))
-    return LoadedModel(shown, "safetensors-sharded", tuple(entries), file_bytes)
+    files = (str(index), *(str((folder / s).resolve()) for s in shards))
+    return LoadedModel(shown, "safetensors-sharded", tuple(entries), file_bytes, files=files)

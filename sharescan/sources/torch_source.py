@@ -54,7 +54,7 @@ def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: b
             else:
                 raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
     tensors = list(_walk(obj, ""))
-    return LoadedModel(str(path), fmt, tuple(_entries(tensors, model)), path.stat().st_size)
+    return LoadedModel(str(path), fmt, tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
 
 
 def load_torchscript(path: Path, model: int) -> LoadedModel:
@@ -68,7 +68,7 @@ def load_torchscript(path: Path, model: int) -> LoadedModel:
     except (RuntimeError, ValueError) as e:
         raise InputError(f"{path}: unreadable TorchScript archive ({_first_line(e)}); re-save it with torch.jit.save") from None
     tensors = list(module.state_dict().items())
-    return LoadedModel(str(path), "torchscript", tuple(_entries(tensors, model)), path.stat().st_size)
+    return LoadedModel(str(path), "torchscript", tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
 
 
 def load_torch_export(path: Path, model: int) -> LoadedModel:
@@ -84,7 +84,7 @@ def load_torch_export(path: Path, model: int) -> LoadedModel:
         logging.disable(previous)
     tensors = [(n, t) for n, t in program.state_dict.items() if isinstance(t, torch.Tensor)]
     tensors += [(n, t) for n, t in program.constants.items() if isinstance(t, torch.Tensor)]
-    return LoadedModel(str(path), "torch.export", tuple(_entries(tensors, model)), path.stat().st_size)
+    return LoadedModel(str(path), "torch.export", tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
 
 
 def _torch_load(path: Path, trust_pickle: bool) -> Any:
@@ -101,7 +101,10 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
             culprit = _unsupported_global(str(e))
             raise InputError(f"{path}: holds pickled Python objects{culprit}, not just tensors; re-save its state_dict(), or {_TRUST_HINT}") from None
         raise InputError(f"{path}: corrupt pickle; the file is damaged or not a PyTorch checkpoint: re-save or re-download it") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as e:
+    except (AttributeError, ImportError) as e:
+        # Only with --trust-pickle: the pickle names a class this Python cannot import.
+        raise InputError(f"{path}: the pickled objects need code that is not importable here ({e.__class__.__name__}: {_first_line(e)}); import the defining package or re-save the state_dict()") from None
+    except Exception as e:  # torch and its unpickler raise many types for a damaged file
         raise InputError(f"{path}: unreadable PyTorch file ({e.__class__.__name__}); it is truncated, corrupt or not a torch.save file: re-save or re-download it") from None
 
 
