@@ -166,10 +166,11 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
 @click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims as 1.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
+@click.option("--strip-debug", is_flag=True, help="Also drop nodes' doc strings and metadata (exporter stack traces); model metadata stays.")
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM (four short runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
-def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], in_place: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], in_place: bool, strip_debug: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
     """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
     from sharescan.errors import InputError
 
@@ -181,7 +182,7 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
 
         if tol is not None and not 0 < tol < 1:
             raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
-        options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=tuple(parse_input_spec(s) for s in input_specs))
+        options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=tuple(parse_input_spec(s) for s in input_specs), strip_debug=strip_debug)
         result = run_dedup(model, output, options, in_place=in_place)
     except InputError as e:
         _fail(e.message)

@@ -179,3 +179,20 @@ def test_cli_export_needs_arch_for_a_state_dict_and_inputs(tmp_path: Path) -> No
     data = json.loads(proc.stdout)
     assert data["verification"]["outputs_identical"] and data["torch_vs_onnxruntime"]["rel_error"] < 1e-5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_strip_debug_drops_node_doc_and_metadata_but_keeps_model_metadata(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy()})
+    model = onnx.load(str(src))
+    model.graph.node[0].doc_string = "stack trace " * 50
+    onnx.helper.set_model_props(model, {"author": "me"})
+    entry = model.graph.node[0].metadata_props.add()
+    entry.key, entry.value = "pkg.torch.onnx.stack_trace", "x" * 500
+    onnx.save_model(model, str(src))
+    kept = dedup(str(src), str(tmp_path / "keep.onnx"), OPTS)
+    stripped = dedup(str(src), str(tmp_path / "strip.onnx"), DedupOptions(measure_ram=False, strip_debug=True))
+    out = onnx.load(str(tmp_path / "strip.onnx"))
+    assert all(not n.doc_string and not n.metadata_props for n in out.graph.node)
+    assert {p.key: p.value for p in out.metadata_props} == {"author": "me"}
+    assert kept.file_bytes_after - stripped.file_bytes_after > 1000

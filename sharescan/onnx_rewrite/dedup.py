@@ -39,6 +39,9 @@ class DedupOptions:
     max_error: float = 1e-3  # a lossy result whose outputs move more than this (relative) is not written
     measure_ram: bool = True  # measure onnxruntime RAM before and after (4 short runs)
     inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # graph input specs for verification
+    # Drop nodes' doc strings and metadata (the dynamo exporter stores stack
+    # traces there: about 1-5% of a small model's file). Model metadata stays.
+    strip_debug: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,12 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
                 _drop(graph, kind, obj)
                 front.extend(nodes)
                 merges.append(Merge("rows", "", name, saved, f"Gather({name}_unique_rows, {name}_row_index)"))
+    if options.strip_debug:
+        from sharescan.onnx_rewrite.graph import all_nodes
+
+        for node in all_nodes(graph):
+            node.doc_string = ""
+            del node.metadata_props[:]
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(front):
         graph.node.insert(0, node)
