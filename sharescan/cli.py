@@ -261,6 +261,90 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
         write_atomic(report_path, text)
 
 
+@cli.command(epilog="""\b
+Examples:
+  sharescan tie a.pt b.pt --arch mypkg.models:build --task mypkg.train:task \\
+      --groups "A:features.* = B:features.*" -o tied.pt --onnx tied.onnx
+  sharescan tie model.pt --arch mypkg.models:build --inputs calib.npz \\
+      --groups "A:blocks.1.* = A:blocks.0.*" --lambda 100 -o albert_style.pt
+  sharescan tie a.pt b.pt --arch mypkg.models:build --task mypkg.train:task --auto 4 -o tied.safetensors
+\b
+Models are named A, B, ... in the order given. Exit codes: 0 written; 2 unusable input or options,
+a loss that turned NaN or diverged (nothing written).""")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Tied checkpoint: .pt (torch.save, sharing kept) or .safetensors (save_model).")
+@click.option("--groups", "groups_spec", help="What to tie: 'A:pattern = B:pattern' rules separated by ';', or a JSON file {\"groups\": [[\"A:name\", \"B:name\"], ...]}.")
+@click.option("--auto", default=0, type=click.IntRange(min=0), help="Instead of --groups: tie the N closest same-shape pairs that analyze ranks.")
+@click.option("--task", help="module:function returning a task (batches, loss, metric) over labelled data.")
+@click.option("--inputs", "inputs_npz", type=click.Path(exists=True, dir_okay=False), help="Instead of --task: distil from the original models on these inputs (.npz).")
+@click.option("--lambda", "lam", default="auto", show_default=True, help="Penalty weight, or 'auto' (raised each epoch until every group's relative gap is below --target-gap).")
+@click.option("--target-gap", default=1e-3, show_default=True, type=float)
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(min=1), help="Epochs of penalised fine-tuning (the most, with --lambda auto).")
+@click.option("--finetune-shared", default=10, show_default=True, type=click.IntRange(min=0), help="Epochs of fine-tuning after hard sharing.")
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--arch", help="module:factory building each model from its state dict (imports that code).")
+@click.option("--trust-pickle", is_flag=True, help="Allow pickled whole nn.Modules (unpickling can run code).")
+@click.option("--onnx", "onnx_output", type=click.Path(dir_okay=False), help="Also export the tied models as one ONNX graph with shared initializers.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
+def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int, task: str | None, inputs_npz: str | None, lam: str, target_gap: float, epochs: int, finetune_shared: int, lr: float, arch: str | None, trust_pickle: bool, onnx_output: str | None, device: str, as_json: bool, report_path: Path | None) -> None:
+    """Pull near-equal parameters together by penalised fine-tuning, then share them."""
+    from sharescan.errors import InputError
+
+    if report_path is not None:
+        _check_writable(report_path)
+    try:
+        from sharescan.tie.run import TieOptions, tie as run_tie
+
+        try:
+            lam_value = None if lam == "auto" else float(lam)
+        except ValueError:
+            raise InputError(f"--lambda {lam!r}: a number >= 0, or auto") from None
+        options = TieOptions(groups=groups_spec, auto=auto, task=task, inputs=inputs_npz, lam=lam_value, target_gap=target_gap, epochs=epochs, finetune_shared=finetune_shared, lr=lr, device=device, arch=arch, trust_pickle=trust_pickle)
+        bar = _epoch_bar(epochs)
+        try:
+            result = run_tie(list(models), output, options, onnx_output, bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
+    except InputError as e:
+        _fail(e.message)
+    from sharescan.report.tie_report import render_tie_markdown, render_tie_terminal
+
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        from rich.console import Console
+
+        render_tie_terminal(result, Console())
+    if report_path is not None:
+        write_atomic(report_path, render_tie_markdown(result))
+
+
+def _epoch_bar(epochs: int) -> Any:
+    """A progress bar per epoch on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as RichProgress, TextColumn
+
+    bar = RichProgress(TextColumn("epoch {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
+    job = bar.add_task("", total=epochs)
+    bar.start()
+
+    class Bar:
+        def update(self, epoch: int, lam: float, gap: float) -> None:
+            bar.update(job, completed=epoch + 1, description=f"lambda {lam:g}, largest gap {gap:.2e}")
+
+        def close(self) -> None:
+            bar.stop()
+
+    return Bar()
+
+
 def _progress() -> Any:
     """A rich progress bar on stderr, only when stderr is a terminal."""
     from sharescan.analysis import Progress

@@ -1,0 +1,311 @@
+"""``sharescan tie``: fine-tune with the tying penalty, share each group, save, export, report."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sharescan.errors import InputError
+from sharescan.tie.groups import TieGroup, groups_from_candidates, model_keys, parse_spec
+from sharescan.tie.penalty import penalty, relative_gap
+from sharescan.tie.share import share, unique_parameter_bytes
+from sharescan.tie.task import Task, distillation_task, load_task
+
+__all__ = ["TieOptions", "TieResult", "GroupTrace", "tie"]
+
+_AUTO_START = 1.0  # first lambda of --lambda auto
+_AUTO_STEP = 2.0  # raised by this factor after every epoch that leaves a gap above target
+_AUTO_MAX = 1e6
+
+
+@dataclass(frozen=True)
+class TieOptions:
+    groups: str | None = None  # 'A:features.* = B:features.*' (';' between rules) or a JSON file
+    auto: int = 0  # tie this many of analyze's closest candidate pairs instead
+    task: str | None = None  # module:function returning a Task
+    inputs: str | None = None  # .npz for distillation from the original models (no labels)
+    lam: float | None = None  # fixed penalty weight; None: raise it on a schedule ("auto")
+    target_gap: float = 1e-3  # auto: stop once every group's relative gap is below this
+    epochs: int = 30  # epochs of penalised fine-tuning (the most, with auto)
+    finetune_shared: int = 10  # epochs of fine-tuning after hard sharing (task loss only)
+    lr: float = 3e-3
+    device: str = "cpu"
+    arch: str | None = None  # module:factory for state dicts (imports that code)
+    trust_pickle: bool = False
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class GroupTrace:
+    label: str
+    gap_before: float
+    gap_per_epoch: tuple[float, ...]
+    gap_after_sharing: float  # 0 by construction: one Parameter
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class TieResult:
+    models: tuple[str, ...]
+    keys: tuple[str, ...]
+    groups: tuple[GroupTrace, ...]
+    metric_name: str
+    metric_before: dict[str, float]
+    metric_after_finetune: dict[str, float]
+    metric_after_sharing: dict[str, float]  # right after forcing each group into one Parameter
+    metric_final: dict[str, float]  # after fine-tuning the shared models
+    lambdas: tuple[float, ...]  # lambda used in each epoch
+    parameters_before: int
+    parameters_after: int
+    bytes_before: int
+    bytes_after: int
+    output: str
+    onnx_output: str | None
+    onnx_max_abs_diff: float | None  # torch vs onnxruntime on the exported pair
+    device: str
+    seconds: float
+    epochs_run: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "groups"}
+        out["groups"] = [g.to_dict() for g in self.groups]
+        out["schema_version"] = 1
+        return out
+
+
+def _load(paths: list[str], options: TieOptions) -> dict[str, Any]:
+    import torch
+
+    from sharescan.onnx_rewrite.export import ExportOptions, _module
+
+    models = {}
+    for key, path in zip(model_keys(len(paths)), paths):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such file; check the path")
+        module = _module(Path(path), ExportOptions(arch=options.arch, trust_pickle=options.trust_pickle))
+        if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
+            raise InputError(f"{path}: tie fine-tunes nn.Modules: give a state dict with --arch (TorchScript cannot be re-tied)")
+        models[key] = module.to(options.device)
+    return models
+
+
+def _params(models: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: dict(m.named_parameters(remove_duplicate=False)) for k, m in models.items()}
+
+
+def _metrics(task: Task, models: dict[str, Any]) -> dict[str, float]:
+    import torch
+
+    out = {}
+    for key, model in models.items():
+        model.eval()
+        with torch.no_grad():
+            out[key] = float(task.metric(key, model))
+    return out
+
+
+def _save(models: dict[str, Any], output: Path) -> None:
+    """Write the tied models so their sharing survives a reload, atomically."""
+    import torch
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    os.close(fd)
+    try:
+        if output.suffix == ".safetensors":
+            from safetensors.torch import save_model
+
+            # save_model keeps one copy of shared tensors and records the other names.
+            save_model(torch.nn.ModuleDict(models).cpu(), tmp)
+        else:
+            # torch.save keeps storage sharing across the whole object.
+            torch.save({k: m.state_dict() for k, m in models.items()}, tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Together:
+    """Several models as one module, so one ONNX graph holds their shared initializers."""
+
+    @staticmethod
+    def build(models: dict[str, Any]) -> Any:
+        import torch
+
+        class Together(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.models = torch.nn.ModuleDict(models)
+
+            def forward(self, *inputs: Any) -> tuple[Any, ...]:
+                return tuple(m(x) for m, x in zip(self.models.values(), inputs))
+
+        return Together().eval()
+
+
+def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
+    import numpy as np
+    import torch
+
+    from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
+
+    cpu = {k: m.cpu().eval() for k, m in models.items()}
+    together = _Together.build(cpu)
+    samples = []
+    for key in cpu:
+        x, _ = next(iter(task.batches(key, 0)))
+        samples.append(x[:4].cpu())
+    names = [f"input_{k}" for k in cpu]
+    with tempfile.TemporaryDirectory(dir=onnx_output.parent) as tmp:
+        raw = Path(tmp) / "tied.onnx"
+        with torch.no_grad():
+            torch.onnx.export(together, tuple(samples), str(raw), input_names=names, output_names=[f"output_{k}" for k in cpu], dynamo=False, opset_version=17)
+            expected = together(*samples)
+        specs = tuple((n, tuple(s.shape), str(s.numpy().dtype)) for n, s in zip(names, samples))
+        dedup(str(raw), str(onnx_output), DedupOptions(measure_ram=False, inputs=specs))
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_output), providers=["CPUExecutionProvider"])
+    got = session.run(None, {n: s.numpy() for n, s in zip(names, samples)})
+    return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
+
+
+def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_output: str | None = None, on_epoch: Callable[[int, float, float], None] | None = None) -> TieResult:
+    """Tie the given models' groups by penalised fine-tuning, share them, save (and export)."""
+    import torch
+
+    start = time.perf_counter()
+    out = Path(output)
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise InputError(f"{out}: folder {out.parent} does not exist or is not writable; choose another -o")
+    if options.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {options.device}: no CUDA device here; use --device cpu")
+    if (options.task is None) == (options.inputs is None):
+        raise InputError("give exactly one of --task module:function (labelled data) or --inputs calib.npz (distillation)")
+    if options.lam is not None and not (options.lam >= 0 and math.isfinite(options.lam)):
+        raise InputError(f"--lambda {options.lam}: must be a number >= 0, or auto")
+    torch.manual_seed(options.seed)
+    models = _load(paths, options)
+    params = _params(models)
+    if options.groups:
+        groups = parse_spec(options.groups, params)
+    elif options.auto:
+        from sharescan.analysis import AnalysisOptions, analyze
+
+        result = analyze(paths, AnalysisOptions(candidates=options.auto * 4, trust_pickle=options.trust_pickle))
+        groups = groups_from_candidates(list(result.candidates), paths, params, options.auto)
+    else:
+        raise InputError("give --groups SPEC or --auto N to say what to tie")
+    if options.task:
+        task = load_task(options.task)
+    else:
+        teachers = {k: copy.deepcopy(m).eval() for k, m in models.items()}
+        task = distillation_task(options.inputs or "", teachers, list(models))
+
+    def members() -> list[list[Any]]:
+        p = _params(models)
+        return [[p[k][n] for k, n in g.members] for g in groups]
+
+    gaps_before = [relative_gap(ms) for ms in members()]
+    metric_before = _metrics(task, models)
+    params_before, bytes_before = unique_parameter_bytes(models)
+    lam = _AUTO_START if options.lam is None else options.lam
+    lambdas: list[float] = []
+    per_epoch: list[list[float]] = [[] for _ in groups]
+
+    def after_epoch(epoch: int, current: float) -> float:
+        lambdas.append(current)
+        gaps = [relative_gap(ms) for ms in members()]
+        for k, g in enumerate(gaps):
+            per_epoch[k].append(g)
+        if on_epoch is not None:
+            on_epoch(epoch, current, max(gaps) if gaps else 0.0)
+        if options.lam is None and max(gaps) > options.target_gap:
+            return min(current * _AUTO_STEP, _AUTO_MAX)
+        return current
+
+    _train(models, task, options, options.epochs, lam, members, after_epoch)
+    metric_tuned = _metrics(task, models)
+    share(models, groups)
+    metric_shared = _metrics(task, models)
+    _train(models, task, options, options.finetune_shared, 0.0, members, None)
+    metric_final = _metrics(task, models)
+    params_after, bytes_after = unique_parameter_bytes(models)
+    for m in models.values():
+        m.cpu()
+    _save(models, out)
+    diff = None
+    if onnx_output:
+        diff = _export(models, task, Path(onnx_output))
+    traces = tuple(GroupTrace(g.label(), gb, tuple(pe), 0.0) for g, gb, pe in zip(groups, gaps_before, per_epoch))
+    return TieResult(
+        tuple(paths), tuple(models), traces, getattr(task, "metric_name", "metric"), metric_before, metric_tuned, metric_shared, metric_final,
+        tuple(lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
+        time.perf_counter() - start, len(lambdas),
+    )
+
+
+def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int, lam: float, members: Callable[[], list[list[Any]]], after_epoch: Callable[[int, float], float] | None) -> None:
+    """Adam on the task loss; the penalty's gradient as a plain step beside it.
+
+    The gradient of lam * sum ||w - mean||^2 with respect to a member is
+    2 lam (w - mean). Applied through Adam, its per-parameter scaling would
+    make any lam > 0 drag weights together at the full learning rate (Adam
+    ignores a gradient's size); applied as a plain SGD step after Adam's, as
+    AdamW does for weight decay, lam keeps its meaning: each step moves a
+    member 2 lam lr of the way to the group mean.
+    """
+    import torch
+
+    if epochs <= 0:
+        return
+    unique = {id(p): p for m in models.values() for p in m.parameters()}
+    optimizer = torch.optim.Adam(list(unique.values()), lr=options.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    first_loss = None
+    for epoch in range(epochs):
+        for m in models.values():
+            m.train()
+        streams = [((key, b) for b in task.batches(key, epoch)) for key in models]
+        for step in itertools.zip_longest(*streams):
+            loss = torch.zeros((), device=options.device)
+            for item in step:
+                if item is None:
+                    continue
+                key, (x, y) = item
+                loss = loss + task.loss(models[key](x.to(options.device)), y.to(options.device))
+            value = float(loss.detach()) + (lam * float(penalty(members()).detach()) if lam else 0.0)
+            if not math.isfinite(value) or (first_loss is not None and value > 1e6 * max(first_loss, 1e-6)):
+                raise InputError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower --lambda or --lr; nothing written")
+            first_loss = value if first_loss is None else first_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if lam:
+                pull = min(1.0, 2.0 * lam * optimizer.param_groups[0]["lr"])
+                with torch.no_grad():
+                    for ms in members():
+                        mean = torch.stack(ms).mean(0)
+                        for w in ms:
+                            w.sub_(pull * (w - mean))
+        schedule.step()
+        if after_epoch is not None:
+            lam = after_epoch(epoch, lam)
+            if options.lam is None and lambdas_done(members, options.target_gap):
+                break
+
+
+def lambdas_done(members: Callable[[], list[list[Any]]], target: float) -> bool:
+    """--lambda auto stops once every group's relative gap is below target."""
+    return max((relative_gap(ms) for ms in members()), default=0.0) <= target

@@ -1,0 +1,128 @@
+"""sharescan tie: penalty, hard sharing that survives saving, ONNX of the tied pair, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sharescan
+from sharescan.errors import InputError
+from sharescan.tie.penalty import penalty, relative_gap
+from sharescan.tie.run import TieOptions, tie
+from tests.conftest import FIXTURES
+from tests.helpers import run_cli
+
+PAIR = [str(FIXTURES / "pair_a.pt"), str(FIXTURES / "pair_b.pt")]
+ARCH = "fixtures.architectures:DigitsMLP"
+FAST = dict(arch=ARCH, task="tests.tie_tasks:small_pair", groups="A:features.* = B:features.*", epochs=3, finetune_shared=1)
+
+
+def test_penalty_is_the_pairwise_form_up_to_a_constant() -> None:
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    assert float(penalty([[a, b]])) == pytest.approx(float(((a - b) ** 2).sum()) / 2, rel=1e-6)
+    assert relative_gap([a, a.clone()]) == 0.0
+    assert relative_gap([a, b]) > 0.3
+
+
+def test_tied_pair_saves_at_least_45_percent_and_reloads_shared(tmp_path: Path) -> None:
+    out = tmp_path / "tied.pt"
+    r = tie(PAIR, str(out), TieOptions(**FAST, lam=100.0), onnx_output=str(tmp_path / "tied.onnx"))
+    assert 1 - r.bytes_after / r.bytes_before >= 0.45
+    assert all(g.gap_per_epoch[-1] < g.gap_before for g in r.groups)
+    reloaded = sharescan.analyze([str(out)])
+    aliased = sorted(tuple(sorted(m.name for m in g.members)) for g in reloaded.groups if g.relation == "aliased")
+    assert aliased == [(f"A.features.{n}", f"B.features.{n}") for n in ("0.bias", "0.weight", "2.bias", "2.weight")]
+    assert reloaded.models[0].unique_bytes == r.bytes_after
+    assert r.onnx_max_abs_diff is not None and r.onnx_max_abs_diff < 1e-4
+    onnx_model = sharescan.analyze([str(tmp_path / "tied.onnx")]).models[0]
+    assert onnx_model.unique_bytes <= r.bytes_after + 64  # shared initializers stored once (plus shape constants)
+    state = torch.load(out, weights_only=True)
+    assert state["A"]["features.0.weight"].data_ptr() == state["B"]["features.0.weight"].data_ptr()
+
+
+def test_safetensors_output_keeps_sharing_through_metadata(tmp_path: Path) -> None:
+    out = tmp_path / "tied.safetensors"
+    tie(PAIR, str(out), TieOptions(**FAST, lam=10.0))
+    result = sharescan.analyze([str(out)])
+    assert sum(1 for g in result.groups if g.relation == "aliased") == 4
+
+
+def test_distillation_needs_no_labels(tmp_path: Path) -> None:
+    data = np.load(FIXTURES / "digits_pair.npz")
+    np.savez(tmp_path / "calib.npz", A=data["x_test_a"], B=data["x_test_b"])
+    options = TieOptions(arch=ARCH, inputs=str(tmp_path / "calib.npz"), groups="A:features.2.* = B:features.2.*", epochs=2, finetune_shared=0, lam=10.0)
+    r = tie(PAIR, str(tmp_path / "d.pt"), options)
+    assert r.metric_name.startswith("agreement")
+    assert r.metric_before["A"] == pytest.approx(100.0)
+    assert r.bytes_before - r.bytes_after == (64 * 32 + 32) * 4
+
+
+def test_auto_ties_analyze_candidates(tmp_path: Path) -> None:
+    r = tie(PAIR, str(tmp_path / "auto.pt"), TieOptions(arch=ARCH, task="tests.tie_tasks:small_pair", auto=2, epochs=1, finetune_shared=0, lam=1.0))
+    assert len(r.groups) == 2
+    assert all(g.label.startswith("A:") and " = B:" in g.label for g in r.groups)
+
+
+def test_lambda_auto_raises_lambda_until_the_gap_closes(tmp_path: Path) -> None:
+    r = tie(PAIR, str(tmp_path / "a.pt"), TieOptions(**{**FAST, "epochs": 12}, lam=None, target_gap=1e-2))
+    assert list(r.lambdas) == sorted(r.lambdas) and r.lambdas[-1] > r.lambdas[0]
+    assert max(g.gap_per_epoch[-1] for g in r.groups) <= 1e-2 or len(r.lambdas) == 12
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--groups", "A:features.0.weight = B:head.weight"], "first member"),
+        (["--groups", "A:nothing.* = B:features.*"], "matches no parameter"),
+        (["--groups", "A:features.* = B:features.0.*"], "different numbers"),
+        (["--groups", "A:features.*", "--task", "tests.tie_tasks:small_pair"], "KEY:PATTERN = KEY:PATTERN"),
+    ],
+)
+def test_bad_groups_are_refused_and_nothing_is_written(tmp_path: Path, extra: list[str], words: str) -> None:
+    args = ["tie", *PAIR, "--arch", ARCH, "-o", str(tmp_path / "t.pt"), *extra]
+    if "--task" not in extra:
+        args += ["--task", "tests.tie_tasks:small_pair"]
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "words"),
+    [("tests.tie_tasks:nan_pair", "NaN"), ("tests.tie_tasks:missing", "cannot import"), ("tests.tie_tasks:not_a_task", "not a task")],
+)
+def test_bad_tasks_are_refused_and_nothing_is_written(tmp_path: Path, task: str, words: str) -> None:
+    proc = run_cli("tie", *PAIR, "--arch", ARCH, "--task", task, "--groups", "A:features.* = B:features.*", "--epochs", "1", "-o", str(tmp_path / "t.pt"))
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_integer_members_are_refused() -> None:
+    from sharescan.tie.groups import parse_spec
+
+    params = {"A": {"w": torch.zeros(3, dtype=torch.int64)}, "B": {"w": torch.zeros(3, dtype=torch.int64)}}
+    with pytest.raises(InputError, match="only float parameters"):
+        parse_spec("A:w = B:w", params)
+
+
+def test_cli_tie_json_and_report(tmp_path: Path) -> None:
+    proc = run_cli("tie", *PAIR, "--arch", ARCH, "--task", "tests.tie_tasks:small_pair", "--groups", "A:features.* = B:features.*", "--epochs", "2", "--finetune-shared", "0", "--lambda", "10", "-o", str(tmp_path / "t.pt"), "--json", "--report", str(tmp_path / "t.md"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["bytes_before"] == 52560 and data["bytes_after"] == 27600
+    assert set(data["metric_after_sharing"]) == {"A", "B"}
+    assert "## test accuracy (%)" in (tmp_path / "t.md").read_text()
+
+
+def test_cuda_device_runs_where_a_gpu_exists_and_is_a_clear_error_elsewhere(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        r = tie(PAIR, str(tmp_path / "t.pt"), TieOptions(**FAST, device="cuda", lam=10.0))
+        assert r.device == "cuda" and r.bytes_after < r.bytes_before
+    else:
+        with pytest.raises(InputError, match="no CUDA device"):
+            tie(PAIR, str(tmp_path / "t.pt"), TieOptions(**FAST, device="cuda"))
+        assert list(tmp_path.iterdir()) == []
