@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import sharescan
 from sharescan.analysis import AnalysisOptions
@@ -106,10 +107,19 @@ def test_mlp_in_all_formats_is_one_set_of_parameters() -> None:
     assert result.totals.by_relation[1] == ("identical", 4 * per_model)
 
 
-def test_pair_trained_apart_shares_nothing_exactly() -> None:
+def test_pair_trained_apart_shares_only_rows_that_never_trained() -> None:
+    # Same initialisation, trained apart: no whole tensor is shared, but units
+    # whose ReLU never fired kept their initial weights in both models.
     result = _analyze("pair_a.safetensors", "pair_b.safetensors")
-    assert result.groups == ()
-    assert result.totals.reclaimable_bytes == 0
+    assert {g.relation for g in result.groups} == {"rows"}
+    for g in result.groups:
+        assert [m.name for m in g.members] == [g.members[0].name] * 2
+        assert g.max_abs_error == 0.0 and g.rows.distinct_rows < g.rows.n_rows
+    a = torch.load(FIXTURES / "pair_a.pt", weights_only=True)["features.0.weight"]
+    b = torch.load(FIXTURES / "pair_b.pt", weights_only=True)["features.0.weight"]
+    same = int((a == b).all(dim=1).sum())
+    first = next(g for g in result.groups if g.members[0].name == "features.0.weight")
+    assert first.rows.n_rows - first.rows.distinct_rows == same > 0
 
 
 def test_nested_checkpoint_is_walked_or_narrowed_by_key() -> None:
