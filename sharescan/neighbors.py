@@ -42,8 +42,12 @@ def axis_sample(length: int, k: int) -> np.ndarray:
 
 def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows scaled to unit length (without overflow for huge values), and which rows could be."""
-    vectors = np.asarray(vectors, dtype=np.float64)
-    peak = np.max(np.abs(vectors), axis=1) if vectors.size else np.zeros(len(vectors))
+    vectors = np.asarray(vectors)
+    if vectors.dtype not in (np.float32, np.float64):
+        vectors = vectors.astype(np.float64)
+    # float32 stays float32 (row samples are many): dividing by the peak first
+    # keeps the squares far from overflow in either type.
+    peak = np.max(np.abs(vectors), axis=1) if vectors.size else np.zeros(len(vectors), vectors.dtype)
     usable = (peak > 0) & np.isfinite(peak)
     scaled = vectors[usable] / peak[usable, None]
     out = np.zeros_like(vectors)

@@ -134,8 +134,8 @@ def _row_keys(samples: np.ndarray) -> np.ndarray:
 
 def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
-    values, ok = unit_rows(float_values(samples[reps], dtype))
-    reps, values = reps[ok], values[ok].astype(np.float32)  # samples only locate candidates
+    values, ok = unit_rows(float_values(samples[reps], dtype).astype(np.float32, copy=False))
+    reps, values = reps[ok], values[ok]  # float32: samples only locate candidates
     if len(reps) < 2:
         return
     pairs = close_pairs(values, 2 * MARGIN * row_tol, labels=owner[reps])
