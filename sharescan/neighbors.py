@@ -45,13 +45,18 @@ def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     vectors = np.asarray(vectors)
     if vectors.dtype not in (np.float32, np.float64):
         vectors = vectors.astype(np.float64)
+    if not vectors.size:
+        return vectors.copy(), np.zeros(len(vectors), dtype=bool)
     # float32 stays float32 (row samples are many): dividing by the peak first
     # keeps the squares far from overflow in either type.
-    peak = np.max(np.abs(vectors), axis=1) if vectors.size else np.zeros(len(vectors), vectors.dtype)
+    peak = np.abs(vectors).max(axis=1)
     usable = (peak > 0) & np.isfinite(peak)
-    scaled = vectors[usable] / peak[usable, None]
-    out = np.zeros_like(vectors)
-    out[usable] = scaled / np.linalg.norm(scaled, axis=1)[:, None]
+    peak[~usable] = 1
+    out = vectors / peak[:, None]
+    norm = np.sqrt(np.einsum("ij,ij->i", out, out))
+    norm[~usable] = 1
+    out /= norm[:, None]
+    out[~usable] = 0
     return out, usable
 
 
