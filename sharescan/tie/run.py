@@ -277,7 +277,7 @@ def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int,
     for epoch in range(epochs):
         for m in models.values():
             m.train()
-        streams = [((key, b) for b in task.batches(key, epoch)) for key in models]
+        streams = [_labelled(key, task.batches(key, epoch)) for key in models]
         for step in itertools.zip_longest(*streams):
             loss = torch.zeros((), device=options.device)
             for item in step:
@@ -302,10 +302,10 @@ def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int,
         schedule.step()
         if after_epoch is not None:
             lam = after_epoch(epoch, lam)
-            if options.lam is None and lambdas_done(members, options.target_gap):
-                break
 
 
-def lambdas_done(members: Callable[[], list[list[Any]]], target: float) -> bool:
-    """--lambda auto stops once every group's relative gap is below target."""
-    return max((relative_gap(ms) for ms in members()), default=0.0) <= target
+def _labelled(key: str, batches: Any) -> Any:
+    """(key, batch) pairs; a function, so each stream keeps its own key (a generator
+    expression in a comprehension would read the comprehension's last key)."""
+    for batch in batches:
+        yield key, batch
