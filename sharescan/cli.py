@@ -43,6 +43,16 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _check_report_target(report: Path | None, *paths: str | None) -> None:
+    """--report may not name a model this command reads or writes."""
+    if report is None:
+        return
+    _check_writable(report)
+    for p in paths:
+        if p and os.path.realpath(p) == os.path.realpath(report):
+            _fail(f"{report}: is also a model this command reads or writes; choose another --report path")
+
+
 def _check_writable(path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -174,8 +184,9 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
     """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
     from sharescan.errors import InputError
 
-    if report_path is not None:
-        _check_writable(report_path)
+    _check_report_target(report_path, model, output)
+    if not max_error >= 0:
+        _fail(f"--max-error {max_error}: must be a number >= 0")
     try:
         from sharescan.onnx_rewrite.dedup import DedupOptions, dedup as run_dedup
         from sharescan.onnx_rewrite.verify import parse_input_spec
@@ -227,8 +238,7 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
     """Export a PyTorch MODEL to ONNX, deduplicate it, and check onnxruntime against torch."""
     from sharescan.errors import InputError
 
-    if report_path is not None:
-        _check_writable(report_path)
+    _check_report_target(report_path, model, output)
     try:
         from sharescan.onnx_rewrite.dedup import DedupOptions
         from sharescan.onnx_rewrite.export import ExportOptions, export as run_export
@@ -292,8 +302,7 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
     """Pull near-equal parameters together by penalised fine-tuning, then share them."""
     from sharescan.errors import InputError
 
-    if report_path is not None:
-        _check_writable(report_path)
+    _check_report_target(report_path, *models, output, onnx_output)
     try:
         from sharescan.tie.run import TieOptions, tie as run_tie
 

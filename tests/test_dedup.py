@@ -196,3 +196,76 @@ def test_strip_debug_drops_node_doc_and_metadata_but_keeps_model_metadata(tmp_pa
     assert all(not n.doc_string and not n.metadata_props for n in out.graph.node)
     assert {p.key: p.value for p in out.metadata_props} == {"author": "me"}
     assert kept.file_bytes_after - stripped.file_bytes_after > 1000
+
+
+def test_external_data_output_when_the_current_folder_has_a_file_of_that_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    w = rng.standard_normal((64, 8)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("MatMul", ["h", "wt"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])], initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(w.T.copy(), "wt")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "model.onnx"), save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    monkeypatch.chdir(tmp_path)  # model.onnx.data exists here, as it does for an in-place run
+    r = dedup("model.onnx", "model.onnx", OPTS, in_place=True)
+    assert r.verdict.outputs_identical
+    assert set(_initializers(tmp_path / "model.onnx")) == {"w"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+
+
+def test_rows_and_transposed_copy_of_one_embedding_stay_sorted(tmp_path: Path) -> None:
+    table = rng.standard_normal((50, 8)).astype(np.float32)
+    table[20:] = 0.0
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 4])
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["h"]), helper.make_node("MatMul", ["h", "ET"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [ids], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 50])], initializer=[numpy_helper.from_array(table, "E"), numpy_helper.from_array(table.T.copy(), "ET")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    r = dedup(str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"), DedupOptions(rows=True, measure_ram=False))
+    assert sorted(m.relation for m in r.merges) == ["rows", "transposed"]
+    assert r.verdict.outputs_identical
+
+
+def test_old_ir_models_list_new_initializers_as_inputs(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])
+    inits = {"w": w, "w2": (w * np.float32(2)).astype(np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
+    inputs = [x] + [helper.make_tensor_value_info(k, TensorProto.FLOAT, [8, 8]) for k in inits]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 8)], ir_version=3)
+    onnx.save_model(model, str(tmp_path / "m.onnx"))
+    r = dedup(str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"), DedupOptions(measure_ram=False, inputs=(("x", (2, 8), "float32"),)))
+    assert [m.relation for m in r.merges] == ["scaled"] and r.verdict.outputs_identical
+
+
+def test_scalar_bool_graph_input_is_fed(tmp_path: Path) -> None:
+    from sharescan.onnx_rewrite.verify import sample_inputs
+
+    c = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    graph = helper.make_graph([helper.make_node("Not", ["c"], ["y"])], "g", [c], [helper.make_tensor_value_info("y", TensorProto.BOOL, [])])
+    feeds = sample_inputs(helper.make_model(graph), {})
+    assert isinstance(feeds["c"], np.ndarray) and feeds["c"].shape == ()
+
+
+def test_export_of_a_pt2_program_and_dynamo_json_stays_pure(tmp_path: Path) -> None:
+    proc = run_cli("export", "fixtures/mlp.pt2", "-o", str(tmp_path / "p.onnx"), "--input", "x:2x64:float32", "--json", "--no-ram")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["input"] == "fixtures/mlp.pt2" and data["torch_vs_onnxruntime"]["rel_error"] < 1e-5
+    proc = run_cli("export", "fixtures/mlp.pt", "--arch", "fixtures.architectures:DigitsMLP", "-o", str(tmp_path / "d.onnx"), "--input", "x:2x64:float32", "--dynamo", "--json", "--no-ram")
+    assert proc.returncode == 0, proc.stderr
+    json.loads(proc.stdout)
+
+
+def test_outputs_and_reports_never_overwrite_inputs(tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "in.pt"
+    shutil.copy("fixtures/mlp_script.pt", src)
+    before = src.read_bytes()
+    assert run_cli("export", str(src), "-o", str(src), "--input", "x:2x64:float32").returncode == 2
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    onnx_in = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy()})
+    onnx_before = onnx_in.read_bytes()
+    assert run_cli("dedup", str(onnx_in), "-o", str(tmp_path / "o.onnx"), "--report", str(onnx_in)).returncode == 2
+    assert run_cli("dedup", str(onnx_in), "-o", str(tmp_path / "o.onnx"), "--report", str(tmp_path / "o.onnx")).returncode == 2
+    assert src.read_bytes() == before and onnx_in.read_bytes() == onnx_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pt", "m.onnx"]

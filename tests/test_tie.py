@@ -145,3 +145,41 @@ def test_cuda_device_runs_where_a_gpu_exists_and_is_a_clear_error_elsewhere(tmp_
         with pytest.raises(InputError, match="no CUDA device"):
             tie(PAIR, str(tmp_path / "t.pt"), TieOptions(**FAST, device="cuda"))
         assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_may_not_overwrite_an_input(tmp_path: Path) -> None:
+    import shutil
+
+    a = tmp_path / "a.pt"
+    shutil.copy(PAIR[0], a)
+    before = a.read_bytes()
+    with pytest.raises(InputError, match="is one of the input models"):
+        tie([str(a), PAIR[1]], str(a), TieOptions(**FAST, lam=1.0))
+    assert a.read_bytes() == before
+
+
+def test_sharing_keeps_a_tie_the_model_already_has(tmp_path: Path) -> None:
+    from fixtures.architectures import tiny_lm
+    from sharescan.tie.groups import parse_spec
+    from sharescan.tie.share import share, unique_parameter_bytes
+
+    models = {"A": tiny_lm(), "B": tiny_lm()}
+    params = {k: dict(m.named_parameters(remove_duplicate=False)) for k, m in models.items()}
+    before = unique_parameter_bytes(models)[1]
+    share(models, parse_spec("A:tok_emb.weight = B:tok_emb.weight", params))
+    assert models["A"].lm_head.weight is models["A"].tok_emb.weight is models["B"].tok_emb.weight
+    assert unique_parameter_bytes(models)[1] == before - models["A"].tok_emb.weight.numel() * 4
+
+
+def test_a_member_in_two_groups_is_refused() -> None:
+    from sharescan.tie.groups import parse_spec
+
+    params = {k: {"w": torch.zeros(3)} for k in "ABC"}
+    with pytest.raises(InputError, match="in two groups"):
+        parse_spec("A:w = B:w; A:w = C:w", params)
+
+
+def test_failed_onnx_export_leaves_no_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        tie(PAIR, str(tmp_path / "t.pt"), TieOptions(**FAST, lam=1.0), onnx_output=str(tmp_path / "missing" / "t.onnx"))
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,8 @@ __all__ = ["DedupOptions", "DedupResult", "Merge", "dedup"]
 
 logger = logging.getLogger(__name__)
 
-_TWO_GB = 2**31 - 1  # protobuf's limit: larger models must keep their tensors outside
+_TWO_GB = 2**31 - 1
+_ARITHMETIC_TYPES = {1, 10, 11}  # float32, float16, float64: Neg and Mul run on onnxruntime's CPU  # protobuf's limit: larger models must keep their tensors outside
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     before_tensor_bytes = _tensor_bytes(model)
     stored = stored_tensors(graph)
     merges: list[Merge] = []
-    front: list[Any] = []
+    front: list[Any] = []  # Transpose/Neg/Mul nodes
+    rows_front: list[Any] = []  # Gather nodes: first, since a rebuild may read their output
     for g in result.groups:
         if g.relation in ("aliased", "rows"):
             continue
@@ -174,6 +176,9 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
             drop_kind, drop_obj = stored.pop(m.name)
             relation = "transposed" if g.relation == "near" and m.transposed else g.relation
             onnx_dtype = stored[keep][1].data_type
+            if relation in ("negated", "scaled") and onnx_dtype not in _ARITHMETIC_TYPES:
+                stored[m.name] = (drop_kind, drop_obj)
+                continue  # onnxruntime has no Neg/Mul kernel for this type on CPU
             if relation in ("identical", "near"):
                 _drop(graph, drop_kind, drop_obj)
                 point_at(graph, m.name, keep)
@@ -192,7 +197,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
             if rewrite is not None:
                 nodes, saved = rewrite
                 _drop(graph, kind, obj)
-                front.extend(nodes)
+                rows_front.extend(nodes)
                 merges.append(Merge("rows", "", name, saved, f"Gather({name}_unique_rows, {name}_row_index)"))
     if options.strip_debug:
         from sharescan.onnx_rewrite.graph import all_nodes
@@ -201,8 +206,16 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
             node.doc_string = ""
             del node.metadata_props[:]
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
-    for node in reversed(front):
+    for node in reversed(rows_front + front):
         graph.node.insert(0, node)
+    if model.ir_version < 4:
+        # Before IR 4 every initializer must also be a graph input.
+        from onnx import helper
+
+        listed = {v.name for v in graph.input}
+        for init in graph.initializer:
+            if init.name not in listed:
+                graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     after_tensor_bytes = _tensor_bytes(model)
     lossy = any(m.relation == "near" for m in merges)
     return _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
@@ -217,10 +230,16 @@ def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, mer
         external = after > _TWO_GB // 2 or any(t.data_location == 1 for t in onnx.load(str(src), load_external_data=False).graph.initializer)
         data_name = f"{out.name}.data"
         if external:
-            onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            # onnx refuses a data location that exists relative to the current folder: save from inside the work folder.
+            here = os.getcwd()
+            os.chdir(work)
+            try:
+                onnx.save_model(model, staged.name, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            finally:
+                os.chdir(here)
         else:
             onnx.save_model(model, str(staged))
-        check_model(staged)
+        check_model(staged, label=str(out))
         feeds = sample_inputs(model, {n: (s, d) for n, s, d in options.inputs})
         verdict = compare_outputs(src, staged, feeds)
         if not lossy and not verdict.outputs_identical:

@@ -9,12 +9,17 @@ written file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
+import os
 import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -68,7 +73,7 @@ def _module(path: Path, options: ExportOptions) -> Any:
     if fmt == "torchscript":
         return torch.jit.load(str(path), map_location="cpu")
     if fmt == "torch.export":
-        return torch.export.load(str(path)).module()
+        return torch.export.load(str(path))  # exported as it is, by the dynamo exporter
     if fmt != "pytorch":
         raise InputError(f"{path}: export reads TorchScript, .pt2 or a PyTorch state dict (with --arch), not {fmt}")
     obj = _torch_load(path, options.trust_pickle)
@@ -76,12 +81,17 @@ def _module(path: Path, options: ExportOptions) -> Any:
         return obj
     if options.arch is None:
         raise InputError(f"{path}: a state dict needs --arch module:factory to build the model it belongs to")
-    model = _factory(options.arch)()
+    factory = _factory(options.arch)
+    try:
+        model = factory()
+    except Exception as e:  # the user's code: any failure is theirs to fix
+        raise InputError(f"--arch {options.arch}: calling it failed ({e.__class__.__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); it must build the model with no arguments") from None
     state = dict(_walk(obj, ""))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise InputError(f"{path}: does not fit --arch {options.arch} ({str(e).splitlines()[0][:160]})") from None
+        detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])[:200]
+        raise InputError(f"{path}: does not fit --arch {options.arch} ({detail or str(e)[:160]})") from None
     return model
 
 
@@ -102,6 +112,18 @@ def _sample(options: ExportOptions) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The dynamo exporter prints progress on stdout and logs on stderr: keep stdout for results."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(sys.stderr if sys.stderr else io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
+
+
 def export(source: str, output: str, options: ExportOptions = ExportOptions()) -> ExportResult:
     import warnings
 
@@ -110,8 +132,15 @@ def export(source: str, output: str, options: ExportOptions = ExportOptions()) -
     path = Path(source)
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path")
+    out = Path(output)
+    if out.resolve() == path.resolve():
+        raise InputError(f"{out}: is the input model; choose another -o")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise InputError(f"{out}: folder {out.parent} does not exist or is not writable; choose another -o")
     model = _module(path, options)
-    if isinstance(model, torch.nn.Module):
+    program = isinstance(model, torch.export.ExportedProgram)
+    run = model.module() if program else model
+    if not program:
         model.eval()
     arrays = _sample(options)
     args = tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
@@ -119,15 +148,15 @@ def export(source: str, output: str, options: ExportOptions = ExportOptions()) -
     work = Path(tempfile.mkdtemp(prefix=".sharescan-export-", dir=Path(output).parent))
     try:
         raw = work / "export.onnx"
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
             warnings.simplefilter("ignore")
             try:
-                torch.onnx.export(model, args, str(raw), input_names=names, opset_version=options.opset, dynamo=options.dynamo, do_constant_folding=options.constant_folding)
+                torch.onnx.export(model, args, str(raw), input_names=names, opset_version=max(options.opset, 18) if program else options.opset, dynamo=options.dynamo or program, do_constant_folding=options.constant_folding)
             except Exception as e:  # the exporters raise many types
                 raise InputError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160]})") from None
-            expected = model(*args)
+            expected = run(*args)
         specs = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays))
-        result = dedup(str(raw), output, replace(options.dedup, inputs=specs))
+        result = replace(dedup(str(raw), output, replace(options.dedup, inputs=specs)), input=str(path))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     outs = expected if isinstance(expected, (tuple, list)) else (expected,)

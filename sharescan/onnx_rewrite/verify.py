@@ -31,13 +31,15 @@ class Verdict:
         }
 
 
-def check_model(path: Path) -> None:
+def check_model(path: Path, label: str | None = None) -> None:
+    """onnx.checker's full check; ``label`` names the file in the message (the path may be temporary)."""
     import onnx
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise InputError(f"{path}: fails onnx.checker ({str(e).strip().splitlines()[0][:200]})") from None
+        what = f"{label}: the rewritten model" if label else str(path)
+        raise InputError(f"{what} fails onnx.checker ({str(e).strip().splitlines()[0][:200]}); nothing written") from None
 
 
 def parse_input_spec(text: str) -> tuple[str, tuple[int, ...], str]:
@@ -71,12 +73,12 @@ def sample_inputs(model: Any, given: dict[str, tuple[tuple[int, ...], str]], see
             dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
             shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim)
         if dtype.kind == "f":
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[value.name] = np.asarray(rng.standard_normal(shape)).astype(dtype)
         elif dtype.kind in "iu":
             # Small ids stay inside any vocabulary or index range.
-            feeds[value.name] = rng.integers(0, 8, size=shape).astype(dtype)
+            feeds[value.name] = np.asarray(rng.integers(0, 8, size=shape)).astype(dtype)
         elif dtype.kind == "b":
-            feeds[value.name] = rng.random(shape) > 0.5
+            feeds[value.name] = np.asarray(rng.random(shape) > 0.5)
         else:
             raise InputError(f"graph input {value.name!r} has dtype {dtype}; pass --input {value.name}:SHAPE:DTYPE")
     return feeds

@@ -51,13 +51,20 @@ def parse_spec(spec: str, params: dict[str, dict[str, Any]]) -> list[TieGroup]:
         try:
             raw = json.loads(path.read_text())
             member_lists = [[tuple(m.split(":", 1)) for m in group] for group in raw["groups"]]
+            if not all(isinstance(g, list) and all(len(m) == 2 for m in g) for g in raw["groups"]) or not all(len(m) == 2 for g in member_lists for m in g):
+                raise ValueError
         except (ValueError, KeyError, TypeError, AttributeError):
             raise InputError(f"{spec}: expected {{\"groups\": [[\"A:name\", \"B:name\"], ...]}}") from None
     else:
         member_lists = [m for rule in spec.split(";") if rule.strip() for m in _match(rule, params)]
     groups = [TieGroup(tuple((k, n) for k, n in members)) for members in member_lists]
+    seen: dict[tuple[str, str], str] = {}
     for g in groups:
         _validate(g, params)
+        for member in g.members:
+            if member in seen:
+                raise InputError(f"{member[0]}:{member[1]} is in two groups ({seen[member]} and {g.label()}); list all its members in one group")
+            seen[member] = g.label()
     return groups
 
 

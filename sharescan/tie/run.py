@@ -187,8 +187,20 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
 
     start = time.perf_counter()
     out = Path(output)
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise InputError(f"{out}: folder {out.parent} does not exist or is not writable; choose another -o")
+    written = [out] + ([Path(onnx_output)] if onnx_output else [])
+    for path in written:
+        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+            raise InputError(f"{path}: folder {path.parent} does not exist or is not writable; choose another output path")
+        if any(path.resolve() == Path(p).resolve() for p in paths):
+            raise InputError(f"{path}: is one of the input models; choose another output path")
+    if onnx_output and Path(onnx_output).resolve() == out.resolve():
+        raise InputError(f"{onnx_output}: --onnx and -o must be different files")
+    if not (options.lr > 0 and math.isfinite(options.lr)):
+        raise InputError(f"--lr {options.lr}: must be a positive number")
+    if not 0 < options.target_gap < 1:
+        raise InputError(f"--target-gap {options.target_gap}: must lie strictly between 0 and 1")
+    if options.device != "cpu" and not options.device.startswith("cuda"):
+        raise InputError(f"--device {options.device}: use cpu or cuda (cuda:N)")
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {options.device}: no CUDA device here; use --device cpu")
     if (options.task is None) == (options.inputs is None):
@@ -235,19 +247,34 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
             return min(current * _AUTO_STEP, _AUTO_MAX)
         return current
 
-    _train(models, task, options, options.epochs, lam, members, after_epoch)
-    metric_tuned = _metrics(task, models)
-    share(models, groups)
-    metric_shared = _metrics(task, models)
-    _train(models, task, options, options.finetune_shared, 0.0, members, None)
-    metric_final = _metrics(task, models)
+    try:
+        _train(models, task, options, options.epochs, lam, members, after_epoch)
+        metric_tuned = _metrics(task, models)
+        share(models, groups)
+        metric_shared = _metrics(task, models)
+        _train(models, task, options, options.finetune_shared, 0.0, members, None)
+        metric_final = _metrics(task, models)
+    except InputError:
+        raise
+    except Exception as e:  # the task is the user's code: report its failure in one line
+        raise InputError(f"fine-tuning failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); check the task and its data; nothing written") from None
     params_after, bytes_after = unique_parameter_bytes(models)
     for m in models.values():
         m.cpu()
-    _save(models, out)
     diff = None
-    if onnx_output:
-        diff = _export(models, task, Path(onnx_output))
+    if onnx_output:  # first: a failed export must leave no checkpoint behind
+        try:
+            diff = _export(models, task, Path(onnx_output))
+        except InputError:
+            raise
+        except Exception as e:  # the exporter raises many types
+            raise InputError(f"{onnx_output}: exporting the tied models failed ({e.__class__.__name__}); nothing written") from None
+    try:
+        _save(models, out)
+    except BaseException:
+        if onnx_output:
+            Path(onnx_output).unlink(missing_ok=True)
+        raise
     traces = tuple(GroupTrace(g.label(), gb, tuple(pe), 0.0) for g, gb, pe in zip(groups, gaps_before, per_epoch))
     return TieResult(
         tuple(paths), tuple(models), traces, getattr(task, "metric_name", "metric"), metric_before, metric_tuned, metric_shared, metric_final,

@@ -27,12 +27,17 @@ def share(models: dict[str, Any], groups: Sequence[TieGroup]) -> None:
     import torch
 
     for g in groups:
-        params = dict((k, dict(models[k].named_parameters(remove_duplicate=False))) for k in {k for k, _ in g.members})
+        params = {k: dict(models[k].named_parameters(remove_duplicate=False)) for k in {k for k, _ in g.members}}
         with torch.no_grad():
             mean = torch.stack([params[k][n].detach() for k, n in g.members]).mean(0)
         shared = torch.nn.Parameter(mean.clone())
         for key, name in g.members:
-            set_parameter(models[key], name, shared)
+            # Every name of the member's Parameter follows it: a tie the model
+            # already has (an LM's embedding and head) must not be broken.
+            target = params[key][name]
+            for other, p in params[key].items():
+                if p is target:
+                    set_parameter(models[key], other, shared)
 
 
 def unique_parameter_bytes(models: dict[str, Any]) -> tuple[int, int]:

@@ -62,6 +62,10 @@ def distillation_task(path: str, teachers: dict[str, Any], keys: list[str], batc
     missing = [k for k, v in arrays.items() if v is None]
     if missing:
         raise InputError(f"{path}: no inputs for model(s) {', '.join(missing)}; store one array per model key ({', '.join(keys)}) or a single array")
+    for k, v in arrays.items():
+        if np.asarray(v).dtype.kind == "f":  # float64 arrays feed a float32 model; ids stay ints
+            dtype = next(teachers[k].parameters()).dtype
+            arrays[k] = np.asarray(v).astype(str(dtype).removeprefix("torch."), copy=False)
     split = {k: int(len(v) * 0.8) or len(v) for k, v in arrays.items()}
     with torch.no_grad():
         targets = {k: teachers[k](torch.as_tensor(arrays[k])).detach() for k in keys}
