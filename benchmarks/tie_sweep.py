@@ -24,7 +24,7 @@ LM_GROUPS = {
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from sharescan.tie.run import TieOptions, tie
+    from sharescan.tying.run import TieOptions, tie
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")

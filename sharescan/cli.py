@@ -304,7 +304,7 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
 
     _check_report_target(report_path, *models, output, onnx_output)
     try:
-        from sharescan.tie.run import TieOptions, tie as run_tie
+        from sharescan.tying.run import TieOptions, tie as run_tie
 
         try:
             lam_value = None if lam == "auto" else float(lam)

@@ -11,8 +11,8 @@ import torch
 
 import sharescan
 from sharescan.errors import InputError
-from sharescan.tie.penalty import penalty, relative_gap
-from sharescan.tie.run import TieOptions, tie
+from sharescan.tying.penalty import penalty, relative_gap
+from sharescan.tying.run import TieOptions, tie
 from tests.conftest import FIXTURES
 from tests.helpers import run_cli
 
@@ -121,7 +121,7 @@ def test_bad_tasks_are_refused_and_nothing_is_written(tmp_path: Path, task: str,
 
 
 def test_integer_members_are_refused() -> None:
-    from sharescan.tie.groups import parse_spec
+    from sharescan.tying.groups import parse_spec
 
     params = {"A": {"w": torch.zeros(3, dtype=torch.int64)}, "B": {"w": torch.zeros(3, dtype=torch.int64)}}
     with pytest.raises(InputError, match="only float parameters"):
@@ -160,8 +160,8 @@ def test_outputs_may_not_overwrite_an_input(tmp_path: Path) -> None:
 
 def test_sharing_keeps_a_tie_the_model_already_has(tmp_path: Path) -> None:
     from fixtures.architectures import tiny_lm
-    from sharescan.tie.groups import parse_spec
-    from sharescan.tie.share import share, unique_parameter_bytes
+    from sharescan.tying.groups import parse_spec
+    from sharescan.tying.share import share, unique_parameter_bytes
 
     models = {"A": tiny_lm(), "B": tiny_lm()}
     params = {k: dict(m.named_parameters(remove_duplicate=False)) for k, m in models.items()}
@@ -172,7 +172,7 @@ def test_sharing_keeps_a_tie_the_model_already_has(tmp_path: Path) -> None:
 
 
 def test_a_member_in_two_groups_is_refused() -> None:
-    from sharescan.tie.groups import parse_spec
+    from sharescan.tying.groups import parse_spec
 
     params = {k: {"w": torch.zeros(3)} for k in "ABC"}
     with pytest.raises(InputError, match="in two groups"):
@@ -183,3 +183,8 @@ def test_failed_onnx_export_leaves_no_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         tie(PAIR, str(tmp_path / "t.pt"), TieOptions(**FAST, lam=1.0), onnx_output=str(tmp_path / "missing" / "t.onnx"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_python_api_is_sharescan_tie() -> None:
+    assert sharescan.tie is tie
+    assert sharescan.TieOptions is TieOptions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.tie.run import TieResult
+from sharescan.tying.run import TieResult
 from sharescan.units import human_bytes
 
 __all__ = ["tie_summary", "render_tie_terminal", "render_tie_markdown", "GROUP_HEADER", "METRIC_HEADER"]

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError
-from sharescan.tie.groups import TieGroup, groups_from_candidates, model_keys, parse_spec
-from sharescan.tie.penalty import penalty, relative_gap
-from sharescan.tie.share import share, unique_parameter_bytes
-from sharescan.tie.task import Task, distillation_task, load_task
+from sharescan.tying.groups import TieGroup, groups_from_candidates, model_keys, parse_spec
+from sharescan.tying.penalty import penalty, relative_gap
+from sharescan.tying.share import share, unique_parameter_bytes
+from sharescan.tying.task import Task, distillation_task, load_task
 
 __all__ = ["TieOptions", "TieResult", "GroupTrace", "tie"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sharescan.tie.groups import TieGroup
+from sharescan.tying.groups import TieGroup
 
 __all__ = ["share", "unique_parameter_bytes", "set_parameter"]
 
