@@ -78,7 +78,7 @@ def render(rows: list[dict], lm_rows: list[dict], device: str) -> str:
         "(Adam, lr 3e-3, cosine; the penalty as a decoupled gradient step), hard sharing into the mean, then 10",
         "epochs of fine-tuning the shared models. Gap = sqrt(sum ||w - mean||^2 / sum ||w||^2), largest group.",
         "",
-        f"## Digits pair: A (original digits) and B (shifted, lower contrast, noisy); `features.*` tied, heads separate",
+        "## Digits pair: A (original digits) and B (shifted, lower contrast, noisy); `features.*` tied, heads separate",
         "",
         f"Test accuracy before (A / B): {acc(base)}.",
         "",

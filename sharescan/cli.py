@@ -43,6 +43,13 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _write_report(path: Path, text: str) -> None:
+    try:
+        write_atomic(path, text)
+    except OSError as e:
+        _fail(f"{path}: could not write the report ({e.strerror})")
+
+
 def _check_report_target(report: Path | None, *paths: str | None) -> None:
     """--report may not name a model this command reads or writes."""
     if report is None:
@@ -155,10 +162,7 @@ def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> N
     if report_path is not None:
         from sharescan.report.markdown import render_markdown
 
-        try:
-            write_atomic(report_path, render_markdown(result, top))
-        except OSError as e:
-            _fail(f"{report_path}: could not write the report ({e.strerror})")
+        _write_report(report_path, render_markdown(result, top))
 
 
 @cli.command(epilog="""\b
@@ -210,7 +214,7 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
     if report_path is not None:
         from sharescan.report.dedup_report import render_dedup_markdown
 
-        write_atomic(report_path, render_dedup_markdown(result))
+        _write_report(report_path, render_dedup_markdown(result))
 
 
 @cli.command(epilog="""\b
@@ -268,7 +272,7 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
         from sharescan.report.dedup_report import render_dedup_markdown
 
         text = render_dedup_markdown(result.dedup) + f"\ntorch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}\n"
-        write_atomic(report_path, text)
+        _write_report(report_path, text)
 
 
 @cli.command(epilog="""\b
@@ -330,7 +334,7 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
 
         render_tie_terminal(result, Console())
     if report_path is not None:
-        write_atomic(report_path, render_tie_markdown(result))
+        _write_report(report_path, render_tie_markdown(result))
 
 
 def _epoch_bar(epochs: int) -> Any:

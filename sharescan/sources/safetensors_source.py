@@ -12,7 +12,6 @@ import logging
 import struct
 from pathlib import Path
 
-import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError
-from sharescan.tying.groups import TieGroup, groups_from_candidates, model_keys, parse_spec
+from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
 from sharescan.tying.share import share, unique_parameter_bytes
 from sharescan.tying.task import Task, distillation_task, load_task
