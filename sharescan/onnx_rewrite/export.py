@@ -67,7 +67,7 @@ def _module(path: Path, options: ExportOptions) -> Any:
     import torch
 
     from sharescan.sources import detect_format
-    from sharescan.sources.torch_source import _torch_load, _walk
+    from sharescan.sources.torch_source import torch_load, walk_tensors
 
     fmt = detect_format(path)
     if fmt == "torchscript":
@@ -76,7 +76,7 @@ def _module(path: Path, options: ExportOptions) -> Any:
         return torch.export.load(str(path))  # exported as it is, by the dynamo exporter
     if fmt != "pytorch":
         raise InputError(f"{path}: export reads TorchScript, .pt2 or a PyTorch state dict (with --arch), not {fmt}")
-    obj = _torch_load(path, options.trust_pickle)
+    obj = torch_load(path, options.trust_pickle)
     if isinstance(obj, torch.nn.Module):
         return obj
     if options.arch is None:
@@ -86,7 +86,7 @@ def _module(path: Path, options: ExportOptions) -> Any:
         model = factory()
     except Exception as e:  # the user's code: any failure is theirs to fix
         raise InputError(f"--arch {options.arch}: calling it failed ({e.__class__.__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); it must build the model with no arguments") from None
-    state = dict(_walk(obj, ""))
+    state = dict(walk_tensors(obj, ""))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -22,7 +22,7 @@ from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript"]
+__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def is_torchscript(path: Path) -> bool:
 def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: bool = False) -> LoadedModel:
     import torch
 
-    obj = _torch_load(path, trust_pickle)
+    obj = torch_load(path, trust_pickle)
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     fmt = "pytorch"
@@ -53,7 +53,7 @@ def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: b
                 obj = obj[int(part)]
             else:
                 raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
-    tensors = list(_walk(obj, ""))
+    tensors = list(walk_tensors(obj, ""))
     return LoadedModel(str(path), fmt, tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
 
 
@@ -87,7 +87,7 @@ def load_torch_export(path: Path, model: int) -> LoadedModel:
     return LoadedModel(str(path), "torch.export", tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
 
 
-def _torch_load(path: Path, trust_pickle: bool) -> Any:
+def torch_load(path: Path, trust_pickle: bool) -> Any:
     import torch
 
     mmap = zipfile.is_zipfile(path)
@@ -127,7 +127,7 @@ def _top_keys(obj: Any) -> str:
     return f"(none: it is a {type(obj).__name__})"
 
 
-def _walk(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+def walk_tensors(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     """Every tensor in a nested checkpoint, named by its dotted path."""
     import torch
 
@@ -135,12 +135,12 @@ def _walk(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
         yield prefix or "tensor", obj
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            yield from _walk(v, f"{prefix}.{k}" if prefix else str(k))
+            yield from walk_tensors(v, f"{prefix}.{k}" if prefix else str(k))
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            yield from _walk(v, f"{prefix}.{i}" if prefix else str(i))
+            yield from walk_tensors(v, f"{prefix}.{i}" if prefix else str(i))
     elif isinstance(obj, torch.nn.Module):
-        yield from _walk(obj.state_dict(), prefix)
+        yield from walk_tensors(obj.state_dict(), prefix)
 
 
 def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
