@@ -136,22 +136,19 @@ def _save(models: dict[str, Any], output: Path) -> None:
         raise
 
 
-class _Together:
+def _together(models: dict[str, Any]) -> Any:
     """Several models as one module, so one ONNX graph holds their shared initializers."""
+    import torch
 
-    @staticmethod
-    def build(models: dict[str, Any]) -> Any:
-        import torch
+    class Together(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.models = torch.nn.ModuleDict(models)
 
-        class Together(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.models = torch.nn.ModuleDict(models)
+        def forward(self, *inputs: Any) -> tuple[Any, ...]:
+            return tuple(m(x) for m, x in zip(self.models.values(), inputs))
 
-            def forward(self, *inputs: Any) -> tuple[Any, ...]:
-                return tuple(m(x) for m, x in zip(self.models.values(), inputs))
-
-        return Together().eval()
+    return Together().eval()
 
 
 def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
@@ -161,7 +158,7 @@ def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
     from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
 
     cpu = {k: m.cpu().eval() for k, m in models.items()}
-    together = _Together.build(cpu)
+    together = _together(cpu)
     samples = []
     for key in cpu:
         x, _ = next(iter(task.batches(key, 0)))

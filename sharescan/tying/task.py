@@ -21,7 +21,8 @@ class Task:
 
     batches(key, epoch) yields (inputs, targets) for one model and one epoch;
     loss(outputs, targets) is minimised; metric(key, model) measures a model
-    on held-out data (higher is better, e.g. accuracy in percent).
+    on held-out data (higher is better, e.g. accuracy in percent). With
+    --device cuda the model sits on the GPU: metric moves its inputs there.
     """
 
     batches: Callable[[str, int], Iterable[tuple[Any, Any]]]
@@ -67,8 +68,11 @@ def distillation_task(path: str, teachers: dict[str, Any], keys: list[str], batc
             dtype = next(teachers[k].parameters()).dtype
             arrays[k] = np.asarray(v).astype(str(dtype).removeprefix("torch."), copy=False)
     split = {k: int(len(v) * 0.8) or len(v) for k, v in arrays.items()}
+    def device(model: Any) -> Any:
+        return next(model.parameters()).device
+
     with torch.no_grad():
-        targets = {k: teachers[k](torch.as_tensor(arrays[k])).detach() for k in keys}
+        targets = {k: teachers[k](torch.as_tensor(arrays[k]).to(device(teachers[k]))).detach().cpu() for k in keys}
 
     def batches(key: str, epoch: int):
         x, y = torch.as_tensor(arrays[key][: split[key]]), targets[key][: split[key]]
@@ -85,7 +89,7 @@ def distillation_task(path: str, teachers: dict[str, Any], keys: list[str], batc
         x, y = torch.as_tensor(arrays[key][split[key] :] if split[key] < len(arrays[key]) else arrays[key]), targets[key]
         y = y[split[key] :] if split[key] < len(arrays[key]) else y
         with torch.no_grad():
-            out = model(x)
+            out = model(x.to(device(model))).cpu()
         return float(100 * (1 - torch.linalg.norm(out - y) / torch.linalg.norm(y).clamp_min(1e-12)))
 
     return Task(batches, loss, metric, "agreement with original (%)")
