@@ -43,6 +43,13 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _console() -> Any:
+    """The terminal console; 120 columns when stdout is a file or a pipe (rich would use 80)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 def _write_report(path: Path, text: str) -> None:
     try:
         write_atomic(path, text)
@@ -154,11 +161,10 @@ def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> N
 
         sys.stdout.write(render_json(result))
     else:
-        from rich.console import Console
 
         from sharescan.report.terminal import render_terminal
 
-        render_terminal(result, Console(), top)
+        render_terminal(result, _console(), top)
     if report_path is not None:
         from sharescan.report.markdown import render_markdown
 
@@ -206,11 +212,10 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
 
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        from rich.console import Console
 
         from sharescan.report.dedup_report import render_dedup_terminal
 
-        render_dedup_terminal(result, Console())
+        render_dedup_terminal(result, _console())
     if report_path is not None:
         from sharescan.report.dedup_report import render_dedup_markdown
 
@@ -261,11 +266,10 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
 
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        from rich.console import Console
 
         from sharescan.report.dedup_report import render_dedup_terminal
 
-        console = Console()
+        console = _console()
         render_dedup_terminal(result.dedup, console)
         console.print(f"torch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}", highlight=False)
     if report_path is not None:
@@ -330,9 +334,8 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
 
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:
-        from rich.console import Console
 
-        render_tie_terminal(result, Console())
+        render_tie_terminal(result, _console())
     if report_path is not None:
         _write_report(report_path, render_tie_markdown(result))
 

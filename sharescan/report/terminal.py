@@ -33,12 +33,16 @@ def render_terminal(result: AnalysisResult, console: Any, top: int = 50) -> None
     else:
         shown = result.groups[:top]
         title = f"Groups ({len(result.groups)})" + (f", largest {top} shown" if len(result.groups) > top else "")
-        table = Table(*GROUP_HEADER, title=title, title_justify="left", show_lines=True)
+        table = Table(title=title, title_justify="left", show_lines=True)
+        for name in GROUP_HEADER:
+            table.add_column(name, overflow="fold")
         for k, g in enumerate(shown, 1):
             table.add_row(*cells(group_row(k, g, result)))
         console.print(table)
     if result.candidates:
-        table = Table(*CANDIDATE_HEADER, title="Closest pairs not merged (candidates for tying)", title_justify="left")
+        table = Table(title="Closest pairs not merged (candidates for tying)", title_justify="left")
+        for name in CANDIDATE_HEADER:
+            table.add_column(name, overflow="fold")
         for row in candidate_rows(result):
             table.add_row(*cells(row))
         console.print(table)
