@@ -186,7 +186,7 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
 @click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims as 1.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
-@click.option("--strip-debug", is_flag=True, help="Also drop nodes' doc strings and metadata (exporter stack traces); model metadata stays.")
+@click.option("--strip-debug", is_flag=True, help="Also drop nodes' doc strings and metadata (exporter stack traces) and intermediate shape annotations; model metadata stays.")
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM (four short runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")

@@ -41,7 +41,9 @@ class DedupOptions:
     measure_ram: bool = True  # measure onnxruntime RAM before and after (4 short runs)
     inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # graph input specs for verification
     # Drop nodes' doc strings and metadata (the dynamo exporter stores stack
-    # traces there: about 1-5% of a small model's file). Model metadata stays.
+    # traces there: about 1-5% of a small model's file) and the intermediate
+    # value_info shape annotations (onnxruntime infers shapes itself). Model
+    # metadata, inputs and outputs stay.
     strip_debug: bool = False
 
 
@@ -205,6 +207,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
         for node in all_nodes(graph):
             node.doc_string = ""
             del node.metadata_props[:]
+        del graph.value_info[:]
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(rows_front + front):
         graph.node.insert(0, node)
