@@ -50,16 +50,6 @@ def unique_checkpoint_bytes(model) -> int:
     return total
 
 
-def file_bytes(path: Path) -> int:
-    import onnx
-
-    total = path.stat().st_size
-    model = onnx.load(str(path), load_external_data=False)
-    for loc in {kv.value for t in model.graph.initializer for kv in t.external_data if kv.key == "location"}:
-        total += (path.parent / loc).stat().st_size
-    return total
-
-
 def run_tools(raw: Path, work: Path) -> dict[str, tuple[Path, float]]:
     import onnx
     import onnx_ir as ir
@@ -94,6 +84,7 @@ def main() -> None:
     import onnx
     import torch
 
+    from sharescan.onnx_rewrite.dedup import onnx_file_bytes
     from sharescan.onnx_rewrite.ram import measure_ram
     from sharescan.onnx_rewrite.verify import sample_inputs
 
@@ -131,9 +122,10 @@ def main() -> None:
                         except RuntimeError as e:
                             ram[mode] = None
                             row.setdefault("ram_errors", {})[tool] = str(e)[:160]
+                    size = onnx_file_bytes(path)
                     row["tools"][tool] = {
-                        "bytes": file_bytes(path),
-                        "ratio": file_bytes(path) / unique,
+                        "bytes": size,
+                        "ratio": size / unique,
                         "seconds": seconds,
                         "ram_default": ram["default"],
                         "ram_recommended": ram["recommended"],

@@ -50,6 +50,18 @@ def _console() -> Any:
     return Console() if sys.stdout.isatty() else Console(width=120)
 
 
+def _emit(data: dict[str, Any], as_json: bool, terminal: Any, report_path: Path | None, markdown: Any) -> None:
+    """One result out: JSON on stdout or the terminal report, and the Markdown report if asked."""
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        terminal(_console())
+    if report_path is not None:
+        _write_report(report_path, markdown())
+
+
 def _write_report(path: Path, text: str) -> None:
     try:
         write_atomic(path, text)
@@ -207,19 +219,9 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
         result = run_dedup(model, output, options, in_place=in_place)
     except InputError as e:
         _fail(e.message)
-    if as_json:
-        import json
+    from sharescan.report.dedup_report import render_dedup_markdown, render_dedup_terminal
 
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    else:
-
-        from sharescan.report.dedup_report import render_dedup_terminal
-
-        render_dedup_terminal(result, _console())
-    if report_path is not None:
-        from sharescan.report.dedup_report import render_dedup_markdown
-
-        _write_report(report_path, render_dedup_markdown(result))
+    _emit(result.to_dict(), as_json, lambda console: render_dedup_terminal(result, console), report_path, lambda: render_dedup_markdown(result))
 
 
 @cli.command(epilog="""\b
@@ -261,22 +263,15 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
         result = run_export(model, output, options)
     except InputError as e:
         _fail(e.message)
-    if as_json:
-        import json
+    from sharescan.report.dedup_report import render_dedup_markdown, render_dedup_terminal
 
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    else:
+    comparison = f"torch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}"
 
-        from sharescan.report.dedup_report import render_dedup_terminal
-
-        console = _console()
+    def terminal(console: Any) -> None:
         render_dedup_terminal(result.dedup, console)
-        console.print(f"torch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}", highlight=False)
-    if report_path is not None:
-        from sharescan.report.dedup_report import render_dedup_markdown
+        console.print(comparison, highlight=False)
 
-        text = render_dedup_markdown(result.dedup) + f"\ntorch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}\n"
-        _write_report(report_path, text)
+    _emit(result.to_dict(), as_json, terminal, report_path, lambda: render_dedup_markdown(result.dedup) + f"\n{comparison}\n")
 
 
 @cli.command(epilog="""\b
@@ -329,15 +324,7 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
         _fail(e.message)
     from sharescan.report.tie_report import render_tie_markdown, render_tie_terminal
 
-    if as_json:
-        import json
-
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    else:
-
-        render_tie_terminal(result, _console())
-    if report_path is not None:
-        _write_report(report_path, render_tie_markdown(result))
+    _emit(result.to_dict(), as_json, lambda console: render_tie_terminal(result, console), report_path, lambda: render_tie_markdown(result))
 
 
 def _epoch_bar(epochs: int) -> Any:

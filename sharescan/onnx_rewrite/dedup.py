@@ -25,7 +25,7 @@ from sharescan.onnx_rewrite.rename import point_at
 from sharescan.onnx_rewrite.rows import unique_rows
 from sharescan.onnx_rewrite.verify import Verdict, check_model, compare_outputs, sample_inputs
 
-__all__ = ["DedupOptions", "DedupResult", "Merge", "dedup"]
+__all__ = ["DedupOptions", "DedupResult", "Merge", "dedup", "onnx_file_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _tensor_bytes(model: Any) -> int:
     return total
 
 
-def _files_bytes(path: Path) -> int:
+def onnx_file_bytes(path: Path) -> int:
     """The model file plus the external data files it names."""
     import onnx
 
@@ -253,8 +253,8 @@ def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, mer
         if options.measure_ram:
             for label, path in (("before", src), ("after", staged)):
                 ram[label] = {mode: measure_ram(path, feeds, mode == "recommended", work) for mode in ("default", "recommended")}
-        file_before = _files_bytes(src)
-        file_after = _files_bytes(staged)
+        file_before = onnx_file_bytes(src)
+        file_after = onnx_file_bytes(staged)
         if external:
             os.replace(work / data_name, out.parent / data_name)
         os.replace(staged, out)

@@ -10,7 +10,6 @@ written file.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import logging
 import os
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sharescan.entry_points import import_entry_point
 from sharescan.errors import InputError
 from sharescan.onnx_rewrite.dedup import DedupOptions, DedupResult, dedup
 
@@ -51,18 +51,6 @@ class ExportResult:
         return {**self.dedup.to_dict(), "torch_vs_onnxruntime": {"max_abs_error": self.torch_vs_onnxruntime_max_abs, "rel_error": self.torch_vs_onnxruntime_rel}}
 
 
-def _factory(spec: str) -> Any:
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"--arch {spec!r}: expected module:factory, e.g. mypkg.models:build")
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # the current folder, as `python -m` would have it
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"--arch {spec!r}: cannot import it ({e}); check the module path and name") from None
-
-
 def _module(path: Path, options: ExportOptions) -> Any:
     import torch
 
@@ -81,7 +69,7 @@ def _module(path: Path, options: ExportOptions) -> Any:
         return obj
     if options.arch is None:
         raise InputError(f"{path}: a state dict needs --arch module:factory to build the model it belongs to")
-    factory = _factory(options.arch)
+    factory = import_entry_point(options.arch, "--arch", "factory", "mypkg.models:build")
     try:
         model = factory()
     except Exception as e:  # the user's code: any failure is theirs to fix

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from sharescan.entry_points import import_entry_point
 from sharescan.errors import InputError
 
 __all__ = ["Task", "load_task", "distillation_task"]
@@ -33,16 +32,7 @@ class Task:
 
 def load_task(spec: str) -> Task:
     """Call ``module:function`` (the user's code: an explicit opt-in) and check what it returns."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"--task {spec!r}: expected module:function, e.g. mypkg.train:task")
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"--task {spec!r}: cannot import it ({e}); check the module path and name") from None
-    task = factory()
+    task = import_entry_point(spec, "--task", "function", "mypkg.train:task")()
     if not all(hasattr(task, a) for a in ("batches", "loss", "metric")):
         raise InputError(f"--task {spec!r}: returned {type(task).__name__}, not a task with batches, loss and metric")
     return task
