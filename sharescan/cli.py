@@ -183,10 +183,15 @@ def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> N
         _write_report(report_path, render_markdown(result, top))
 
 
+_strip_debug_option = click.option("--strip-debug", is_flag=True, help="Also drop doc strings and exporter metadata (stack traces, graph signature); model metadata, names and types stay.")
+_simplify_option = click.option("--simplify", is_flag=True, help="Also fold constant subgraphs and fixed shapes where the file gets smaller, and drop Identity and unused nodes (specialises to the declared input sizes).")
+
+
 @cli.command(epilog="""\b
 Examples:
   sharescan dedup model.onnx -o model.dedup.onnx
   sharescan dedup model.onnx -o small.onnx --rows --json
+  sharescan dedup model.onnx -o small.onnx --strip-debug --simplify
   sharescan dedup model.onnx -o small.onnx --tol 1e-3 --max-error 1e-3
   sharescan dedup model.onnx -o out.onnx --input input_ids:1x128:int64
 \b
@@ -198,11 +203,12 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
 @click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims as 1.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
-@click.option("--strip-debug", is_flag=True, help="Also drop nodes' doc strings and metadata (exporter stack traces) and intermediate shape annotations; model metadata stays.")
+@_strip_debug_option
+@_simplify_option
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM (four short runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
-def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], in_place: bool, strip_debug: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
     """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
     from sharescan.errors import InputError
 
@@ -215,7 +221,7 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
 
         if tol is not None and not 0 < tol < 1:
             raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
-        options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=tuple(parse_input_spec(s) for s in input_specs), strip_debug=strip_debug)
+        options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=tuple(parse_input_spec(s) for s in input_specs), strip_debug=strip_debug, simplify=simplify)
         result = run_dedup(model, output, options, in_place=in_place)
     except InputError as e:
         _fail(e.message)
@@ -242,10 +248,12 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled whole nn.Module (unpickling can run code).")
 @click.option("--tol", type=float, default=None, help="Also merge near-equal tensors within this relative distance (lossy).")
 @click.option("--rows", is_flag=True, help="Store tensors with duplicate rows as unique rows plus an index (Gather).")
+@_strip_debug_option
+@_simplify_option
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
-def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ...], inputs_npz: str | None, opset: int, dynamo: bool, no_constant_folding: bool, trust_pickle: bool, tol: float | None, rows: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ...], inputs_npz: str | None, opset: int, dynamo: bool, no_constant_folding: bool, trust_pickle: bool, tol: float | None, rows: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
     """Export a PyTorch MODEL to ONNX, deduplicate it, and check onnxruntime against torch."""
     from sharescan.errors import InputError
 
@@ -258,7 +266,7 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
         if tol is not None and not 0 < tol < 1:
             raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
         specs = tuple(parse_input_spec(s) for s in input_specs)
-        dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=specs)
+        dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=specs, strip_debug=strip_debug, simplify=simplify)
         options = ExportOptions(arch=arch, inputs_npz=inputs_npz, opset=opset, dynamo=dynamo, constant_folding=not no_constant_folding, trust_pickle=trust_pickle, dedup=dedup_options)
         result = run_export(model, output, options)
     except InputError as e:

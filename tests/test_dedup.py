@@ -198,6 +198,28 @@ def test_strip_debug_drops_node_doc_and_metadata_but_keeps_model_metadata(tmp_pa
     assert kept.file_bytes_after - stripped.file_bytes_after > 1000
 
 
+def test_strip_debug_clears_exporter_provenance_and_only_the_value_info_inference_rederives(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES
+
+    original = onnx.load(str(FIXTURES / "tiny_lm_dynamo.onnx"))
+    # What torch.export-based exports add: a graph signature, provenance on inputs and initializers.
+    onnx.helper.set_metadata_props(original.graph, {"pkg.torch.export.ExportedProgram.graph_signature": "x" * 300})
+    onnx.helper.set_metadata_props(original.graph.input[0], {"pkg.torch.onnx.original_node_name": "input_ids"})
+    onnx.helper.set_metadata_props(original.graph.initializer[0], {"pkg.torch.onnx.original_node_name": "w"})
+    original.graph.initializer[0].doc_string = "parameter"
+    src = tmp_path / "m.onnx"
+    onnx.save_model(original, str(src))
+    r = dedup(str(src), str(tmp_path / "strip.onnx"), DedupOptions(measure_ram=False, strip_debug=True))
+    out = onnx.load(str(tmp_path / "strip.onnx"))
+    g = out.graph
+    assert not g.metadata_props and not any(v.metadata_props for v in list(g.input) + list(g.output) + list(g.value_info))
+    assert not any(t.metadata_props or t.HasField("doc_string") or t.HasField("data_location") for t in g.initializer)
+    assert not any(n.HasField("doc_string") for n in g.node)  # cleared, not serialized as ""
+    # Annotations inference cannot derive stay (onnxruntime's fusions read them); dropping all changed outputs.
+    assert 0 < len(g.value_info) < len(original.graph.value_info)
+    assert r.verdict.outputs_identical
+
+
 def test_external_data_output_when_the_current_folder_has_a_file_of_that_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     w = rng.standard_normal((64, 8)).astype(np.float32)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])

@@ -13,16 +13,18 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError
+from sharescan.onnx_rewrite.fold import FoldResult, simplify
 from sharescan.onnx_rewrite.graph import stored_tensors
 from sharescan.onnx_rewrite.ram import RECOMMENDED_OPTIONS, measure_ram
 from sharescan.onnx_rewrite.rebuild import rebuild_node
 from sharescan.onnx_rewrite.rename import point_at
 from sharescan.onnx_rewrite.rows import unique_rows
+from sharescan.onnx_rewrite.strip import strip_debug
 from sharescan.onnx_rewrite.verify import Verdict, check_model, compare_outputs, sample_inputs
 
 __all__ = ["DedupOptions", "DedupResult", "Merge", "dedup", "onnx_file_bytes"]
@@ -40,11 +42,14 @@ class DedupOptions:
     max_error: float = 1e-3  # a lossy result whose outputs move more than this (relative) is not written
     measure_ram: bool = True  # measure onnxruntime RAM before and after (4 short runs)
     inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # graph input specs for verification
-    # Drop nodes' doc strings and metadata (the dynamo exporter stores stack
-    # traces there: about 1-5% of a small model's file) and the intermediate
-    # value_info shape annotations (onnxruntime infers shapes itself). Model
-    # metadata, inputs and outputs stay.
+    # Drop doc strings and exporter metadata (the dynamo exporter's stack
+    # traces are about 1-5% of a small model's file); see strip.py. Model
+    # metadata, names and types stay.
     strip_debug: bool = False
+    # Fold constant subgraphs and fixed shapes where the file gets smaller,
+    # drop Identity and dead nodes; specialises to the declared input sizes
+    # (see fold.py).
+    simplify: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class DedupResult:
     lossy: bool
     # onnxruntime RSS growth in bytes: {"before"|"after": {"default"|"recommended": n}}
     ram: dict[str, dict[str, int]] = field(default_factory=dict)
+    simplified: FoldResult | None = None  # what --simplify folded, if asked
     recommended_options: dict[str, str] = field(default_factory=lambda: dict(RECOMMENDED_OPTIONS))
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +92,7 @@ class DedupResult:
             "merges": [m.to_dict() for m in self.merges],
             "verification": {**self.verdict.to_dict(), "lossy": self.lossy},
             "onnxruntime_ram_bytes": self.ram,
+            "simplify": None if self.simplified is None else self.simplified.to_dict(),
             "recommended_session_options": self.recommended_options,
         }
 
@@ -201,16 +208,12 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
                 _drop(graph, kind, obj)
                 rows_front.extend(nodes)
                 merges.append(Merge("rows", "", name, saved, f"Gather({name}_unique_rows, {name}_row_index)"))
-    if options.strip_debug:
-        from sharescan.onnx_rewrite.graph import all_nodes
-
-        for node in all_nodes(graph):
-            node.doc_string = ""
-            del node.metadata_props[:]
-        del graph.value_info[:]
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(rows_front + front):
         graph.node.insert(0, node)
+    folded = simplify(model) if options.simplify else None
+    if options.strip_debug:
+        strip_debug(model)
     if model.ir_version < 4:
         # Before IR 4 every initializer must also be a graph input.
         from onnx import helper
@@ -221,7 +224,8 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
                 graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     after_tensor_bytes = _tensor_bytes(model)
     lossy = any(m.relation == "near" for m in merges)
-    return _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
+    result = _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
+    return replace(result, simplified=folded)
 
 
 def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:

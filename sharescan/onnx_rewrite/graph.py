@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["all_nodes", "replace_input", "stored_tensors", "unique_name"]
+__all__ = ["all_nodes", "infer_shapes", "replace_input", "stored_tensors", "unique_name"]
+
+logger = logging.getLogger(__name__)
+
+# Tensors above this size enter shape inference as typed inputs: it needs the
+# contents only of small ones (shapes, axes), and stays under protobuf's 2 GB.
+_INFER_DATA_BYTES = 1024
 
 
 def all_nodes(graph: Any) -> Iterator[Any]:
@@ -48,3 +55,37 @@ def unique_name(graph: Any, base: str) -> str:
         k += 1
         name = f"{base}_{k}"
     return name
+
+
+def infer_shapes(model: Any, nodes: list[Any] | None = None, value_info: bool = True) -> Any | None:
+    """onnx shape inference (with data propagation) over a copy holding only small tensors; None if it fails.
+
+    ``nodes`` replaces the main graph's nodes in the copy; ``value_info=False``
+    leaves out the model's own annotations, to see what inference derives alone.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    g = light.graph
+    g.node.extend(model.graph.node if nodes is None else nodes)
+    g.input.extend(model.graph.input)
+    g.output.extend(model.graph.output)
+    if value_info:
+        g.value_info.extend(model.graph.value_info)
+    listed = {i.name for i in g.input}
+    for t in model.graph.initializer:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize if t.data_type not in (0, 8) else 8
+        if t.data_location != 1 and int(np.prod(t.dims, dtype=np.int64)) * itemsize <= _INFER_DATA_BYTES:
+            g.initializer.append(t)
+        elif t.name not in listed:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    try:
+        return onnx.shape_inference.infer_shapes(light, data_prop=True)
+    except Exception as e:  # onnx raises several types for graphs it cannot type
+        logger.info("shape inference failed: %s", e)
+        return None

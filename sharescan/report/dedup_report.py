@@ -22,6 +22,16 @@ def _ram_line(r: DedupResult) -> str:
     )
 
 
+def _simplify_line(r: DedupResult) -> str:
+    f = r.simplified
+    assert f is not None
+    return (
+        f"simplify: {f.nodes_folded} constant nodes folded into {f.tensors_added} tensors, {f.identities_dropped} Identity "
+        f"and {f.nodes_pruned} unused nodes dropped, {f.tensors_pruned} unused tensors dropped; "
+        f"model {f.bytes_before:,} B -> {f.bytes_after:,} B"
+    )
+
+
 def dedup_summary(r: DedupResult) -> list[str]:
     v = r.verdict
     verdict = "outputs identical" if v.outputs_identical else f"outputs within max abs {v.max_abs_error:.3g}, relative {v.rel_error:.3g}"
@@ -31,6 +41,7 @@ def dedup_summary(r: DedupResult) -> list[str]:
         f"file: {r.file_bytes_before:,} B ({human_bytes(r.file_bytes_before)}) -> {r.file_bytes_after:,} B ({human_bytes(r.file_bytes_after)})",
         f"tensor bytes: {r.tensor_bytes_before:,} B -> {r.tensor_bytes_after:,} B (saved {human_bytes(r.tensor_bytes_before - r.tensor_bytes_after)})",
         f"verification: onnx.checker passed; onnxruntime {verdict} ({'lossy' if r.lossy else 'lossless'} merges)",
+        *([_simplify_line(r)] if r.simplified is not None else []),
         _ram_line(r),
         f"recommended onnxruntime session config entries: {options}",
     ]

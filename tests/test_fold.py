@@ -1,0 +1,132 @@
+"""--simplify: folds what the file fixes, only where the file shrinks, and never undoes sharing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
+from sharescan.onnx_rewrite.fold import simplify
+from tests.helpers import run_cli
+
+rng = np.random.default_rng(5)
+SIMPLIFY = DedupOptions(measure_ram=False, simplify=True)
+
+
+def _lm_like(path: Path, batch: int | str, seq: int = 4, positions: int = 64) -> Path:
+    """Token + position embeddings, positions from Range(Shape(ids)), a head that reshapes by Shape arithmetic."""
+    d = 8
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, [batch, seq])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, seq * d])
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((50, d)).astype(np.float32), "tok"),
+        numpy_helper.from_array(rng.standard_normal((positions, d)).astype(np.float32), "pos"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1"),
+    ]
+    nodes = [
+        helper.make_node("Shape", ["ids"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["seq_len"]),
+        helper.make_node("Range", ["zero", "seq_len", "one"], ["positions"]),
+        helper.make_node("Gather", ["pos", "positions"], ["pos_rows"]),
+        helper.make_node("Gather", ["tok", "ids"], ["tok_rows"]),
+        helper.make_node("Add", ["tok_rows", "pos_rows"], ["h"]),
+        helper.make_node("Identity", ["h"], ["h_copy"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch_size"]),
+        helper.make_node("Unsqueeze", ["batch_size", "axis0"], ["batch_1d"]),
+        helper.make_node("Concat", ["batch_1d", "minus1"], ["flat_shape"], axis=0),
+        helper.make_node("Reshape", ["h_copy", "flat_shape"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [ids], [y], initializer=inits)
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def test_fixed_shapes_fold_the_shape_chain_and_the_position_table_to_the_rows_read(tmp_path: Path) -> None:
+    src = _lm_like(tmp_path / "m.onnx", batch=2)
+    r = dedup(str(src), str(tmp_path / "out.onnx"), SIMPLIFY)
+    out = onnx.load(str(tmp_path / "out.onnx"))
+    ops = sorted(n.op_type for n in out.graph.node)
+    assert ops == ["Add", "Gather", "Reshape"]  # token lookup, + folded positions, reshape by a folded shape
+    stored = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    assert "pos" not in stored and stored["pos_rows"].shape == (4, 8)  # 4 of 64 position rows kept
+    assert r.simplified is not None and r.simplified.identities_dropped == 1 and r.simplified.bytes_after < r.simplified.bytes_before
+    assert r.file_bytes_after < r.file_bytes_before - 60 * 8 * 4 + 200
+    assert r.verdict.outputs_identical
+    ids = rng.integers(0, 50, (2, 4)).astype(np.int64)
+    assert np.array_equal(_run(src, {"ids": ids}), _run(tmp_path / "out.onnx", {"ids": ids}))
+
+
+def test_a_symbolic_batch_keeps_the_shape_arithmetic_that_depends_on_it(tmp_path: Path) -> None:
+    src = _lm_like(tmp_path / "m.onnx", batch="batch")
+    dedup(str(src), str(tmp_path / "out.onnx"), SIMPLIFY)
+    out = onnx.load(str(tmp_path / "out.onnx"))
+    ops = [n.op_type for n in out.graph.node]
+    assert "Shape" in ops and "Unsqueeze" in ops  # batch size is only known at run time
+    assert "pos" not in {t.name for t in out.graph.initializer}  # the sequence length is fixed: positions still fold
+    for batch in (1, 3):
+        ids = rng.integers(0, 50, (batch, 4)).astype(np.int64)
+        assert np.array_equal(_run(src, {"ids": ids}), _run(tmp_path / "out.onnx", {"ids": ids}))
+
+
+def test_a_transpose_of_a_weight_read_elsewhere_is_not_folded(tmp_path: Path) -> None:
+    """Folding Transpose(w) would store w twice: the byte rule refuses it (and so keeps dedup's rebuilds)."""
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])
+    nodes = [
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("MatMul", ["h", "wt"], ["y"]),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=[numpy_helper.from_array(w, "w")]), opset_imports=[helper.make_opsetid("", 17)])
+    result = simplify(model)
+    assert [n.op_type for n in model.graph.node] == ["Transpose", "MatMul", "MatMul"]
+    assert [t.name for t in model.graph.initializer] == ["w"]
+    assert result.nodes_folded == 0 and result.bytes_after == result.bytes_before
+
+
+def test_dedup_rebuild_survives_simplify_on_the_tied_lm_export(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES
+
+    r = dedup(str(FIXTURES / "tiny_lm_unfolded.onnx"), str(tmp_path / "lm.onnx"), DedupOptions(measure_ram=False, simplify=True, strip_debug=True))
+    plain = dedup(str(FIXTURES / "tiny_lm_unfolded.onnx"), str(tmp_path / "plain.onnx"), DedupOptions(measure_ram=False))
+    out = onnx.load(str(tmp_path / "lm.onnx"))
+    rebuilt = [n for n in out.graph.node if n.name.startswith("sharescan_")]
+    assert len(rebuilt) == sum(m.relation in ("transposed", "negated", "scaled") for m in r.merges)
+    assert r.verdict.outputs_identical
+    assert r.simplified is not None and r.simplified.nodes_folded > 0
+    assert r.file_bytes_after < plain.file_bytes_after
+    assert r.tensor_bytes_after <= plain.tensor_bytes_after + 1024  # folded shape constants are small
+
+
+def test_graph_outputs_and_their_names_stay(tmp_path: Path) -> None:
+    """A constant graph output is not folded into an initializer, and an output Identity stays."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]), helper.make_tensor_value_info("s", TensorProto.INT64, [2])]
+    nodes = [helper.make_node("Identity", ["x"], ["y"]), helper.make_node("Shape", ["x"], ["s"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outs), opset_imports=[helper.make_opsetid("", 17)])
+    simplify(model)
+    assert [(n.op_type, n.output[0]) for n in model.graph.node] == [("Identity", "y"), ("Shape", "s")]
+
+
+def test_cli_simplify_reports_what_it_folded(tmp_path: Path) -> None:
+    import json
+
+    src = _lm_like(tmp_path / "m.onnx", batch=2)
+    proc = run_cli("dedup", str(src), "-o", str(tmp_path / "out.onnx"), "--simplify", "--no-ram", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["simplify"]["nodes_folded"] >= 6 and data["simplify"]["identities_dropped"] == 1
+    proc = run_cli("dedup", str(src), "-o", str(tmp_path / "out2.onnx"), "--simplify", "--no-ram")
+    assert proc.returncode == 0 and "simplify:" in proc.stdout and "constant nodes folded" in proc.stdout
