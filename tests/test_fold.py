@@ -130,3 +130,33 @@ def test_cli_simplify_reports_what_it_folded(tmp_path: Path) -> None:
     assert data["simplify"]["nodes_folded"] >= 6 and data["simplify"]["identities_dropped"] == 1
     proc = run_cli("dedup", str(src), "-o", str(tmp_path / "out2.onnx"), "--simplify", "--no-ram")
     assert proc.returncode == 0 and "simplify:" in proc.stdout and "constant nodes folded" in proc.stdout
+
+
+def test_repeated_shape_arithmetic_is_computed_once_with_dynamic_axes(tmp_path: Path) -> None:
+    """Two reshapes of one value, each with its own Shape -> Gather chain: one chain stays; a Slice of known dims folds."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 24])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 24])
+    inits = [numpy_helper.from_array(np.array(v, dtype=np.int64), n) for n, v in (("zero", 0), ("ax", [0]), ("m1", [-1]), ("s1", [1]), ("e3", [3]))]
+    nodes = []
+    for tag, out in (("a", "y"), ("b", "z")):
+        nodes += [
+            helper.make_node("Shape", ["x"], [f"shape_{tag}"]),
+            helper.make_node("Gather", [f"shape_{tag}", "zero"], [f"batch_{tag}"]),
+            helper.make_node("Unsqueeze", [f"batch_{tag}", "ax"], [f"b1_{tag}"]),
+            helper.make_node("Slice", [f"shape_{tag}", "s1", "e3"], [f"rest_{tag}"]),  # (6, 4): known
+            helper.make_node("ReduceProd", [f"rest_{tag}"], [f"flat_{tag}"], keepdims=1),
+            helper.make_node("Concat", [f"b1_{tag}", f"flat_{tag}"], [f"target_{tag}"], axis=0),
+            helper.make_node("Reshape", ["x", f"target_{tag}"], [out]),
+        ]
+    path = tmp_path / "m.onnx"
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "g", [x], [y, z], initializer=inits), opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    r = dedup(str(path), str(tmp_path / "out.onnx"), SIMPLIFY)
+    ops = sorted(n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node)
+    assert ops == ["Concat", "Gather", "Reshape", "Reshape", "Shape", "Unsqueeze"]  # Slice and ReduceProd folded, b's chain merged
+    # b's Shape, Gather, Unsqueeze, Slice, ReduceProd and Concat repeat a's; its Reshape writes a graph output and stays.
+    assert r.simplified is not None and r.simplified.repeats_merged == 6
+    for batch in (1, 5):
+        feed = {"x": rng.standard_normal((batch, 6, 4)).astype(np.float32)}
+        got = ort.InferenceSession(str(tmp_path / "out.onnx"), providers=["CPUExecutionProvider"]).run(None, feed)
+        assert all(np.array_equal(g, feed["x"].reshape(batch, 24)) for g in got)

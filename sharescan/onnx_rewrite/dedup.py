@@ -250,7 +250,8 @@ def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, mer
         feeds = sample_inputs(model, {n: (s, d) for n, s, d in options.inputs})
         verdict = compare_outputs(src, staged, feeds)
         if not lossy and not verdict.outputs_identical:
-            raise InputError(f"{out}: verification failed: outputs differ from the original by up to {verdict.max_abs_error:.3g} after lossless merges; nothing written")
+            hint = "; rerun without --simplify (a folded constant can change which onnxruntime fusions apply)" if options.simplify else ""
+            raise InputError(f"{out}: verification failed: outputs differ from the original by up to {verdict.max_abs_error:.3g} after lossless merges; nothing written{hint}")
         if lossy and verdict.rel_error > options.max_error:
             raise InputError(f"{out}: verification failed: outputs moved by {verdict.rel_error:.3g} relative (> --max-error {options.max_error:g}); nothing written; lower --tol")
         ram: dict[str, dict[str, int]] = {}

@@ -41,12 +41,14 @@ _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "Rando
 # every chain's), and are the only ones whose values Gather-of-Shape reads.
 _SMALL_BYTES = 1024
 _ROUNDS = 8
+_FLOAT_TYPES = {1, 10, 11, 16}  # float32, float16, float64, bfloat16
 _REBUILD_PREFIX = "sharescan_"  # dedup's Transpose/Neg/Mul/Gather/alias nodes: the sharing itself
 
 
 @dataclass(frozen=True)
 class FoldResult:
     identities_dropped: int
+    repeats_merged: int  # nodes computing what an earlier node computes from the same inputs
     nodes_folded: int  # constant nodes replaced by the tensors they compute
     tensors_added: int
     nodes_pruned: int  # nodes and tensors nothing read any more
@@ -64,6 +66,7 @@ def simplify(model: Any) -> FoldResult:
     before = _model_bytes(model)
     used_before = _read_names(graph)
     identities = _drop_identities(graph)
+    merged = _merge_repeats(graph)
     folded = added = 0
     # Rounds: a folded value can fix a shape inference could not see through
     # (Range over a folded length), which makes more nodes foldable.
@@ -78,7 +81,7 @@ def simplify(model: Any) -> FoldResult:
     for info in list(graph.value_info):
         if info.name not in names:
             graph.value_info.remove(info)
-    return FoldResult(identities, folded, added, nodes_pruned, tensors_pruned, before, _model_bytes(model))
+    return FoldResult(identities, merged, folded, added, nodes_pruned, tensors_pruned, before, _model_bytes(model))
 
 
 def _model_bytes(model: Any) -> int:
@@ -129,6 +132,40 @@ def _drop_identities(graph: Any) -> int:
 
 _Types = dict[str, tuple[int, tuple[int, ...]]]
 _Dims = dict[str, tuple[int | None, ...]]
+
+
+def _merge_repeats(graph: Any) -> int:
+    """Common subexpressions: a node with the op, inputs and attributes of an earlier one is replaced by it.
+
+    Exporters repeat Shape(x) and the arithmetic on it for every reshape in a
+    layer; with dynamic axes nothing folds these, but every repeat can go.
+    """
+    outputs = _graph_outputs(graph)
+    renamed: dict[str, str] = {}
+    seen: dict[tuple[Any, ...], list[str]] = {}
+    kept = []
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name in renamed:
+                node.input[k] = renamed[name]
+        pure = node.domain in ("", "ai.onnx") and node.op_type not in _NONDETERMINISTIC and not node.name.startswith(_REBUILD_PREFIX)
+        pure = pure and not any(a.HasField("g") or len(a.graphs) for a in node.attribute) and not any(o in outputs for o in node.output)
+        if pure:
+            key = (node.op_type, tuple(node.input), len(node.output), tuple(sorted(a.SerializeToString() for a in node.attribute)))
+            if key in seen:
+                renamed.update({o: e for o, e in zip(node.output, seen[key]) if o})
+                continue
+            seen[key] = list(node.output)
+        kept.append(node)
+    merged = len(graph.node) - len(kept)
+    if merged:
+        del graph.node[:]
+        graph.node.extend(kept)
+        for node in all_nodes(graph):  # subgraphs may read the merged names
+            for k, name in enumerate(node.input):
+                if name in renamed:
+                    node.input[k] = renamed[name]
+    return merged
 
 
 def _infer(model: Any) -> tuple[_Types, _Dims, dict[int, np.ndarray]]:
@@ -182,7 +219,7 @@ def _constant_value(graph: Any, name: str) -> np.ndarray | None:
 
 
 def _shape_values(graph: Any, dims: _Dims) -> dict[int, np.ndarray]:
-    """Nodes whose result follows from known dims alone: Shape, Size, and Gather of known entries of a Shape.
+    """Nodes whose result follows from known dims alone: Shape, Size, and Gather or Slice of known entries of a Shape.
 
     The last matters for a batch-dynamic export: Shape(ids) is not fixed, but
     Shape(ids)[1], the sequence length, is, and position ids follow from it.
@@ -190,7 +227,7 @@ def _shape_values(graph: Any, dims: _Dims) -> dict[int, np.ndarray]:
     values: dict[int, np.ndarray] = {}
     shape_of: dict[str, tuple[int | None, ...]] = {}  # Shape output -> the dims it holds
     for k, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in ("Shape", "Size", "Gather") or node.name.startswith(_REBUILD_PREFIX):
+        if node.domain not in ("", "ai.onnx") or node.op_type not in ("Shape", "Size", "Gather", "Slice") or node.name.startswith(_REBUILD_PREFIX):
             continue
         if node.op_type == "Shape" and node.input[0] in dims:
             attrs = {a.name: a.i for a in node.attribute}
@@ -206,9 +243,21 @@ def _shape_values(graph: Any, dims: _Dims) -> dict[int, np.ndarray]:
             held = shape_of[node.input[0]]
             if index is None or index.dtype.kind not in "iu" or not np.all((index >= -len(held)) & (index < len(held))):
                 continue
-            picked = np.array(held, dtype=object)[index]
-            if not any(v is None for v in np.atleast_1d(picked)):
+            picked = np.array(held, dtype=object)[index]  # a scalar index picks an element, possibly None
+            if isinstance(picked, np.ndarray) and picked.ndim == 1:
+                shape_of[node.output[0]] = tuple(picked)
+            if not any(v is None for v in np.atleast_1d(np.asarray(picked, dtype=object))):
                 values[k] = np.asarray(picked, dtype=np.int64)
+        elif node.op_type == "Slice" and node.input[0] in shape_of and len(node.input) >= 3:
+            # Opset 10+ Slice (starts, ends[, axes, steps] as inputs) over a shape vector: one axis.
+            starts, ends, axes, steps = (_constant_value(graph, i) if i else None for i in (list(node.input[1:5]) + ["", ""])[:4])
+            if any(v is not None and v.size != 1 for v in (starts, ends, axes, steps)) or starts is None or ends is None:
+                continue
+            step = int(steps.reshape(-1)[0]) if steps is not None else 1
+            picked = shape_of[node.input[0]][slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), step or None)]
+            shape_of[node.output[0]] = picked
+            if None not in picked:
+                values[k] = np.array(picked, dtype=np.int64)
     return values
 
 
@@ -294,7 +343,12 @@ def _fold(model: Any, types: _Types, precomputed: dict[int, np.ndarray]) -> tupl
             if k not in precomputed:
                 free_sources |= {i for i in node.input if i in sources and i not in outputs and i not in sub_reads and all(r in inside for r in readers[i])}
         before += sum(sources[s] for s in free_sources)
-        if after < before:
+        # A float constant can switch on an onnxruntime fusion (a Div by a
+        # constant scale folds into MatMul) that rounds differently: fold float
+        # results only where that frees a stored tensor (position tables), not
+        # for the few bytes of a scale derived from a shape.
+        risky = any(types[o][0] in _FLOAT_TYPES for o in results) and not any(sources[s] > _SMALL_BYTES for s in free_sources)
+        if after < before and not risky:
             chosen += nodes
             frontier += results
     if not chosen:

@@ -26,7 +26,7 @@ def _simplify_line(r: DedupResult) -> str:
     f = r.simplified
     assert f is not None
     return (
-        f"simplify: {f.nodes_folded} constant nodes folded into {f.tensors_added} tensors, {f.identities_dropped} Identity "
+        f"simplify: {f.nodes_folded} constant nodes folded into {f.tensors_added} tensors, {f.repeats_merged} repeated, {f.identities_dropped} Identity "
         f"and {f.nodes_pruned} unused nodes dropped, {f.tensors_pruned} unused tensors dropped; "
         f"model {f.bytes_before:,} B -> {f.bytes_after:,} B"
     )
