@@ -169,6 +169,28 @@ def test_export_of_tied_lm_state_dict_holds_the_embedding_once(tmp_path: Path) -
     assert r.torch_vs_onnxruntime_rel < 1e-5
 
 
+def test_tied_lm_export_stores_each_parameter_once_and_only_the_graph_beside_it(tmp_path: Path) -> None:
+    """The exported file's tensors are the unique parameters plus one causal mask; the rest is graph structure."""
+    import torch
+
+    from fixtures.architectures import tiny_lm
+    from sharescan.onnx_rewrite.export import ExportOptions, export
+    from tests.conftest import FIXTURES
+
+    model = tiny_lm()
+    model.load_state_dict(torch.load(FIXTURES / "tiny_lm.pt", weights_only=True))
+    params = {p.data_ptr(): p.numel() * p.element_size() for p in model.parameters()}  # tied: one entry
+    mask = next(b for n, b in model.named_buffers() if n.endswith("mask"))
+    specs = (("input_ids", (1, 32), "int64"),)
+    r = export(str(FIXTURES / "tiny_lm.pt"), str(tmp_path / "lm.onnx"), ExportOptions(arch="fixtures.architectures:tiny_lm", dedup=DedupOptions(inputs=specs, measure_ram=False, strip_debug=True, simplify=True)))
+    plain = export(str(FIXTURES / "tiny_lm.pt"), str(tmp_path / "plain.onnx"), ExportOptions(arch="fixtures.architectures:tiny_lm", dedup=DedupOptions(inputs=specs, measure_ram=False)))
+    shape_constants = 256  # Reshape targets of the attention heads
+    assert sum(params.values()) <= r.dedup.tensor_bytes_after <= sum(params.values()) + mask.numel() + shape_constants
+    assert {m.relation for m in r.dedup.merges} >= {"transposed", "identical"}  # the tied head, the second block's mask
+    assert r.dedup.file_bytes_after <= plain.dedup.file_bytes_after
+    assert r.dedup.verdict.outputs_identical and r.torch_vs_onnxruntime_rel < 1e-5
+
+
 def test_cli_export_needs_arch_for_a_state_dict_and_inputs(tmp_path: Path) -> None:
     proc = run_cli("export", "fixtures/mlp.pt", "-o", str(tmp_path / "m.onnx"), "--input", "x:1x64:float32")
     assert proc.returncode == 2 and "--arch" in proc.stderr and "Traceback" not in proc.stderr

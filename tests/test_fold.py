@@ -160,3 +160,29 @@ def test_repeated_shape_arithmetic_is_computed_once_with_dynamic_axes(tmp_path: 
         feed = {"x": rng.standard_normal((batch, 6, 4)).astype(np.float32)}
         got = ort.InferenceSession(str(tmp_path / "out.onnx"), providers=["CPUExecutionProvider"]).run(None, feed)
         assert all(np.array_equal(g, feed["x"].reshape(batch, 24)) for g in got)
+
+
+def test_values_read_inside_if_branches_survive_merging_and_pruning(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    # Both branches read outer values: "b" repeats "a" (merged away), "c" is an Identity of "a".
+    then_graph = helper.make_graph([helper.make_node("Add", ["b", "c"], ["t"])], "then", [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
+    else_graph = helper.make_graph([helper.make_node("Neg", ["b"], ["e"])], "else", [], [helper.make_tensor_value_info("e", TensorProto.FLOAT, [2, 3])])
+    nodes = [
+        helper.make_node("Mul", ["x", "w"], ["xw"]),
+        helper.make_node("Relu", ["xw"], ["a"]),
+        helper.make_node("Relu", ["xw"], ["b"]),
+        helper.make_node("Identity", ["a"], ["c"]),
+        helper.make_node("If", ["cond"], ["y"], then_branch=then_graph, else_branch=else_graph),
+    ]
+    path = tmp_path / "m.onnx"
+    w = numpy_helper.from_array(rng.standard_normal((2, 3)).astype(np.float32), "w")
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "g", [x, cond], [y], initializer=[w]), opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    r = dedup(str(path), str(tmp_path / "out.onnx"), SIMPLIFY)
+    assert r.simplified is not None and (r.simplified.repeats_merged, r.simplified.identities_dropped) == (1, 1)
+    assert [n.op_type for n in onnx.load(str(tmp_path / "out.onnx")).graph.node] == ["Mul", "Relu", "If"]
+    feed = {"x": rng.standard_normal((2, 3)).astype(np.float32)}
+    for flag in (True, False):
+        feed["cond"] = np.array(flag)
+        assert np.array_equal(_run(path, feed), _run(tmp_path / "out.onnx", feed))
