@@ -186,3 +186,44 @@ def test_values_read_inside_if_branches_survive_merging_and_pruning(tmp_path: Pa
     for flag in (True, False):
         feed["cond"] = np.array(flag)
         assert np.array_equal(_run(path, feed), _run(tmp_path / "out.onnx", feed))
+
+
+def _view_model(path: Path, shape_source: str) -> Path:
+    """y = x.view(x.size()[:2] + (4, 2)) as the TorchScript exporter writes it with dynamic axes."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", 8])
+    other = helper.make_tensor_value_info("other", TensorProto.FLOAT, ["n", "m", 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 4, 2])
+    inits = [numpy_helper.from_array(np.array(v, dtype=np.int64), n) for n, v in (("i0", 0), ("i1", 1), ("ax", [0]), ("four", [4]), ("two", [2]))]
+    inits.append(numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "bias"))
+    nodes = [
+        helper.make_node("Add", ["x", "bias"], ["h"]),
+        helper.make_node("Shape", [shape_source], ["s"]),
+        helper.make_node("Gather", ["s", "i0"], ["d0"]),
+        helper.make_node("Gather", ["s", "i1"], ["d1"]),
+        helper.make_node("Unsqueeze", ["d0", "ax"], ["u0"]),
+        helper.make_node("Unsqueeze", ["d1", "ax"], ["u1"]),
+        helper.make_node("Concat", ["u0", "u1", "four", "two"], ["target"], axis=0),
+        helper.make_node("Reshape", ["h", "target"], ["y"]),
+    ]
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "g", [x, other], [y], initializer=inits), opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_a_view_of_the_inputs_own_dims_becomes_a_constant_reshape_with_dynamic_axes(tmp_path: Path) -> None:
+    src = _view_model(tmp_path / "m.onnx", shape_source="h")
+    r = dedup(str(src), str(tmp_path / "out.onnx"), DedupOptions(measure_ram=False, simplify=True, inputs=(("x", (2, 3, 8), "float32"), ("other", (1, 1, 8), "float32"))))
+    out = onnx.load(str(tmp_path / "out.onnx"))
+    assert [n.op_type for n in out.graph.node] == ["Add", "Reshape"]
+    target = next(t for t in out.graph.initializer if t.name == out.graph.node[1].input[1])
+    assert numpy_helper.to_array(target).tolist() == [0, 0, 4, 2]  # 0: keep the input's dim
+    assert r.simplified is not None and r.simplified.reshapes_constant == 1
+    for batch, seq in ((1, 1), (3, 7)):
+        feed = {"x": rng.standard_normal((batch, seq, 8)).astype(np.float32), "other": np.zeros((1, 1, 8), np.float32)}
+        assert np.array_equal(_run(src, feed), _run(tmp_path / "out.onnx", feed))
+
+
+def test_a_target_built_from_another_values_unknown_dims_stays_computed(tmp_path: Path) -> None:
+    src = _view_model(tmp_path / "m.onnx", shape_source="other")
+    model = onnx.load(str(src))
+    result = simplify(model)
+    assert result.reshapes_constant == 0 and "Shape" in [n.op_type for n in model.graph.node]

@@ -5,7 +5,9 @@ over inputs declared with fixed sizes (Shape -> Gather -> Unsqueeze -> Concat
 -> Reshape), position ids built with Range and read through a Gather of the
 whole position table, Identity copies of tensors. This pass
 
-1. drops Identity nodes (their readers read the source),
+1. drops Identity nodes (their readers read the source), merges repeated
+   subexpressions, and makes Reshape targets built from the input's own
+   dims constant (``reshape.py``),
 2. folds Shape and Size of values whose shape shape inference fixes,
 3. folds every constant component whose results take fewer bytes than the
    nodes and source tensors it frees, evaluating it with onnxruntime itself
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from sharescan.onnx_rewrite.graph import all_nodes, infer_shapes, replace_input
+from sharescan.onnx_rewrite.reshape import constant_reshape_targets
 
 __all__ = ["FoldResult", "simplify"]
 
@@ -49,6 +52,7 @@ _REBUILD_PREFIX = "sharescan_"  # dedup's Transpose/Neg/Mul/Gather/alias nodes: 
 class FoldResult:
     identities_dropped: int
     repeats_merged: int  # nodes computing what an earlier node computes from the same inputs
+    reshapes_constant: int  # Reshape targets rebuilt from the input's own dims, now constants (reshape.py)
     nodes_folded: int  # constant nodes replaced by the tensors they compute
     tensors_added: int
     nodes_pruned: int  # nodes and tensors nothing read any more
@@ -67,6 +71,7 @@ def simplify(model: Any) -> FoldResult:
     used_before = _read_names(graph)
     identities = _drop_identities(graph)
     merged = _merge_repeats(graph)
+    reshapes = constant_reshape_targets(graph, _static_types(model, {})[1])
     folded = added = 0
     # Rounds: a folded value can fix a shape inference could not see through
     # (Range over a folded length), which makes more nodes foldable.
@@ -81,7 +86,7 @@ def simplify(model: Any) -> FoldResult:
     for info in list(graph.value_info):
         if info.name not in names:
             graph.value_info.remove(info)
-    return FoldResult(identities, merged, folded, added, nodes_pruned, tensors_pruned, before, _model_bytes(model))
+    return FoldResult(identities, merged, reshapes, folded, added, nodes_pruned, tensors_pruned, before, _model_bytes(model))
 
 
 def _model_bytes(model: Any) -> int:

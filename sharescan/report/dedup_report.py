@@ -26,8 +26,9 @@ def _simplify_line(r: DedupResult) -> str:
     f = r.simplified
     assert f is not None
     return (
-        f"simplify: {f.nodes_folded} constant nodes folded into {f.tensors_added} tensors, {f.repeats_merged} repeated, {f.identities_dropped} Identity "
-        f"and {f.nodes_pruned} unused nodes dropped, {f.tensors_pruned} unused tensors dropped; "
+        f"simplify: {f.nodes_folded} constant nodes folded into {f.tensors_added} tensors; "
+        f"{f.repeats_merged} repeated, {f.identities_dropped} Identity and {f.nodes_pruned} unused nodes dropped; "
+        f"{f.reshapes_constant} Reshape targets made constant; {f.tensors_pruned} unused tensors dropped; "
         f"model {f.bytes_before:,} B -> {f.bytes_after:,} B"
     )
 

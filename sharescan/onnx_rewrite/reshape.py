@@ -1,0 +1,135 @@
+"""Reshape targets rebuilt from the input's own shape become constants (part of ``--simplify``).
+
+With dynamic axes, exporters compute every ``x.view(x.size()[:-1] + (h, d))``
+as Shape(x) -> Gather/Slice -> Unsqueeze -> Concat -> Reshape(x, ...): four to
+eight nodes per reshape, repeated in every layer. Reshape already says "keep
+input dim i" with a 0 at position i (unless ``allowzero``), so a target whose
+entries are either constants or x's own dim at the same position is the
+constant ``[0, 0, h, d]``; the chain then has no reader and is pruned. Only
+shape bookkeeping changes, so outputs stay bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["constant_reshape_targets"]
+
+# One entry of a shape vector: a known int, or (value name, axis) = that value's dim.
+_Entry = int | tuple[str, int]
+
+
+def constant_reshape_targets(graph: Any, dims: dict[str, tuple[int | None, ...]]) -> int:
+    """Replace each resolvable Reshape target by a constant; returns how many were replaced.
+
+    ``dims``: known ranks and dims of values (None for an unknown dim), from shape inference.
+    """
+    from onnx import numpy_helper
+
+    from sharescan.onnx_rewrite.graph import unique_name
+
+    producer = {o: n for n in graph.node for o in n.output}
+    consts = _small_int_constants(graph)
+    made: dict[bytes, str] = {}
+    count = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.input) < 2 or node.input[1] in consts:
+            continue
+        if any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue  # a 0 would then mean an empty dim, not "keep"
+        entries = _vector(node.input[1], producer, consts, dims, depth=0)
+        if entries is None:
+            continue
+        data = node.input[0]
+        target = []
+        for position, e in enumerate(entries):
+            if isinstance(e, int):
+                target.append(e)
+            elif e == (data, position):
+                target.append(0)
+            elif e[0] in dims and dims[e[0]][e[1]] is not None:
+                target.append(int(dims[e[0]][e[1]]))  # type: ignore[arg-type]
+            else:
+                target = []
+                break
+        if not target or target.count(-1) > 1:
+            continue
+        value = np.array(target, dtype=np.int64)
+        key = value.tobytes()
+        if key not in made:
+            made[key] = unique_name(graph, f"{node.name or 'reshape'}_target".lstrip("/").replace("/", "_"))
+            graph.initializer.append(numpy_helper.from_array(value, made[key]))
+        node.input[1] = made[key]
+        count += 1
+    return count
+
+
+def _small_int_constants(graph: Any) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    out = {}
+    for t in graph.initializer:
+        if t.data_type in (6, 7) and len(t.dims) <= 1 and t.data_location != 1 and int(np.prod(t.dims)) <= 64:
+            out[t.name] = numpy_helper.to_array(t)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            if attr is not None and attr.t.data_type in (6, 7) and len(attr.t.dims) <= 1:
+                out[node.output[0]] = numpy_helper.to_array(attr.t)
+    return out
+
+
+def _vector(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: dict[str, tuple[int | None, ...]], depth: int) -> list[_Entry] | None:
+    """The entries of a 1-D shape vector, or None if one cannot be named."""
+    if depth > 16:
+        return None
+    if name in consts:
+        return [int(v) for v in np.atleast_1d(consts[name])] if consts[name].ndim == 1 else None
+    node = producer.get(name)
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return None
+    attrs = {a.name: a for a in node.attribute}
+    if node.op_type == "Shape" and node.input[0] in dims:
+        rank = len(dims[node.input[0]])
+        start = attrs["start"].i if "start" in attrs else 0
+        end = attrs["end"].i if "end" in attrs else rank
+        return [(node.input[0], axis) for axis in range(rank)][slice(start, end)]
+    if node.op_type == "Concat" and attrs.get("axis") is not None and attrs["axis"].i in (0, -1):
+        out: list[_Entry] = []
+        for i in node.input:
+            part = _vector(i, producer, consts, dims, depth + 1)
+            if part is None:
+                return None
+            out += part
+        return out
+    if node.op_type == "Unsqueeze" and len(node.input) == 2 and node.input[1] in consts and np.atleast_1d(consts[node.input[1]]).tolist() in ([0], [-1]):
+        entry = _scalar(node.input[0], producer, consts, dims, depth + 1)
+        return None if entry is None else [entry]
+    if node.op_type == "Slice" and len(node.input) in (3, 4) and all(i in consts for i in node.input[1:]) and (len(node.input) == 3 or np.atleast_1d(consts[node.input[3]]).tolist() in ([0], [-1])):
+        whole = _vector(node.input[0], producer, consts, dims, depth + 1)
+        starts, ends = consts[node.input[1]].reshape(-1), consts[node.input[2]].reshape(-1)
+        if whole is None or starts.size != 1 or ends.size != 1:
+            return None
+        return whole[slice(int(starts[0]), int(min(ends[0], len(whole))))]
+    if node.op_type == "Cast" and "to" in attrs and attrs["to"].i == 7:
+        return _vector(node.input[0], producer, consts, dims, depth + 1)
+    return None
+
+
+def _scalar(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: dict[str, tuple[int | None, ...]], depth: int) -> _Entry | None:
+    if name in consts and consts[name].ndim == 0:
+        return int(consts[name])
+    node = producer.get(name)
+    if node is None or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op_type == "Gather" and node.input[1] in consts and consts[node.input[1]].ndim == 0 and all(a.i == 0 for a in node.attribute if a.name == "axis"):
+        whole = _vector(node.input[0], producer, consts, dims, depth + 1)
+        index = int(consts[node.input[1]])
+        if whole is None or not -len(whole) <= index < len(whole):
+            return None
+        return whole[index]
+    if node.op_type == "Cast" and any(a.name == "to" and a.i == 7 for a in node.attribute):
+        return _scalar(node.input[0], producer, consts, dims, depth + 1)
+    return None
