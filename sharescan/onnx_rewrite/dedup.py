@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError
+from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
 from sharescan.onnx_rewrite.graph import stored_tensors
 from sharescan.onnx_rewrite.ram import RECOMMENDED_OPTIONS, measure_ram
@@ -154,10 +155,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
         raise InputError(f"{src}: no such file; check the path")
     if src.suffix.lower() != ".onnx":
         raise InputError(f"{src}: not an .onnx file; dedup rewrites ONNX models (use `sharescan export` for PyTorch)")
-    if out.resolve() == src.resolve() and not in_place:
-        raise InputError(f"{out}: is the input; choose another -o, or pass --in-place to replace the input after verification")
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise InputError(f"{out}: folder {out.parent} does not exist or is not writable; choose another -o")
+    check_output(out, [src], in_place=in_place)
 
     result = analyze([str(src)], AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
     check_model(src)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 
 from sharescan.entry_points import import_entry_point
 from sharescan.errors import InputError
+from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.dedup import DedupOptions, DedupResult, dedup
 
 __all__ = ["ExportOptions", "ExportResult", "export"]
@@ -121,10 +121,7 @@ def export(source: str, output: str, options: ExportOptions = ExportOptions()) -
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path")
     out = Path(output)
-    if out.resolve() == path.resolve():
-        raise InputError(f"{out}: is the input model; choose another -o")
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise InputError(f"{out}: folder {out.parent} does not exist or is not writable; choose another -o")
+    check_output(out, [path])
     model = _module(path, options)
     program = isinstance(model, torch.export.ExportedProgram)
     run = model.module() if program else model

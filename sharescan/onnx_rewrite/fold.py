@@ -317,7 +317,6 @@ def _fold(model: Any, types: _Types, precomputed: dict[int, np.ndarray]) -> tupl
     for k, node in enumerate(graph.node):
         for i in node.input:
             readers.setdefault(i, []).append(k)
-    fold_set = set(folding)
     uf = _Union()
     for k in folding:
         node = graph.node[k]

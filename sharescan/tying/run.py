@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError
+from sharescan.outputs import check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
 from sharescan.tying.share import share, unique_parameter_bytes
@@ -186,10 +187,7 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
     out = Path(output)
     written = [out] + ([Path(onnx_output)] if onnx_output else [])
     for path in written:
-        if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-            raise InputError(f"{path}: folder {path.parent} does not exist or is not writable; choose another output path")
-        if any(path.resolve() == Path(p).resolve() for p in paths):
-            raise InputError(f"{path}: is one of the input models; choose another output path")
+        check_output(path, paths, option="output path")
     if onnx_output and Path(onnx_output).resolve() == out.resolve():
         raise InputError(f"{onnx_output}: --onnx and -o must be different files")
     if not (options.lr > 0 and math.isfinite(options.lr)):
