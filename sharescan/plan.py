@@ -59,7 +59,7 @@ def account(
         )
         each = entries[g.members[0]].nbytes
         reports.append(GroupReport(g.relation, members, each, reclaimable, g.max_abs_error, g.rel_error, rows))
-    order = {r: k for k, r in enumerate(RELATIONS)}
+    order: dict[str, int] = {r: k for k, r in enumerate(RELATIONS)}  # keyed by GroupReport.relation (a str)
     reports.sort(key=lambda r: (-r.reclaimable_bytes, order[r.relation], r.members[0].model, r.members[0].name))
 
     model_reports = []

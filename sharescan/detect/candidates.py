@@ -59,7 +59,7 @@ def _estimates(entries: Sequence[TensorEntry], digests: Mapping[int, Digest], po
 def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], groups: Sequence[Group], count: int) -> list[Candidate]:
     if count <= 0:
         return []
-    together = set()
+    together: set[tuple[int, int]] = set()
     for g in groups:
         if g.relation != "aliased":
             together.update((a, b) for a in g.members for b in g.members if a != b)

@@ -54,8 +54,9 @@ def sample_points(entries: Sequence[TensorEntry], units: Sequence[int], digests:
     """
     buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, bool, np.ndarray]]] = {}
     for i in value_units(entries, units, digests):
-        e = entries[i]
-        grid = float_values(digests[i].grid, e.dtype).astype(np.float64)
+        e, sample = entries[i], digests[i].grid
+        assert sample is not None  # value_units keeps only units with a grid sample
+        grid = float_values(sample, e.dtype).astype(np.float64)
         buckets.setdefault((e.dtype, e.shape), []).append((i, False, grid))
         if len(e.shape) == 2 and min(e.shape) > 1:
             buckets.setdefault((e.dtype, (e.shape[1], e.shape[0])), []).append((i, True, grid.T))

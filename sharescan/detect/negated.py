@@ -6,6 +6,7 @@ Bitwise, so that ``Neg(w)`` rebuilds the copy exactly, zeros' signs included.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -29,11 +30,12 @@ def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digest
     buckets: dict[tuple[str, tuple[int, ...]], list[int]] = {}
     for i in value_units(entries, units, digests):
         buckets.setdefault((entries[i].dtype, entries[i].shape), []).append(i)
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for members in buckets.values():
         if len(members) < 2:
             continue
-        raw = np.array([float_values(digests[i].grid, entries[i].dtype).reshape(-1).astype(np.float64) for i in members])
+        # value_units keeps only units with a grid sample, so no grid here is None.
+        raw = np.array([float_values(cast(np.ndarray, digests[i].grid), entries[i].dtype).reshape(-1).astype(np.float64) for i in members])
         pts, ok = unit_rows(raw)
         # w and -w (or c*w, c < 0) point the same way once the first nonzero is positive.
         first = np.argmax(pts != 0, axis=1)

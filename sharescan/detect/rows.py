@@ -77,7 +77,7 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     # Only a tensor whose merged rows outweigh its index is rebuilt from the
     # table; the others stay as they are (other tensors may still read their rows).
     merged_per = np.bincount(owner[merged], minlength=len(members))
-    for k in np.flatnonzero(merged_per):
+    for k in map(int, np.flatnonzero(merged_per)):  # plain ints, like the other loops over k
         if merged_per[k] * row_bytes <= INDEX_ITEMSIZE * entries[members[k]].shape[0]:
             back = np.flatnonzero((owner == k) & merged)
             label[back] = back

@@ -28,6 +28,7 @@ def find_transposed(entries: Sequence[TensorEntry], units: Sequence[int], digest
     for i in units:
         e, d = entries[i], digests[i]
         if _transposable(e, d):
+            assert d.grid is not None  # _transposable checked it
             by_sample.setdefault((e.dtype, e.shape, content_hash(d.grid)), []).append(i)
     claimed: set[int] = set()
     groups = []
@@ -35,6 +36,7 @@ def find_transposed(entries: Sequence[TensorEntry], units: Sequence[int], digest
         e, d = entries[i], digests[i]
         if i in claimed or not _transposable(e, d):
             continue
+        assert d.grid is not None  # _transposable checked it
         key = (e.dtype, (e.shape[1], e.shape[0]), content_hash(d.grid.T))
         candidates = [j for j in by_sample.get(key, []) if j != i and j not in claimed]
         if not candidates:

@@ -222,8 +222,8 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
                 graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
     after_tensor_bytes = _tensor_bytes(model)
     lossy = any(m.relation == "near" for m in merges)
-    result = _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
-    return replace(result, simplified=folded)
+    written = _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
+    return replace(written, simplified=folded)
 
 
 def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:

@@ -25,6 +25,7 @@ are later edited must be folded again.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,7 +243,7 @@ def _shape_values(graph: Any, dims: _Dims) -> dict[int, np.ndarray]:
             if None not in held:
                 values[k] = np.array(held, dtype=np.int64)
         elif node.op_type == "Size" and node.input[0] in dims and None not in dims[node.input[0]]:
-            values[k] = np.array(int(np.prod(dims[node.input[0]])), dtype=np.int64)
+            values[k] = np.array(math.prod(d or 0 for d in dims[node.input[0]]), dtype=np.int64)
         elif node.op_type == "Gather" and node.input[0] in shape_of and all(a.i == 0 for a in node.attribute if a.name == "axis"):
             index = _constant_value(graph, node.input[1])
             held = shape_of[node.input[0]]

@@ -95,7 +95,8 @@ def _vector(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], 
         rank = len(dims[node.input[0]])
         start = attrs["start"].i if "start" in attrs else 0
         end = attrs["end"].i if "end" in attrs else rank
-        return [(node.input[0], axis) for axis in range(rank)][slice(start, end)]
+        entries: list[_Entry] = [(node.input[0], axis) for axis in range(rank)]
+        return entries[slice(start, end)]
     if node.op_type == "Concat" and attrs.get("axis") is not None and attrs["axis"].i in (0, -1):
         out: list[_Entry] = []
         for i in node.input:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sharescan.errors import InputError
-from sharescan.table import LoadedModel
+from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["LoadOptions", "load_model", "detect_format"]
 
@@ -115,7 +115,7 @@ def _load_bin_index(index: Path, model: int, options: LoadOptions, shown: str) -
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{index}: not a valid index (needs a 'weight_map' object)") from None
     folder = index.parent.resolve()
-    tensors = []
+    tensors: list[TensorEntry] = []
     file_bytes = 0
     files = [str(index)]
     for shard in shards:

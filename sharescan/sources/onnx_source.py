@@ -114,7 +114,12 @@ def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, exter
             value = onnx.helper.get_attribute_value(attr)
             array = np.asarray(value, dtype=np.float32 if "float" in attr.name else np.int64)
             array = np.ascontiguousarray(array)
-            return TensorEntry(model, f"{scope}{name}", tuple(array.shape), str(array.dtype), f"const:{scope}{name}", lambda a=array: a)
+
+            # A def, not a lambda: mypy cannot infer a lambda's default-argument type.
+            def read(a: np.ndarray = array) -> np.ndarray:
+                return a
+
+            return TensorEntry(model, f"{scope}{name}", tuple(array.shape), str(array.dtype), f"const:{scope}{name}", read)
     return None
 
 

@@ -49,7 +49,8 @@ def distillation_task(path: str, teachers: dict[str, Any], keys: list[str], batc
         data = np.load(path)
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: unreadable inputs file ({e.__class__.__name__}); write it with numpy.savez") from None
-    arrays = {k: data[k] if k in data.files else (data[data.files[0]] if len(data.files) == 1 else None) for k in keys}
+    # Any: a missing key maps to None, which the check below rules out before any use.
+    arrays: dict[str, Any] = {k: data[k] if k in data.files else (data[data.files[0]] if len(data.files) == 1 else None) for k in keys}
     missing = [k for k, v in arrays.items() if v is None]
     if missing:
         raise InputError(f"{path}: no inputs for model(s) {', '.join(missing)}; store one array per model key ({', '.join(keys)}) or a single array")
