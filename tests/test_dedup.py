@@ -253,6 +253,8 @@ def test_external_data_output_when_the_current_folder_has_a_file_of_that_name(tm
     assert r.verdict.outputs_identical
     assert set(_initializers(tmp_path / "model.onnx")) == {"w"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.onnx.data"]
+    model_mode, data_mode = ((tmp_path / n).stat().st_mode & 0o777 for n in ("model.onnx", "model.onnx.data"))
+    assert data_mode == model_mode  # readable by whoever can read the model
 
 
 def test_rows_and_transposed_copy_of_one_embedding_stay_sorted(tmp_path: Path) -> None:

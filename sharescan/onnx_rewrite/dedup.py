@@ -259,6 +259,8 @@ def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, mer
         file_before = onnx_file_bytes(src)
         file_after = onnx_file_bytes(staged)
         if external:
+            # onnx writes the data file owner-only; readers of the model need it as readable as the model.
+            os.chmod(work / data_name, staged.stat().st_mode & 0o777)
             os.replace(work / data_name, out.parent / data_name)
         os.replace(staged, out)
     finally:
