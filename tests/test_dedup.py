@@ -315,3 +315,25 @@ def test_outputs_and_reports_never_overwrite_inputs(tmp_path: Path) -> None:
     assert run_cli("dedup", str(onnx_in), "-o", str(tmp_path / "o.onnx"), "--report", str(tmp_path / "o.onnx")).returncode == 2
     assert src.read_bytes() == before and onnx_in.read_bytes() == onnx_before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pt", "m.onnx"]
+
+
+def test_an_initializer_listed_as_a_graph_input_is_an_overridable_default_and_is_not_merged(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy(), "c": w.copy()})
+    model = onnx.load(str(src))
+    model.graph.input.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, [8, 8]))  # the caller may feed b
+    onnx.save_model(model, str(src))
+    r = dedup(str(src), str(tmp_path / "out.onnx"), OPTS)
+    out = onnx.load(str(tmp_path / "out.onnx"))
+    assert [(m.kept, m.dropped) for m in r.merges] == [("a", "c")]
+    assert "b" in {i.name for i in out.graph.input} and "b" in _initializers(tmp_path / "out.onnx")
+    x = rng.standard_normal((2, 8)).astype(np.float32)
+    fed = {"x": x, "b": np.eye(8, dtype=np.float32)}
+    run = [_ort_run(p, fed) for p in (src, tmp_path / "out.onnx")]
+    assert np.array_equal(run[0], run[1]) and np.allclose(run[1], x @ w @ w)  # b was replaced by the identity
+
+
+def _ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
@@ -227,3 +228,127 @@ def test_a_target_built_from_another_values_unknown_dims_stays_computed(tmp_path
     model = onnx.load(str(src))
     result = simplify(model)
     assert result.reshapes_constant == 0 and "Shape" in [n.op_type for n in model.graph.node]
+
+
+# Regressions: each model below once broke simplify (an exception, an invalid graph or changed outputs).
+
+
+def _graph_model(nodes: list, inputs: list, outputs: list, inits: list, opset: int = 17) -> onnx.ModelProto:
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, inits), opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _same_outputs(original: onnx.ModelProto, simplified: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> bool:
+    onnx.checker.check_model(simplified, full_check=True)
+    run = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds) for m in (original, simplified)]
+    return all(np.array_equal(a, b) for a, b in zip(*run))
+
+
+def _ints(value: object, name: str) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(value, dtype=np.int64), name)
+
+
+def test_a_chain_left_without_readers_is_removed_not_evaluated() -> None:
+    """x.view(-1, x.size(-1)): the target becomes [-1, 8] and the chain that built it has no reader left."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 8])
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "two"], ["d"]),
+        helper.make_node("Unsqueeze", ["d", "ax0"], ["d1"]), helper.make_node("Concat", ["m1", "d1"], ["t"], axis=0),
+        helper.make_node("Reshape", ["x", "t"], ["y"]), helper.make_node("Neg", ["c"], ["unused"]),
+    ]
+    model = _graph_model(nodes, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["M", 8])], [_ints(2, "two"), _ints([0], "ax0"), _ints([-1], "m1"), _ints([1, 2], "c")])
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    simplify(simplified)
+    assert [n.op_type for n in simplified.graph.node] == ["Reshape"]
+    assert _same_outputs(model, simplified, {"x": rng.standard_normal((2, 3, 8)).astype(np.float32)})
+
+
+def test_a_repeat_is_not_merged_into_a_twin_that_omits_an_output_it_names() -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "scale"], ["a", "", "is1"], axis=-1),
+        helper.make_node("LayerNormalization", ["x", "scale"], ["b", "mean2", "is2"], axis=-1),
+        helper.make_node("Add", ["a", "is1"], ["y1"]), helper.make_node("Add", ["b", "mean2"], ["y2"]),
+    ]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 4]) for n in ("y1", "y2")]
+    model = _graph_model(nodes, [x], outs, [numpy_helper.from_array(np.ones(4, np.float32), "scale")])
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    assert simplify(simplified).repeats_merged == 0
+    assert _same_outputs(model, simplified, {"x": rng.standard_normal((2, 4)).astype(np.float32)})
+
+
+def test_folded_string_tensors_are_told_apart_by_their_values() -> None:
+    a = np.array([f"alpha{i:03d}" * 4 for i in range(40)], dtype=object)
+    b = np.array([f"beta{i:03d}" * 4 for i in range(40)], dtype=object)
+    nodes = [helper.make_node("Gather", ["A", "i0"], ["a1"]), helper.make_node("Gather", ["B", "i0"], ["b1"]), helper.make_node("Concat", ["a1", "b1", "s"], ["y"], axis=0)]
+    inits = [numpy_helper.from_array(a, "A"), numpy_helper.from_array(b, "B"), _ints([0], "i0")]
+    model = _graph_model(nodes, [helper.make_tensor_value_info("s", TensorProto.STRING, [1])], [helper.make_tensor_value_info("y", TensorProto.STRING, [3])], inits)
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    assert simplify(simplified).nodes_folded == 2
+    assert _same_outputs(model, simplified, {"s": np.array(["x"], dtype=object)})
+
+
+def test_a_two_dimensional_gather_of_a_shape_with_an_unknown_dim_is_left_alone() -> None:
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i"], ["g"]),
+        helper.make_node("Cast", ["g"], ["gf"], to=TensorProto.FLOAT), helper.make_node("ReduceSum", ["gf"], ["r"], keepdims=0),
+        helper.make_node("Add", ["x", "r"], ["y"]),
+    ]
+    model = _graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 4])], [_ints([[0, 2], [1, 1]], "i")])
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    simplify(simplified)
+    assert _same_outputs(model, simplified, {"x": rng.standard_normal((5, 3, 4)).astype(np.float32)})
+
+
+def test_float_arithmetic_is_not_folded_even_where_it_frees_a_tensor() -> None:
+    """onnxruntime turns Mul(x, 1/W) into Div(x, W), which rounds once; a folded 1/W would round twice."""
+    w = rng.uniform(0.5, 3.0, 512).astype(np.float32)
+    nodes = [helper.make_node("Div", ["one", "W"], ["r"]), helper.make_node("Mul", ["x", "r"], ["y"])]
+    vec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [512]) for n in ("x", "y")]
+    model = _graph_model(nodes, vec[:1], vec[1:], [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    assert simplify(simplified).nodes_folded == 0
+    assert _same_outputs(model, simplified, {"x": rng.uniform(-10, 10, 512).astype(np.float32)})
+
+
+@pytest.mark.parametrize("ir_version", [3, 7])
+def test_initializers_listed_as_inputs_stay_listed_and_overridable(ir_version: int) -> None:
+    """IR 3: every initializer is an input, folded ones included. IR 4+: a listed initializer is a default the caller may feed."""
+    table = np.arange(64 * 8, dtype=np.float32).reshape(64, 8)
+    inits = [numpy_helper.from_array(table, "table"), _ints([3, 5], "idx")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])] + [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
+    nodes = [helper.make_node("Gather", ["table", "idx"], ["rows"]), helper.make_node("Add", ["x", "rows"], ["y"])]
+    model = _graph_model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], inits, opset=7)
+    model.ir_version = ir_version
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    simplify(simplified)
+    feeds = {"x": np.zeros((2, 8), np.float32)}
+    if ir_version >= 4:
+        feeds["idx"] = np.array([0, 1], np.int64)
+        assert [n.op_type for n in simplified.graph.node] == ["Gather", "Add"]
+    assert _same_outputs(model, simplified, feeds)
+
+
+def test_an_if_condition_stays_computed() -> None:
+    """A constant condition makes onnxruntime inline and re-check a branch; this one it would reject."""
+    out = helper.make_tensor_value_info("lim_b", TensorProto.INT64, None)
+    then_g = helper.make_graph([helper.make_node("Identity", ["three_1d"], ["lim_b"])], "then", [], [out])
+    else_g = helper.make_graph([helper.make_node("Identity", ["four_1d"], ["lim_b"])], "else", [], [out])
+    nodes = [
+        helper.make_node("Size", ["x"], ["n"]), helper.make_node("Equal", ["n", "six"], ["cond"]),
+        helper.make_node("If", ["cond"], ["lim"], then_branch=then_g, else_branch=else_g),
+        helper.make_node("Range", ["zero", "lim", "one"], ["r"]), helper.make_node("Cast", ["r"], ["rf"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["rf"], ["s"], keepdims=0), helper.make_node("Add", ["x", "s"], ["y"]),
+    ]
+    inits = [_ints(6, "six"), _ints(0, "zero"), _ints(1, "one"), _ints([3], "three_1d"), _ints([4], "four_1d")]
+    model = _graph_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    simplify(simplified)
+    assert "Equal" in [n.op_type for n in simplified.graph.node]
+    assert np.array_equal(*(ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": np.zeros((2, 3), np.float32)})[0] for m in (model, simplified)))

@@ -20,7 +20,7 @@ from typing import Any
 from sharescan.errors import InputError
 from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
-from sharescan.onnx_rewrite.graph import stored_tensors
+from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors
 from sharescan.onnx_rewrite.ram import RECOMMENDED_OPTIONS, measure_ram
 from sharescan.onnx_rewrite.rebuild import rebuild_node
 from sharescan.onnx_rewrite.rename import point_at
@@ -165,7 +165,9 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
         raise InputError(f"{src}: could not load the model with its external data ({e.__class__.__name__})") from None
     graph = model.graph
     before_tensor_bytes = _tensor_bytes(model)
-    stored = stored_tensors(graph)
+    # Initializers a caller may feed (IR 4+, listed as inputs) are defaults, not constants: they stay.
+    fed = overridable(model)
+    stored = {name: v for name, v in stored_tensors(graph).items() if name not in fed}
     merges: list[Merge] = []
     front: list[Any] = []  # Transpose/Neg/Mul nodes
     rows_front: list[Any] = []  # Gather nodes: first, since a rebuild may read their output
@@ -212,14 +214,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     folded = simplify(model) if options.simplify else None
     if options.strip_debug:
         strip_debug(model)
-    if model.ir_version < 4:
-        # Before IR 4 every initializer must also be a graph input.
-        from onnx import helper
-
-        listed = {v.name for v in graph.input}
-        for init in graph.initializer:
-            if init.name not in listed:
-                graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    list_initializers_as_inputs(model)
     after_tensor_bytes = _tensor_bytes(model)
     lossy = any(m.relation == "near" for m in merges)
     written = _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.onnx_rewrite.graph import all_nodes, infer_shapes, replace_input
+from sharescan.onnx_rewrite.graph import all_nodes, infer_shapes, list_initializers_as_inputs, overridable, replace_input
 from sharescan.onnx_rewrite.reshape import constant_reshape_targets
 
 __all__ = ["FoldResult", "simplify"]
@@ -46,6 +46,8 @@ _NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "Rando
 _SMALL_BYTES = 1024
 _ROUNDS = 8
 _FLOAT_TYPES = {1, 10, 11, 16}  # float32, float16, float64, bfloat16
+# Ops that move values without computing new ones: folding them keeps every bit.
+_DATA_MOVEMENT = {"Gather", "GatherElements", "GatherND", "Slice", "Reshape", "Transpose", "Concat", "Squeeze", "Unsqueeze", "Expand", "Flatten", "Split", "Tile", "Identity"}
 _REBUILD_PREFIX = "sharescan_"  # dedup's Transpose/Neg/Mul/Gather/alias nodes: the sharing itself
 
 
@@ -72,7 +74,7 @@ def simplify(model: Any) -> FoldResult:
     used_before = _read_names(graph)
     identities = _drop_identities(graph)
     merged = _merge_repeats(graph)
-    reshapes = constant_reshape_targets(graph, _static_types(model, {})[1])
+    reshapes = constant_reshape_targets(graph, _static_types(model, {})[1], overridable(model))
     folded = added = 0
     # Rounds: a folded value can fix a shape inference could not see through
     # (Range over a folded length), which makes more nodes foldable.
@@ -87,6 +89,7 @@ def simplify(model: Any) -> FoldResult:
     for info in list(graph.value_info):
         if info.name not in names:
             graph.value_info.remove(info)
+    list_initializers_as_inputs(model)
     return FoldResult(identities, merged, reshapes, folded, added, nodes_pruned, tensors_pruned, before, _model_bytes(model))
 
 
@@ -158,10 +161,12 @@ def _merge_repeats(graph: Any) -> int:
         pure = pure and not any(a.HasField("g") or len(a.graphs) for a in node.attribute) and not any(o in outputs for o in node.output)
         if pure:
             key = (node.op_type, tuple(node.input), len(node.output), tuple(sorted(a.SerializeToString() for a in node.attribute)))
-            if key in seen:
-                renamed.update({o: e for o, e in zip(node.output, seen[key]) if o})
+            earlier = seen.get(key)
+            # The earlier twin must name every output this one names (an omitted optional output has no value to read).
+            if earlier is not None and all(e for o, e in zip(node.output, earlier) if o):
+                renamed.update({o: e for o, e in zip(node.output, earlier) if o})
                 continue
-            seen[key] = list(node.output)
+            seen.setdefault(key, list(node.output))
         kept.append(node)
     merged = len(graph.node) - len(kept)
     if merged:
@@ -183,7 +188,7 @@ def _infer(model: Any) -> tuple[_Types, _Dims, dict[int, np.ndarray]]:
     known: dict[int, np.ndarray] = {}
     while True:
         types, dims = _static_types(model, known)
-        more = _shape_values(model.graph, dims)
+        more = _shape_values(model.graph, dims, overridable(model))
         if set(more) <= set(known):
             return types, dims, known
         known = {**known, **more}
@@ -210,10 +215,12 @@ def _static_types(model: Any, known: dict[int, np.ndarray]) -> tuple[_Types, _Di
     return out, partial
 
 
-def _constant_value(graph: Any, name: str) -> np.ndarray | None:
-    """The value of a small initializer or Constant output, else None."""
+def _constant_value(graph: Any, name: str, fed: set[str]) -> np.ndarray | None:
+    """The value of a small initializer (not one a caller may feed) or Constant output, else None."""
     from onnx import numpy_helper
 
+    if name in fed:
+        return None
     for t in graph.initializer:
         if t.name == name:
             return numpy_helper.to_array(t) if t.data_location != 1 and _nbytes(t.data_type, t.dims) <= _SMALL_BYTES else None
@@ -224,7 +231,7 @@ def _constant_value(graph: Any, name: str) -> np.ndarray | None:
     return None
 
 
-def _shape_values(graph: Any, dims: _Dims) -> dict[int, np.ndarray]:
+def _shape_values(graph: Any, dims: _Dims, fed: set[str]) -> dict[int, np.ndarray]:
     """Nodes whose result follows from known dims alone: Shape, Size, and Gather or Slice of known entries of a Shape.
 
     The last matters for a batch-dynamic export: Shape(ids) is not fixed, but
@@ -245,25 +252,25 @@ def _shape_values(graph: Any, dims: _Dims) -> dict[int, np.ndarray]:
         elif node.op_type == "Size" and node.input[0] in dims and None not in dims[node.input[0]]:
             values[k] = np.array(math.prod(d or 0 for d in dims[node.input[0]]), dtype=np.int64)
         elif node.op_type == "Gather" and node.input[0] in shape_of and all(a.i == 0 for a in node.attribute if a.name == "axis"):
-            index = _constant_value(graph, node.input[1])
+            index = _constant_value(graph, node.input[1], fed)
             held = shape_of[node.input[0]]
             if index is None or index.dtype.kind not in "iu" or not np.all((index >= -len(held)) & (index < len(held))):
                 continue
-            picked = np.array(held, dtype=object)[index]  # a scalar index picks an element, possibly None
-            if isinstance(picked, np.ndarray) and picked.ndim == 1:
+            picked = np.asarray(np.array(held, dtype=object)[index], dtype=object)  # a scalar index picks one entry
+            if picked.ndim == 1:
                 shape_of[node.output[0]] = tuple(picked)
-            if not any(v is None for v in np.atleast_1d(np.asarray(picked, dtype=object))):
-                values[k] = np.asarray(picked, dtype=np.int64)
+            if not any(v is None for v in picked.ravel()):
+                values[k] = picked.astype(np.int64)
         elif node.op_type == "Slice" and node.input[0] in shape_of and len(node.input) >= 3:
             # Opset 10+ Slice (starts, ends[, axes, steps] as inputs) over a shape vector: one axis.
-            starts, ends, axes, steps = (_constant_value(graph, i) if i else None for i in (list(node.input[1:5]) + ["", ""])[:4])
+            starts, ends, axes, steps = (_constant_value(graph, i, fed) if i else None for i in (list(node.input[1:5]) + ["", ""])[:4])
             if any(v is not None and v.size != 1 for v in (starts, ends, axes, steps)) or starts is None or ends is None:
                 continue
             step = int(steps.reshape(-1)[0]) if steps is not None else 1
-            picked = shape_of[node.input[0]][slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), step or None)]
-            shape_of[node.output[0]] = picked
-            if None not in picked:
-                values[k] = np.array(picked, dtype=np.int64)
+            sliced = shape_of[node.input[0]][slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), step or None)]
+            shape_of[node.output[0]] = sliced
+            if None not in sliced:
+                values[k] = np.array(sliced, dtype=np.int64)
     return values
 
 
@@ -299,7 +306,8 @@ def _fold(model: Any, types: _Types, precomputed: dict[int, np.ndarray]) -> tupl
     graph = model.graph
     outputs = _graph_outputs(graph)
     sub_reads = _subgraph_reads(graph)
-    sources: dict[str, int] = {t.name: (_nbytes(t.data_type, t.dims) if t.data_location == 1 else t.ByteSize()) for t in graph.initializer}
+    fed = overridable(model)
+    sources: dict[str, int] = {t.name: (_nbytes(t.data_type, t.dims) if t.data_location == 1 else t.ByteSize()) for t in graph.initializer if t.name not in fed}
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             sources[node.output[0]] = node.ByteSize()
@@ -348,28 +356,38 @@ def _fold(model: Any, types: _Types, precomputed: dict[int, np.ndarray]) -> tupl
             if k not in precomputed:
                 free_sources |= {i for i in node.input if i in sources and i not in outputs and i not in sub_reads and all(r in inside for r in readers[i])}
         before += sum(sources[s] for s in free_sources)
-        # A float constant can switch on an onnxruntime fusion (a Div by a
-        # constant scale folds into MatMul) that rounds differently: fold float
-        # results only where that frees a stored tensor (position tables), not
-        # for the few bytes of a scale derived from a shape.
-        risky = any(types[o][0] in _FLOAT_TYPES for o in results) and not any(sources[s] > _SMALL_BYTES for s in free_sources)
-        if after < before and not risky:
+        # A float constant can switch on an onnxruntime fusion that rounds
+        # differently (a Div by a constant scale folds into MatMul; Mul(x, 1/W)
+        # becomes Div(x, W)): float results are folded only where they are
+        # moved, not computed (a position table's rows), and where that frees
+        # a stored tensor, not for the few bytes of a scale.
+        float_math = any(types[o][0] in _FLOAT_TYPES and graph.node[k].op_type not in _DATA_MOVEMENT for k in nodes for o in graph.node[k].output if o in types)
+        risky = any(types[o][0] in _FLOAT_TYPES for o in results) and (float_math or not any(sources[s] > _SMALL_BYTES for s in free_sources))
+        # A constant If condition makes onnxruntime inline one branch and
+        # type-check it anew, which rejects some branches that run fine.
+        decides_branch = any(graph.node[r].op_type == "If" and graph.node[r].input[0] == o for o in results for r in readers.get(o, []))
+        if after < before and not risky and not decides_branch:
             chosen += nodes
             frontier += results
     if not chosen:
         return 0, 0
-    values = _evaluate(model, sorted(chosen), frontier, types, precomputed)
+    # A chosen component nothing reads any more (a chain a constant Reshape
+    # target replaced) has no results: it is only removed.
+    values = _evaluate(model, sorted(chosen), frontier, types, precomputed) if frontier else {}
     from onnx import numpy_helper
 
     chosen_set = set(chosen)
     kept = [n for k, n in enumerate(graph.node) if k not in chosen_set]
     del graph.node[:]
     graph.node.extend(kept)
-    seen: dict[tuple[int, tuple[int, ...], bytes], str] = {}
+    seen: dict[tuple[Any, ...], str] = {}
     added = 0
     for name in frontier:
-        tensor = numpy_helper.from_array(values[name], name)
-        key = (tensor.data_type, tuple(tensor.dims), tensor.raw_data)
+        value = values[name]
+        tensor = numpy_helper.from_array(value, name)
+        # Strings live in string_data, not raw_data: compare the values themselves.
+        content = tuple(value.ravel().tolist()) if value.dtype == object else value.tobytes()
+        key = (tensor.data_type, tuple(tensor.dims), content)
         if key in seen:  # shape chains of every layer fold to the same small tensors
             replace_input(graph, name, seen[key])
             continue

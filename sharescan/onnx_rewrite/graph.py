@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["all_nodes", "infer_shapes", "replace_input", "stored_tensors", "unique_name"]
+__all__ = ["all_nodes", "infer_shapes", "list_initializers_as_inputs", "overridable", "replace_input", "stored_tensors", "unique_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +89,27 @@ def infer_shapes(model: Any, nodes: list[Any] | None = None, value_info: bool = 
     except Exception as e:  # onnx raises several types for graphs it cannot type
         logger.info("shape inference failed: %s", e)
         return None
+
+
+def overridable(model: Any) -> set[str]:
+    """Initializers a caller may replace: from IR 4 on, one also listed as a graph input is only a default.
+
+    Before IR 4 every initializer had to be listed as an input, so the listing says nothing.
+    """
+    if model.ir_version < 4:
+        return set()
+    listed = {i.name for i in model.graph.input}
+    return {t.name for t in model.graph.initializer if t.name in listed}
+
+
+def list_initializers_as_inputs(model: Any) -> None:
+    """Before IR 4 every initializer must also be a graph input: list those a rewrite added."""
+    from onnx import helper
+
+    if model.ir_version >= 4:
+        return
+    graph = model.graph
+    listed = {v.name for v in graph.input}
+    for init in graph.initializer:
+        if init.name not in listed:
+            graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))

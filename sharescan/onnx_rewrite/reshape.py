@@ -21,17 +21,18 @@ __all__ = ["constant_reshape_targets"]
 _Entry = int | tuple[str, int]
 
 
-def constant_reshape_targets(graph: Any, dims: dict[str, tuple[int | None, ...]]) -> int:
+def constant_reshape_targets(graph: Any, dims: dict[str, tuple[int | None, ...]], fed: set[str]) -> int:
     """Replace each resolvable Reshape target by a constant; returns how many were replaced.
 
-    ``dims``: known ranks and dims of values (None for an unknown dim), from shape inference.
+    ``dims``: known ranks and dims of values (None for an unknown dim), from
+    shape inference; ``fed``: initializers a caller may override (not constants).
     """
     from onnx import numpy_helper
 
     from sharescan.onnx_rewrite.graph import unique_name
 
     producer = {o: n for n in graph.node for o in n.output}
-    consts = _small_int_constants(graph)
+    consts = _small_int_constants(graph, fed)
     made: dict[bytes, str] = {}
     count = 0
     for node in graph.node:
@@ -66,12 +67,12 @@ def constant_reshape_targets(graph: Any, dims: dict[str, tuple[int | None, ...]]
     return count
 
 
-def _small_int_constants(graph: Any) -> dict[str, np.ndarray]:
+def _small_int_constants(graph: Any, fed: set[str]) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     out = {}
     for t in graph.initializer:
-        if t.data_type in (6, 7) and len(t.dims) <= 1 and t.data_location != 1 and int(np.prod(t.dims)) <= 64:
+        if t.name not in fed and t.data_type in (6, 7) and len(t.dims) <= 1 and t.data_location != 1 and int(np.prod(t.dims)) <= 64:
             out[t.name] = numpy_helper.to_array(t)
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
