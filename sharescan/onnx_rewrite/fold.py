@@ -287,6 +287,13 @@ def _foldable(node: Any, types: _Types, known: set[str], outputs: set[str], from
     return bool(present) and all(i in known for i in present)
 
 
+def _moves(node: Any, types: _Types) -> bool:
+    """Whether the node only moves values: a data-movement op, or a Cast to the type it already has (exporters write these)."""
+    if node.op_type == "Cast":
+        return node.input[0] in types and node.output[0] in types and types[node.input[0]][0] == types[node.output[0]][0]
+    return node.op_type in _DATA_MOVEMENT
+
+
 class _Union:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
@@ -361,7 +368,7 @@ def _fold(model: Any, types: _Types, precomputed: dict[int, np.ndarray]) -> tupl
         # becomes Div(x, W)): float results are folded only where they are
         # moved, not computed (a position table's rows), and where that frees
         # a stored tensor, not for the few bytes of a scale.
-        float_math = any(types[o][0] in _FLOAT_TYPES and graph.node[k].op_type not in _DATA_MOVEMENT for k in nodes for o in graph.node[k].output if o in types)
+        float_math = any(types[o][0] in _FLOAT_TYPES and not _moves(graph.node[k], types) for k in nodes for o in graph.node[k].output if o in types)
         risky = any(types[o][0] in _FLOAT_TYPES for o in results) and (float_math or not any(sources[s] > _SMALL_BYTES for s in free_sources))
         # A constant If condition makes onnxruntime inline one branch and
         # type-check it anew, which rejects some branches that run fine.
