@@ -184,7 +184,7 @@ def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> N
 
 
 _strip_debug_option = click.option("--strip-debug", is_flag=True, help="Also drop doc strings and exporter metadata (stack traces, graph signature); model metadata, names and types stay.")
-_simplify_option = click.option("--simplify", is_flag=True, help="Also fold constant subgraphs and fixed shapes where the file gets smaller, and drop Identity and unused nodes (specialises to the declared input sizes).")
+_simplify_option = click.option("--simplify", is_flag=True, help="Also drop Identity, repeated and unused nodes, make Reshape targets built from the input's own dims constant, and fold constant subgraphs and fixed shapes where the file gets smaller (specialises to the declared input sizes).")
 
 
 @cli.command(epilog="""\b
@@ -235,6 +235,7 @@ Examples:
   sharescan export model_script.pt -o model.onnx --input x:1x64:float32
   sharescan export model.pt2 -o model.onnx --inputs sample.npz
   sharescan export state_dict.pt --arch mypkg.models:build -o model.onnx --input input_ids:1x128:int64
+  sharescan export lm.pt --arch mypkg.models:build -o lm.onnx --input input_ids:1x128:int64 --strip-debug --simplify
 \b
 Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
 @click.argument("model", metavar="MODEL")
@@ -242,7 +243,7 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--arch", help="module:factory that builds the nn.Module a state dict belongs to (imports that code).")
 @click.option("--input", "input_specs", multiple=True, help="Example input as name:shape:dtype, one per model input, in order.")
 @click.option("--inputs", "inputs_npz", type=click.Path(exists=True, dir_okay=False), help="Example inputs from an .npz file, in order.")
-@click.option("--opset", default=17, show_default=True, type=int)
+@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset for the exporter (a .pt2 program is exported at 18 or later).")
 @click.option("--dynamo", is_flag=True, help="Use torch.onnx.export(dynamo=True) instead of the TorchScript exporter.")
 @click.option("--no-constant-folding", is_flag=True, help="Export without constant folding.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled whole nn.Module (unpickling can run code).")

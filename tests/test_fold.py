@@ -61,7 +61,7 @@ def test_fixed_shapes_fold_the_shape_chain_and_the_position_table_to_the_rows_re
     assert ops == ["Add", "Gather", "Reshape"]  # token lookup, + folded positions, reshape by a folded shape
     stored = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
     assert "pos" not in stored and stored["pos_rows"].shape == (4, 8)  # 4 of 64 position rows kept
-    assert r.simplified is not None and r.simplified.identities_dropped == 1 and r.simplified.bytes_after < r.simplified.bytes_before
+    assert r.simplified is not None and r.simplified.identities_dropped == 1 and r.simplified.model_bytes_after < r.simplified.model_bytes_before
     assert r.file_bytes_after < r.file_bytes_before - 60 * 8 * 4 + 200
     assert r.verdict.outputs_identical
     ids = rng.integers(0, 50, (2, 4)).astype(np.int64)
@@ -94,7 +94,7 @@ def test_a_transpose_of_a_weight_read_elsewhere_is_not_folded(tmp_path: Path) ->
     result = simplify(model)
     assert [n.op_type for n in model.graph.node] == ["Transpose", "MatMul", "MatMul"]
     assert [t.name for t in model.graph.initializer] == ["w"]
-    assert result.nodes_folded == 0 and result.bytes_after == result.bytes_before
+    assert result.nodes_folded == 0 and result.model_bytes_after == result.model_bytes_before
 
 
 def test_dedup_rebuild_survives_simplify_on_the_tied_lm_export(tmp_path: Path) -> None:
@@ -129,6 +129,7 @@ def test_cli_simplify_reports_what_it_folded(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["simplify"]["nodes_folded"] >= 6 and data["simplify"]["identities_dropped"] == 1
+    assert data["settings"] == {"tol": None, "rows": False, "max_error": 1e-3, "strip_debug": False, "simplify": True}
     proc = run_cli("dedup", str(src), "-o", str(tmp_path / "out2.onnx"), "--simplify", "--no-ram")
     assert proc.returncode == 0 and "simplify:" in proc.stdout and "constant nodes folded" in proc.stdout
 
@@ -352,3 +353,42 @@ def test_an_if_condition_stays_computed() -> None:
     simplify(simplified)
     assert "Equal" in [n.op_type for n in simplified.graph.node]
     assert np.array_equal(*(ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": np.zeros((2, 3), np.float32)})[0] for m in (model, simplified)))
+
+
+def test_an_overridable_initializers_default_is_not_used_as_a_shape_and_it_stays_an_input() -> None:
+    """Reshape(x, t) with t a graph input that has a default: the shape depends on what the caller feeds."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    one = helper.make_tensor_value_info("one", TensorProto.FLOAT, [1])
+    t = helper.make_tensor_value_info("t", TensorProto.INT64, [2])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])
+    nodes = [
+        helper.make_node("Reshape", ["x", "t"], ["r"]), helper.make_node("Shape", ["r"], ["s"]),
+        helper.make_node("Mul", ["s", "s"], ["s2"]), helper.make_node("Div", ["s2", "s"], ["s3"]),
+        helper.make_node("Expand", ["one", "s3"], ["e"]), helper.make_node("Add", ["e", "r"], ["y"]),
+        helper.make_node("Shape", ["w"], ["ws"]), helper.make_node("Cast", ["ws"], ["wf"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["y", "wf"], ["z"]),  # w is read by Shape alone
+    ]
+    inits = [_ints([2, 2], "t"), numpy_helper.from_array(np.zeros(3, np.float32), "w")]
+    model = _graph_model(nodes, [x, one, t, w], [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["a", "b"])], inits)
+    model.ir_version = 8
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    simplify(simplified)
+    assert [i.name for i in simplified.graph.input] == ["x", "one", "t", "w"]
+    assert {"t", "w"} <= {i.name for i in simplified.graph.initializer}
+    feeds = {"x": np.arange(4, dtype=np.float32), "one": np.ones(1, np.float32), "t": np.array([4, 1], np.int64), "w": np.ones(3, np.float32)}
+    assert _same_outputs(model, simplified, feeds)
+
+
+def test_constant_nodes_onnxruntime_cannot_evaluate_are_left_to_fail_at_run_time(tmp_path: Path) -> None:
+    """A Gather past the end of a constant table: simplify leaves it, and dedup reports the model, not a traceback."""
+    table = numpy_helper.from_array(rng.standard_normal((100, 4)).astype(np.float32), "table")
+    nodes = [helper.make_node("Gather", ["table", "i"], ["row"]), helper.make_node("Add", ["x", "row"], ["y"])]
+    vec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4]) for n in ("x", "y")]
+    model = _graph_model(nodes, vec[:1], vec[1:], [table, _ints(500, "i")])
+    simplified = onnx.ModelProto()
+    simplified.CopyFrom(model)
+    assert simplify(simplified).nodes_folded == 0
+    onnx.save_model(model, str(tmp_path / "m.onnx"))
+    proc = run_cli("dedup", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"), "--simplify", "--no-ram")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error:") and not (tmp_path / "o.onnx").exists()

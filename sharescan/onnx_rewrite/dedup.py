@@ -81,6 +81,7 @@ class DedupResult:
     # onnxruntime RSS growth in bytes: {"before"|"after": {"default"|"recommended": n}}
     ram: dict[str, dict[str, int]] = field(default_factory=dict)
     simplified: FoldResult | None = None  # what --simplify folded, if asked
+    settings: dict[str, Any] = field(default_factory=dict)  # the options this result was made with
     recommended_options: dict[str, str] = field(default_factory=lambda: dict(RECOMMENDED_OPTIONS))
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class DedupResult:
             "schema_version": 1,
             "input": self.input,
             "output": self.output,
+            "settings": self.settings,
             "file_bytes": {"before": self.file_bytes_before, "after": self.file_bytes_after},
             "tensor_bytes": {"before": self.tensor_bytes_before, "after": self.tensor_bytes_after},
             "merges": [m.to_dict() for m in self.merges],
@@ -218,7 +220,8 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     after_tensor_bytes = _tensor_bytes(model)
     lossy = any(m.relation == "near" for m in merges)
     written = _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
-    return replace(written, simplified=folded)
+    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
+    return replace(written, simplified=folded, settings=settings)
 
 
 def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:

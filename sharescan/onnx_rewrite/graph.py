@@ -6,13 +6,26 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["all_nodes", "infer_shapes", "list_initializers_as_inputs", "overridable", "replace_input", "stored_tensors", "unique_name"]
+__all__ = [
+    "SMALL_BYTES",
+    "all_nodes",
+    "infer_shapes",
+    "is_external",
+    "list_initializers_as_inputs",
+    "overridable",
+    "replace_input",
+    "small_constants",
+    "stored_tensors",
+    "tensor_nbytes",
+    "unique_name",
+]
 
 logger = logging.getLogger(__name__)
 
-# Tensors above this size enter shape inference as typed inputs: it needs the
-# contents only of small ones (shapes, axes), and stays under protobuf's 2 GB.
-_INFER_DATA_BYTES = 1024
+# Tensors up to this size are "small": shape inference gets their contents
+# (shapes, axes; larger ones enter as typed inputs, which keeps its copy under
+# protobuf's 2 GB), and the shape arithmetic reads their values.
+SMALL_BYTES = 1024
 
 
 def all_nodes(graph: Any) -> Iterator[Any]:
@@ -57,13 +70,44 @@ def unique_name(graph: Any, base: str) -> str:
     return name
 
 
+def tensor_nbytes(elem_type: int, dims: Any) -> int:
+    """Bytes of a tensor's data from its onnx element type and dims (strings count 8 bytes each)."""
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    itemsize = 8 if elem_type in (TensorProto.UNDEFINED, TensorProto.STRING) else np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+    return int(np.prod([int(d) for d in dims], dtype=np.int64)) * itemsize
+
+
+def is_external(tensor: Any) -> bool:
+    return bool(tensor.data_location == 1)  # onnx.TensorProto.EXTERNAL: the data lives in another file
+
+
+def small_constants(model: Any, max_bytes: int = SMALL_BYTES) -> dict[str, Any]:
+    """Values of the main graph's small constants: initializers no caller may override, and Constant outputs."""
+    from onnx import numpy_helper
+
+    fed = overridable(model)
+    out = {}
+    for t in model.graph.initializer:
+        if t.name not in fed and not is_external(t) and tensor_nbytes(t.data_type, t.dims) <= max_bytes:
+            out[t.name] = numpy_helper.to_array(t)
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            attr = next((a for a in node.attribute if a.name == "value"), None)
+            if attr is not None and tensor_nbytes(attr.t.data_type, attr.t.dims) <= max_bytes:
+                out[node.output[0]] = numpy_helper.to_array(attr.t)
+    return out
+
+
 def infer_shapes(model: Any, nodes: list[Any] | None = None, value_info: bool = True) -> Any | None:
     """onnx shape inference (with data propagation) over a copy holding only small tensors; None if it fails.
 
     ``nodes`` replaces the main graph's nodes in the copy; ``value_info=False``
     leaves out the model's own annotations, to see what inference derives alone.
+    Initializers a caller may override enter as typed inputs only: their
+    default value must not become a shape.
     """
-    import numpy as np
     import onnx
     from onnx import helper
 
@@ -78,9 +122,9 @@ def infer_shapes(model: Any, nodes: list[Any] | None = None, value_info: bool = 
     if value_info:
         g.value_info.extend(model.graph.value_info)
     listed = {i.name for i in g.input}
+    fed = overridable(model)
     for t in model.graph.initializer:
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize if t.data_type not in (0, 8) else 8
-        if t.data_location != 1 and int(np.prod(t.dims, dtype=np.int64)) * itemsize <= _INFER_DATA_BYTES:
+        if t.name not in fed and not is_external(t) and tensor_nbytes(t.data_type, t.dims) <= SMALL_BYTES:
             g.initializer.append(t)
         elif t.name not in listed:
             g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))

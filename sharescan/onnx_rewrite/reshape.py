@@ -15,24 +15,27 @@ from typing import Any
 
 import numpy as np
 
+from sharescan.onnx_rewrite.graph import small_constants
+
 __all__ = ["constant_reshape_targets"]
 
 # One entry of a shape vector: a known int, or (value name, axis) = that value's dim.
 _Entry = int | tuple[str, int]
 
 
-def constant_reshape_targets(graph: Any, dims: dict[str, tuple[int | None, ...]], fed: set[str]) -> int:
+def constant_reshape_targets(model: Any, dims: dict[str, tuple[int | None, ...]]) -> int:
     """Replace each resolvable Reshape target by a constant; returns how many were replaced.
 
-    ``dims``: known ranks and dims of values (None for an unknown dim), from
-    shape inference; ``fed``: initializers a caller may override (not constants).
+    ``dims``: known ranks and dims of values (None for an unknown dim), from shape inference.
     """
     from onnx import numpy_helper
 
     from sharescan.onnx_rewrite.graph import unique_name
 
+    graph = model.graph
+    # Integer scalars and vectors: indices, axes, slice bounds, fixed parts of a shape.
+    consts = {name: v for name, v in small_constants(model).items() if v.dtype.kind in "iu" and v.ndim <= 1}
     producer = {o: n for n in graph.node for o in n.output}
-    consts = _small_int_constants(graph, fed)
     made: dict[bytes, str] = {}
     count = 0
     for node in graph.node:
@@ -65,21 +68,6 @@ def constant_reshape_targets(graph: Any, dims: dict[str, tuple[int | None, ...]]
         node.input[1] = made[key]
         count += 1
     return count
-
-
-def _small_int_constants(graph: Any, fed: set[str]) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    out = {}
-    for t in graph.initializer:
-        if t.name not in fed and t.data_type in (6, 7) and len(t.dims) <= 1 and t.data_location != 1 and int(np.prod(t.dims)) <= 64:
-            out[t.name] = numpy_helper.to_array(t)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            attr = next((a for a in node.attribute if a.name == "value"), None)
-            if attr is not None and attr.t.data_type in (6, 7) and len(attr.t.dims) <= 1:
-                out[node.output[0]] = numpy_helper.to_array(attr.t)
-    return out
 
 
 def _vector(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: dict[str, tuple[int | None, ...]], depth: int) -> list[_Entry] | None:

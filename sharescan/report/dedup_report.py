@@ -29,7 +29,7 @@ def _simplify_line(r: DedupResult) -> str:
         f"simplify: {f.nodes_folded} constant nodes folded into {f.tensors_added} tensors; "
         f"{f.repeats_merged} repeated, {f.identities_dropped} Identity and {f.nodes_pruned} unused nodes dropped; "
         f"{f.reshapes_constant} Reshape targets made constant; {f.tensors_pruned} unused tensors dropped; "
-        f"model {f.bytes_before:,} B -> {f.bytes_after:,} B"
+        f"model {f.model_bytes_before:,} B -> {f.model_bytes_after:,} B"
     )
 
 
