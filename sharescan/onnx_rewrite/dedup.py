@@ -20,7 +20,7 @@ from typing import Any
 from sharescan.errors import InputError
 from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
-from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors
+from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors, tensor_nbytes
 from sharescan.onnx_rewrite.ram import RECOMMENDED_OPTIONS, measure_ram
 from sharescan.onnx_rewrite.rebuild import rebuild_node
 from sharescan.onnx_rewrite.rename import point_at
@@ -101,13 +101,12 @@ class DedupResult:
 
 
 def _tensor_bytes(model: Any) -> int:
-    from onnx import numpy_helper
-
+    # From dims and type: converting each tensor to an array would copy the whole model once more.
     total = 0
     for kind, obj in stored_tensors(model.graph).values():
         t = obj if kind == "initializer" else next((a.t for a in obj.attribute if a.name == "value" and a.HasField("t")), None)
         if t is not None:
-            total += numpy_helper.to_array(t).nbytes
+            total += tensor_nbytes(t.data_type, t.dims)
     return total
 
 
@@ -162,7 +161,11 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     result = analyze([str(src)], AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
     check_model(src)
     try:
-        model = onnx.load(str(src))
+        # Parsed once: which files hold external data is read before their data is.
+        model = onnx.load(str(src), load_external_data=False)
+        data_files = sorted({kv.value for t in model.graph.initializer for kv in t.external_data if kv.key == "location"})
+        if data_files:
+            onnx.load_external_data_for_model(model, str(src.parent))
     except Exception as e:  # onnx raises several types for unreadable external data
         raise InputError(f"{src}: could not load the model with its external data ({e.__class__.__name__})") from None
     graph = model.graph
@@ -171,6 +174,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     fed = overridable(model)
     stored = {name: v for name, v in stored_tensors(graph).items() if name not in fed}
     merges: list[Merge] = []
+    kept_for: dict[str, str] = {}  # identical and near copies -> the tensor their readers read now
     front: list[Any] = []  # Transpose/Neg/Mul nodes
     rows_front: list[Any] = []  # Gather nodes: first, since a rebuild may read their output
     for g in result.groups:
@@ -192,7 +196,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
                 continue  # onnxruntime has no Neg/Mul kernel for this type on CPU
             if relation in ("identical", "near"):
                 _drop(graph, drop_kind, drop_obj)
-                point_at(graph, m.name, keep)
+                kept_for[m.name] = keep
                 how = f"reads {keep}"
             else:
                 _drop(graph, drop_kind, drop_obj)
@@ -200,6 +204,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
                 how = {"transposed": f"Transpose({keep})", "negated": f"Neg({keep})", "scaled": f"Mul({keep}, {m.scale or 0:.6g})"}[relation]
             err = (g.max_abs_error, g.rel_error) if g.relation == "near" else (0.0, 0.0)
             merges.append(Merge(g.relation, keep, m.name, g.bytes_each, how, *err))
+    point_at(graph, kept_for)
     if options.rows:
         for name, (kind, obj) in list(stored.items()):
             if kind != "initializer":
@@ -219,18 +224,18 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     list_initializers_as_inputs(model)
     after_tensor_bytes = _tensor_bytes(model)
     lossy = any(m.relation == "near" for m in merges)
-    written = _write_verified(model, src, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
+    written = _write_verified(model, src, data_files, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
     settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
     return replace(written, simplified=folded, settings=settings)
 
 
-def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:
+def _write_verified(model: Any, src: Path, data_files: list[str], out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:
     import onnx
 
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         staged = work / out.name
-        external = after > _TWO_GB // 2 or any(t.data_location == 1 for t in onnx.load(str(src), load_external_data=False).graph.initializer)
+        external = after > _TWO_GB // 2 or bool(data_files)
         data_name = f"{out.name}.data"
         if external:
             # onnx refuses a data location that exists relative to the current folder: save from inside the work folder.
@@ -254,8 +259,8 @@ def _write_verified(model: Any, src: Path, out: Path, options: DedupOptions, mer
         if options.measure_ram:
             for label, path in (("before", src), ("after", staged)):
                 ram[label] = {mode: measure_ram(path, feeds, mode == "recommended", work) for mode in ("default", "recommended")}
-        file_before = onnx_file_bytes(src)
-        file_after = onnx_file_bytes(staged)
+        file_before = src.stat().st_size + sum((src.parent / f).stat().st_size for f in data_files)
+        file_after = staged.stat().st_size + ((work / data_name).stat().st_size if external else 0)
         if external:
             # onnx writes the data file owner-only; readers of the model need it as readable as the model.
             os.chmod(work / data_name, staged.stat().st_mode & 0o777)

@@ -13,6 +13,7 @@ __all__ = [
     "is_external",
     "list_initializers_as_inputs",
     "overridable",
+    "rename_inputs",
     "replace_input",
     "small_constants",
     "stored_tensors",
@@ -41,11 +42,28 @@ def all_nodes(graph: Any) -> Iterator[Any]:
 
 def replace_input(graph: Any, old: str, new: str) -> int:
     """Point every reader of ``old`` (subgraphs included) at ``new``; returns the count."""
+    return rename_inputs(graph, {old: new})
+
+
+def rename_inputs(graph: Any, renamed: dict[str, str]) -> int:
+    """Point every reader of each key at its value, in one walk over the graph and its subgraphs.
+
+    Chains resolve (a -> b and b -> c read c). One walk matters: a model with
+    a thousand small identical constants would otherwise be walked a thousand times.
+    """
+
+    def final(name: str) -> str:
+        seen = set()
+        while name in renamed and name not in seen:
+            seen.add(name)
+            name = renamed[name]
+        return name
+
     count = 0
     for node in all_nodes(graph):
         for k, name in enumerate(node.input):
-            if name == old:
-                node.input[k] = new
+            if name in renamed:
+                node.input[k] = final(name)
                 count += 1
     return count
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.onnx_rewrite.graph import replace_input
+from sharescan.onnx_rewrite.graph import rename_inputs
 
 __all__ = ["point_at"]
 
 
-def point_at(graph: Any, drop: str, keep: str) -> None:
-    """Make every reader of ``drop`` read ``keep``; a graph output keeps its name via Identity."""
+def point_at(graph: Any, kept_for: dict[str, str]) -> None:
+    """Make every reader of each dropped tensor (key) read the kept one (value); a graph output keeps its name via Identity."""
     from onnx import helper
 
-    replace_input(graph, drop, keep)
-    if any(o.name == drop for o in graph.output):
-        graph.node.append(helper.make_node("Identity", [keep], [drop], name=f"sharescan_alias_{drop}"))
+    rename_inputs(graph, kept_for)
+    outputs = {o.name for o in graph.output}
+    for drop, keep in kept_for.items():
+        if drop in outputs:
+            graph.node.append(helper.make_node("Identity", [keep], [drop], name=f"sharescan_alias_{drop}"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.onnx_rewrite.graph import all_nodes, overridable, replace_input
+from sharescan.onnx_rewrite.graph import all_nodes, overridable, rename_inputs
 from sharescan.onnx_rewrite.shapes import REBUILD_PREFIX
 
 __all__ = ["NONDETERMINISTIC", "drop_identities", "graph_outputs", "merge_repeats", "prune", "read_names", "subgraph_reads"]
@@ -41,13 +41,18 @@ def read_names(graph: Any) -> set[str]:
 def drop_identities(graph: Any) -> int:
     """Readers of an Identity read its source; an Identity that writes a graph output stays (it holds the name)."""
     outputs = graph_outputs(graph)
-    count = 0
-    for node in list(graph.node):
+    source_of = {}
+    kept = []
+    for node in graph.node:
         if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.output[0] not in outputs:
-            graph.node.remove(node)
-            replace_input(graph, node.output[0], node.input[0])
-            count += 1
-    return count
+            source_of[node.output[0]] = node.input[0]
+        else:
+            kept.append(node)
+    if source_of:
+        del graph.node[:]
+        graph.node.extend(kept)
+        rename_inputs(graph, source_of)
+    return len(source_of)
 
 
 def _pure(node: Any, outputs: set[str]) -> bool:
