@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +147,6 @@ def _drop(graph: Any, kind: str, obj: Any) -> None:
 
 
 def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_place: bool = False) -> DedupResult:
-    import onnx
-
     from sharescan.analysis import AnalysisOptions, analyze
 
     src, out = Path(source), Path(output)
@@ -160,16 +158,63 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
 
     result = analyze([str(src)], AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
     check_model(src)
+    model, data_files = _load(src)
+    before = _tensor_bytes(model)
+    merges = _share(model, result, options)
+    folded = simplify(model) if options.simplify else None
+    if options.strip_debug:
+        strip_debug(model)
+    list_initializers_as_inputs(model)
+    after = _tensor_bytes(model)
+    feeds = sample_inputs(model, {n: (s, d) for n, s, d in options.inputs})
+    lossy = any(m.relation == "near" for m in merges)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        # Parsed once: which files hold external data is read before their data is.
+        staged = _save(model, work / out.name, external=after > _TWO_GB // 2 or bool(data_files))
+        # Verification holds an onnxruntime session of each model in turn: the
+        # rewritten proto need not stay beside them (a third of the peak RSS).
+        del model
+        check_model(staged[0], label=str(out))
+        verdict = compare_outputs(src, staged[0], feeds)
+        if not lossy and not verdict.outputs_identical:
+            hint = "; rerun without --simplify (a folded constant can change which onnxruntime fusions apply)" if options.simplify else ""
+            raise InputError(f"{out}: verification failed: outputs differ from the original by up to {verdict.max_abs_error:.3g} after lossless merges; nothing written{hint}")
+        if lossy and verdict.rel_error > options.max_error:
+            raise InputError(f"{out}: verification failed: outputs moved by {verdict.rel_error:.3g} relative (> --max-error {options.max_error:g}); nothing written; lower --tol")
+        ram: dict[str, dict[str, int]] = {}
+        if options.measure_ram:
+            for label, path in (("before", src), ("after", staged[0])):
+                ram[label] = {mode: measure_ram(path, feeds, mode == "recommended", work) for mode in ("default", "recommended")}
+        file_before = src.stat().st_size + sum((src.parent / f).stat().st_size for f in data_files)
+        file_after = sum(p.stat().st_size for p in staged)
+        for path in staged[1:]:
+            # onnx writes the data file owner-only; readers of the model need it as readable as the model.
+            os.chmod(path, staged[0].stat().st_mode & 0o777)
+            os.replace(path, out.parent / path.name)
+        os.replace(staged[0], out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
+    return DedupResult(str(src), str(out), file_before, file_after, before, after, tuple(merges), verdict, lossy, ram, folded, settings)
+
+
+def _load(src: Path) -> tuple[Any, list[str]]:
+    """The model with its data, and the files that held external data (the input is parsed once)."""
+    import onnx
+
+    try:
         model = onnx.load(str(src), load_external_data=False)
         data_files = sorted({kv.value for t in model.graph.initializer for kv in t.external_data if kv.key == "location"})
         if data_files:
             onnx.load_external_data_for_model(model, str(src.parent))
     except Exception as e:  # onnx raises several types for unreadable external data
         raise InputError(f"{src}: could not load the model with its external data ({e.__class__.__name__})") from None
+    return model, data_files
+
+
+def _share(model: Any, result: Any, options: DedupOptions) -> list[Merge]:
+    """Apply the analysis's groups (and, with ``rows``, unique rows) to the main graph; returns the merges."""
     graph = model.graph
-    before_tensor_bytes = _tensor_bytes(model)
     # Initializers a caller may feed (IR 4+, listed as inputs) are defaults, not constants: they stay.
     fed = overridable(model)
     stored = {name: v for name, v in stored_tensors(graph).items() if name not in fed}
@@ -181,7 +226,7 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
         if g.relation in ("aliased", "rows"):
             continue
         keep = g.members[0].name
-        for k, m in enumerate(g.members[1:], 1):
+        for m in g.members[1:]:
             if keep not in stored or m.name not in stored:
                 continue  # subgraph tensors and aliases stay as they are
             kind, obj = stored[keep]
@@ -218,54 +263,22 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(rows_front + front):
         graph.node.insert(0, node)
-    folded = simplify(model) if options.simplify else None
-    if options.strip_debug:
-        strip_debug(model)
-    list_initializers_as_inputs(model)
-    after_tensor_bytes = _tensor_bytes(model)
-    lossy = any(m.relation == "near" for m in merges)
-    written = _write_verified(model, src, data_files, out, options, merges, lossy, before_tensor_bytes, after_tensor_bytes)
-    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
-    return replace(written, simplified=folded, settings=settings)
+    return merges
 
 
-def _write_verified(model: Any, src: Path, data_files: list[str], out: Path, options: DedupOptions, merges: list[Merge], lossy: bool, before: int, after: int) -> DedupResult:
+def _save(model: Any, staged: Path, external: bool) -> list[Path]:
+    """Write the model (and its data file) into the work folder; returns the model path, then the data file."""
     import onnx
 
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    if not external:
+        onnx.save_model(model, str(staged))
+        return [staged]
+    data_name = f"{staged.name}.data"
+    # onnx refuses a data location that exists relative to the current folder: save from inside the work folder.
+    here = os.getcwd()
+    os.chdir(staged.parent)
     try:
-        staged = work / out.name
-        external = after > _TWO_GB // 2 or bool(data_files)
-        data_name = f"{out.name}.data"
-        if external:
-            # onnx refuses a data location that exists relative to the current folder: save from inside the work folder.
-            here = os.getcwd()
-            os.chdir(work)
-            try:
-                onnx.save_model(model, staged.name, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
-            finally:
-                os.chdir(here)
-        else:
-            onnx.save_model(model, str(staged))
-        check_model(staged, label=str(out))
-        feeds = sample_inputs(model, {n: (s, d) for n, s, d in options.inputs})
-        verdict = compare_outputs(src, staged, feeds)
-        if not lossy and not verdict.outputs_identical:
-            hint = "; rerun without --simplify (a folded constant can change which onnxruntime fusions apply)" if options.simplify else ""
-            raise InputError(f"{out}: verification failed: outputs differ from the original by up to {verdict.max_abs_error:.3g} after lossless merges; nothing written{hint}")
-        if lossy and verdict.rel_error > options.max_error:
-            raise InputError(f"{out}: verification failed: outputs moved by {verdict.rel_error:.3g} relative (> --max-error {options.max_error:g}); nothing written; lower --tol")
-        ram: dict[str, dict[str, int]] = {}
-        if options.measure_ram:
-            for label, path in (("before", src), ("after", staged)):
-                ram[label] = {mode: measure_ram(path, feeds, mode == "recommended", work) for mode in ("default", "recommended")}
-        file_before = src.stat().st_size + sum((src.parent / f).stat().st_size for f in data_files)
-        file_after = staged.stat().st_size + ((work / data_name).stat().st_size if external else 0)
-        if external:
-            # onnx writes the data file owner-only; readers of the model need it as readable as the model.
-            os.chmod(work / data_name, staged.stat().st_mode & 0o777)
-            os.replace(work / data_name, out.parent / data_name)
-        os.replace(staged, out)
+        onnx.save_model(model, staged.name, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return DedupResult(str(src), str(out), file_before, file_after, before, after, tuple(merges), verdict, lossy, ram)
+        os.chdir(here)
+    return [staged, staged.parent / data_name]
