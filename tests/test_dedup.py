@@ -337,3 +337,12 @@ def _ort_run(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def test_an_input_spec_for_a_name_the_model_lacks_is_refused_in_one_line(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"a": w, "b": w.copy()})
+    proc = run_cli("dedup", str(src), "-o", str(tmp_path / "out.onnx"), "--input", "ids:1x8:int64", "--no-ram")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "--input ids" in proc.stderr and "its inputs: x" in proc.stderr
+    assert not (tmp_path / "out.onnx").exists()

@@ -59,6 +59,10 @@ def sample_inputs(model: Any, given: dict[str, tuple[tuple[int, ...], str]], see
 
     rng = np.random.default_rng(seed)
     stored = {i.name for i in model.graph.initializer}
+    declared = [i.name for i in model.graph.input if i.name not in stored]
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise InputError(f"--input {unknown[0]}: the model has no input of that name; its inputs: {', '.join(declared) or 'none'}")
     feeds = {}
     for value in model.graph.input:
         if value.name in stored:
