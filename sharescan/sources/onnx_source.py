@@ -1,7 +1,8 @@
-"""ONNX models: initializers and Constant tensors, external data memory-mapped.
+"""ONNX models: initializers and Constant tensors, raw and external data memory-mapped.
 
-The protobuf is parsed without its external data; each external tensor is
-mapped from its file only when a detector reads it. An external-data path
+The protobuf is parsed without its external data and without the main
+graph's raw tensor bytes (``onnx_layout``); each tensor is mapped from its
+file only when a detector reads it. An external-data path
 that leaves the model's folder is refused: a model file must not be able to
 make sharescan read arbitrary files.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.sources.mapped import mapped_reader
+from sharescan.sources.onnx_layout import read_layout
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_onnx", "ONNX_DTYPES"]
@@ -52,12 +54,16 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     import onnx
     from google.protobuf.message import DecodeError
 
+    # The main graph's raw tensor bytes stay in the file, mapped when read:
+    # parsing them would hold the whole model in memory twice over.
+    layout = read_layout(path)
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = onnx.load_model_from_string(layout[0]) if layout is not None else onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a readable ONNX model ({e.__class__.__name__}); check that the file is complete and is an .onnx export") from None
     if not proto.HasField("graph") or (not proto.graph.node and not proto.graph.initializer):
         raise InputError(f"{path}: not an ONNX model (no graph found); check the file")
+    raw_at = layout[1] if layout is not None and len(layout[1]) == len(proto.graph.initializer) else [None] * len(proto.graph.initializer)
     folder = path.resolve().parent
     entries: list[TensorEntry] = []
     uses: Counter[str] = Counter()
@@ -65,8 +71,9 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     external_files: set[Path] = set()
     for scope, graph in _graphs(proto.graph, ""):
         known: dict[str, TensorEntry] = {}
-        for init in graph.initializer:
-            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files)
+        for k, init in enumerate(graph.initializer):
+            at = raw_at[k] if graph is proto.graph else None
+            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files, at)
             if entry is not None:
                 entries.append(entry)
                 known[init.name] = entry
@@ -123,7 +130,7 @@ def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, exter
     return None
 
 
-def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path]) -> TensorEntry | None:
+def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path], raw_at: tuple[int, int] | None = None) -> TensorEntry | None:
     dtype = ONNX_DTYPES.get(tensor.data_type)
     if dtype is None:
         logger.info("%s: skipping %s (element type %d is not numeric)", path, name, tensor.data_type)
@@ -132,6 +139,17 @@ def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder:
     dt = DTYPES[dtype]
     if tensor.data_location == 1:  # TensorProto.EXTERNAL
         return TensorEntry(model, name, shape, dtype, storage, _external_reader(tensor, name, shape, dt.storage, path, folder, external))
+    if raw_at is not None:  # raw bytes left in the file by read_layout
+        offset, length = raw_at
+        itemsize = np.dtype(dt.storage).itemsize
+        if length != _count(shape) * itemsize:
+            held = length // itemsize
+
+            def corrupt() -> np.ndarray:
+                raise InputError(f"{path}: tensor {name!r} holds {held} elements for shape {list(shape)}; the file is corrupt")
+
+            return TensorEntry(model, name, shape, dtype, storage, corrupt)
+        return TensorEntry(model, name, shape, dtype, storage, mapped_reader(path, offset, dt.storage, shape))
 
     def read() -> np.ndarray:
         if tensor.raw_data:
