@@ -68,15 +68,10 @@ def run_tools(raw: Path, work: Path, specs: tuple) -> dict[str, tuple[Path, floa
     from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
 
     out: dict[str, tuple[Path, float]] = {}
-    start = time.perf_counter()
-    dedup(str(raw), str(work / "sharescan.onnx"), DedupOptions(measure_ram=False, inputs=specs))
-    out["sharescan"] = (work / "sharescan.onnx", time.perf_counter() - start)
-    start = time.perf_counter()
-    dedup(str(raw), str(work / "sharescan_strip.onnx"), DedupOptions(measure_ram=False, inputs=specs, strip_debug=True))
-    out["sharescan --strip-debug"] = (work / "sharescan_strip.onnx", time.perf_counter() - start)
-    start = time.perf_counter()
-    dedup(str(raw), str(work / "sharescan_simplify.onnx"), DedupOptions(measure_ram=False, inputs=specs, strip_debug=True, simplify=True))
-    out[BEST] = (work / "sharescan_simplify.onnx", time.perf_counter() - start)
+    for label, file, strip, simplify in (("sharescan", "sharescan.onnx", False, False), ("sharescan --strip-debug", "sharescan_strip.onnx", True, False), (BEST, "sharescan_simplify.onnx", True, True)):
+        start = time.perf_counter()
+        dedup(str(raw), str(work / file), DedupOptions(measure_ram=False, inputs=specs, strip_debug=strip, simplify=simplify))
+        out[label] = (work / file, time.perf_counter() - start)
     start = time.perf_counter()
     onnx.save(onnxoptimizer.optimize(onnx.load(str(raw)), ["eliminate_duplicate_initializer"]), str(work / "onnxoptimizer.onnx"))
     out["onnxoptimizer"] = (work / "onnxoptimizer.onnx", time.perf_counter() - start)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +184,27 @@ def _output(result: Any, as_json: bool, report_path: Path | None, top: int) -> N
         _write_report(report_path, render_markdown(result, top))
 
 
-_strip_debug_option = click.option("--strip-debug", is_flag=True, help="Also drop doc strings and exporter metadata (stack traces, graph signature); model metadata, names and types stay.")
-_simplify_option = click.option("--simplify", is_flag=True, help="Also drop Identity, repeated and unused nodes, make Reshape targets built from the input's own dims constant, and fold constant subgraphs and fixed shapes where the file gets smaller (specialises to the declared input sizes).")
+def _rewrite_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The rewrite options dedup and export share: --tol, --rows, --strip-debug, --simplify."""
+    for option in reversed((
+        click.option("--tol", type=float, default=None, help="Also merge near-equal tensors within this relative distance (lossy)."),
+        click.option("--rows", is_flag=True, help="Store tensors with duplicate rows as unique rows plus an index (Gather)."),
+        click.option("--strip-debug", is_flag=True, help="Also drop doc strings and exporter metadata (stack traces, graph signature); model metadata, names and types stay."),
+        click.option("--simplify", is_flag=True, help="Also drop Identity, repeated and unused nodes, make Reshape targets built from the input's own dims constant, and fold constant subgraphs and fixed shapes where the file gets smaller (specialises to the declared input sizes)."),
+    )):
+        command = option(command)
+    return command
+
+
+def _dedup_options(tol: float | None, input_specs: tuple[str, ...], **rest: Any) -> Any:
+    """DedupOptions from the shared flags; a --tol outside (0, 1) or a bad --input raises InputError before any work."""
+    from sharescan.errors import InputError
+    from sharescan.onnx_rewrite.dedup import DedupOptions
+    from sharescan.onnx_rewrite.verify import parse_input_spec
+
+    if tol is not None and not 0 < tol < 1:
+        raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
+    return DedupOptions(tol=tol, inputs=tuple(parse_input_spec(s) for s in input_specs), **rest)
 
 
 @cli.command(epilog="""\b
@@ -198,13 +218,10 @@ Examples:
 Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
 @click.argument("model", metavar="MODEL.onnx")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the deduplicated model.")
-@click.option("--tol", type=float, default=None, help="Also merge near-equal tensors within this relative distance (lossy).")
-@click.option("--rows", is_flag=True, help="Store tensors with duplicate rows as unique rows plus an index (Gather).")
+@_rewrite_options
 @click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
 @click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims as 1.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
-@_strip_debug_option
-@_simplify_option
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM (four short runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
@@ -216,12 +233,9 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
     if not max_error >= 0:
         _fail(f"--max-error {max_error}: must be a number >= 0")
     try:
-        from sharescan.onnx_rewrite.dedup import DedupOptions, dedup as run_dedup
-        from sharescan.onnx_rewrite.verify import parse_input_spec
+        from sharescan.onnx_rewrite.dedup import dedup as run_dedup
 
-        if tol is not None and not 0 < tol < 1:
-            raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
-        options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=tuple(parse_input_spec(s) for s in input_specs), strip_debug=strip_debug, simplify=simplify)
+        options = _dedup_options(tol, input_specs, rows=rows, max_error=max_error, measure_ram=not no_ram, strip_debug=strip_debug, simplify=simplify)
         result = run_dedup(model, output, options, in_place=in_place)
     except InputError as e:
         _fail(e.message)
@@ -247,10 +261,7 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--dynamo", is_flag=True, help="Use torch.onnx.export(dynamo=True) instead of the TorchScript exporter.")
 @click.option("--no-constant-folding", is_flag=True, help="Export without constant folding.")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled whole nn.Module (unpickling can run code).")
-@click.option("--tol", type=float, default=None, help="Also merge near-equal tensors within this relative distance (lossy).")
-@click.option("--rows", is_flag=True, help="Store tensors with duplicate rows as unique rows plus an index (Gather).")
-@_strip_debug_option
-@_simplify_option
+@_rewrite_options
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
@@ -260,14 +271,9 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
 
     _check_report_target(report_path, model, output)
     try:
-        from sharescan.onnx_rewrite.dedup import DedupOptions
         from sharescan.onnx_rewrite.export import ExportOptions, export as run_export
-        from sharescan.onnx_rewrite.verify import parse_input_spec
 
-        if tol is not None and not 0 < tol < 1:
-            raise InputError(f"--tol {tol}: a relative distance must lie strictly between 0 and 1")
-        specs = tuple(parse_input_spec(s) for s in input_specs)
-        dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=specs, strip_debug=strip_debug, simplify=simplify)
+        dedup_options = _dedup_options(tol, input_specs, rows=rows, measure_ram=not no_ram, strip_debug=strip_debug, simplify=simplify)
         options = ExportOptions(arch=arch, inputs_npz=inputs_npz, opset=opset, dynamo=dynamo, constant_folding=not no_constant_folding, trust_pickle=trust_pickle, dedup=dedup_options)
         result = run_export(model, output, options)
     except InputError as e:
