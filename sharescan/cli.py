@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,17 +30,10 @@ def _fail(message: str) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside the target, then rename over it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from sharescan.outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _console() -> Any:
@@ -64,28 +56,29 @@ def _emit(data: dict[str, Any], as_json: bool, terminal: Any, report_path: Path 
 
 
 def _write_report(path: Path, text: str) -> None:
+    from sharescan.errors import InputError
+
     try:
         write_atomic(path, text)
+    except InputError as e:
+        _fail(e.message)
     except OSError as e:
-        _fail(f"{path}: could not write the report ({e.strerror})")
+        _fail(f"{path}: could not write the report ({e.strerror}); check the folder or choose another --report path")
 
 
 def _check_report_target(report: Path | None, *paths: str | None) -> None:
-    """--report may not name a model this command reads or writes."""
+    """--report may not name, or replace, any file this command reads or writes."""
     if report is None:
         return
-    _check_writable(report)
-    for p in paths:
-        if p and os.path.realpath(p) == os.path.realpath(report):
-            _fail(f"{report}: is also a model this command reads or writes; choose another --report path")
+    from sharescan.errors import InputError
+    from sharescan.outputs import check_output, companion_files
 
-
-def _check_writable(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        _fail(f"{path}: folder {parent} does not exist; create it or choose another --report path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        _fail(f"{path}: not writable; choose another --report path")
+    named = [p for p in paths if p]
+    written = [str(c) for p in named for c in companion_files(Path(p))]
+    try:
+        check_output(report, [*named, *written], option="--report path")
+    except InputError as e:
+        _fail(e.message)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,8 +128,7 @@ def analyze(
             threshold = parse_threshold(fail_above)
         except ValueError:
             _fail(f"--fail-above {fail_above!r}: expected bytes like 1500, 10MB, 10MiB, or a percentage like 5%")
-    if report_path is not None:
-        _check_writable(report_path)
+    _check_report_target(report_path, *models)
 
     from sharescan.analysis import DEFAULT_TOL, AnalysisOptions, analyze as run_analysis
     from sharescan.errors import InputError
@@ -156,10 +148,6 @@ def analyze(
         _fail(e.message)
     except MemoryError:
         _fail("out of memory while reading the models; analyse fewer models at once")
-    if report_path is not None:
-        read = {os.path.realpath(f) for m in result.models for f in m.files}
-        if os.path.realpath(report_path) in read:
-            _fail(f"{report_path}: is one of the model files being analysed; choose another --report path")
     _output(result, as_json, report_path, top)
     if threshold is not None and threshold.exceeded(result.totals.reclaimable_bytes, result.totals.unique_bytes):
         click.echo(f"sharescan: reclaimable {result.totals.reclaimable_bytes:,} B exceeds --fail-above {threshold.text}", err=True)
@@ -398,8 +386,29 @@ def main() -> None:
     except click.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
         _fail(f"{e.format_message()}{hint}")
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as e:
         _fail(e.format_message())
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if os.environ.get("SHARESCAN_DEBUG"):
+            raise  # a developer asked for the traceback
+        _fail(_unexpected(e))
+
+
+def _unexpected(e: BaseException) -> str:
+    """One line for an error no command turned into its own message."""
+    from sharescan.errors import InputError
+
+    if isinstance(e, InputError):
+        return e.message
+    if isinstance(e, MemoryError):
+        return "out of memory; analyse fewer or smaller models at once"
+    if isinstance(e, RecursionError):
+        return "the input nests too deeply to read; it is corrupt or hostile: re-save it from its source"
+    if isinstance(e, OSError) and e.strerror:
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror}; check the path and its permissions"
+    text = " ".join(str(e).split())
+    return f"unexpected {e.__class__.__name__}{': ' + text if text else ''}; the input may be corrupt: check it, and report this message if it is not"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError
-from sharescan.outputs import check_output
+from sharescan.outputs import atomic_path, check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
 from sharescan.tying.share import share, unique_parameter_bytes
@@ -120,21 +119,15 @@ def _save(models: dict[str, Any], output: Path) -> None:
     """Write the tied models so their sharing survives a reload, atomically."""
     import torch
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    try:
+    with atomic_path(output) as tmp:
         if output.suffix == ".safetensors":
             from safetensors.torch import save_model
 
             # save_model keeps one copy of shared tensors and records the other names.
-            save_model(torch.nn.ModuleDict(models).cpu(), tmp)
+            save_model(torch.nn.ModuleDict(models).cpu(), str(tmp))
         else:
             # torch.save keeps storage sharing across the whole object.
-            torch.save({k: m.state_dict() for k, m in models.items()}, tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            torch.save({k: m.state_dict() for k, m in models.items()}, str(tmp))
 
 
 def _together(models: dict[str, Any]) -> Any:
