@@ -94,7 +94,7 @@ def _digest_values(entry: TensorEntry) -> Digest:
     grid = np.ascontiguousarray(view[np.ix_(ri, ci)])
     with_rows = rows_worth_indexing(entry)
     row_sample = np.ascontiguousarray(view[:, axis_sample(view.shape[1], ROW_SAMPLE)]) if with_rows else None
-    if not dt.is_float or not (dt.numpy_native or dt.name == "bfloat16"):
+    if not dt.is_float:
         return Digest(content, False, False, 0.0, grid, row_sample)
     flat = array.reshape(-1)
     # One BLAS pass gives the norm and, through NaN/Inf propagation, whether

@@ -1,17 +1,22 @@
 """Element types, named once for every format.
 
 Tensors are handed around as numpy arrays of their *storage* type: bfloat16
-and the float8 types have no numpy dtype, so their bits travel as uint16 or
-uint8 and are only converted when a value (not a byte) comparison needs it.
+and the float8 types have no numpy dtype of their own, so their bits travel
+as uint16 or uint8 (hashing and byte comparison stay plain integer work).
+Where a value (not a byte) comparison needs them, ``ml_dtypes`` reads the
+bits as values and rounds values back to bits, so every format's rounding,
+NaN encoding and missing negative zero (the ``fnuz`` types) is its
+definition, not a hand-written copy of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
-__all__ = ["DType", "DTYPES", "dtype", "to_float"]
+__all__ = ["DType", "DTYPES", "dtype", "to_float", "from_float", "negate_bits", "neighbours"]
 
 
 @dataclass(frozen=True)
@@ -20,8 +25,22 @@ class DType:
     storage: str  # numpy dtype that holds the bits
     itemsize: int  # bytes per element
     kind: str  # "float", "int", "uint", "bool", "complex"
-    # True where numpy computes in this type directly (bfloat16 needs help).
-    numpy_native: bool = True
+    # The ml_dtypes type that gives the bits their values; "" where numpy
+    # computes in the storage type directly.
+    ml_dtype: str = ""
+    # False for a float type without a sign bit (float8_e8m0fnu is all
+    # exponent: powers of two, no negative value, no zero).
+    signed: bool = True
+
+    @property
+    def numpy_native(self) -> bool:
+        """True where numpy holds the values in the storage type itself."""
+        return not self.ml_dtype
+
+    @property
+    def values(self) -> np.dtype:
+        """The numpy dtype that reads the storage bits as values."""
+        return np.dtype(getattr(ml_dtypes, self.ml_dtype) if self.ml_dtype else self.storage)
 
     @property
     def is_float(self) -> bool:
@@ -29,7 +48,7 @@ class DType:
 
     @property
     def sign_mask(self) -> int:
-        """The sign bit in an element's bits (floats only)."""
+        """The sign bit in an element's bits (signed floats only)."""
         return 1 << (8 * self.itemsize - 1)
 
 
@@ -37,9 +56,14 @@ _ALL = [
     DType("float64", "float64", 8, "float"),
     DType("float32", "float32", 4, "float"),
     DType("float16", "float16", 2, "float"),
-    DType("bfloat16", "uint16", 2, "float", numpy_native=False),
-    DType("float8_e4m3fn", "uint8", 1, "float", numpy_native=False),
-    DType("float8_e5m2", "uint8", 1, "float", numpy_native=False),
+    DType("bfloat16", "uint16", 2, "float", "bfloat16"),
+    DType("float8_e4m3fn", "uint8", 1, "float", "float8_e4m3fn"),
+    DType("float8_e5m2", "uint8", 1, "float", "float8_e5m2"),
+    # The "fnuz" types have no -0 (0x80 is their only NaN); torch and ONNX name both.
+    DType("float8_e4m3fnuz", "uint8", 1, "float", "float8_e4m3fnuz"),
+    DType("float8_e5m2fnuz", "uint8", 1, "float", "float8_e5m2fnuz"),
+    # MX block scales: 2**(bits - 127), 0xFF is NaN.
+    DType("float8_e8m0fnu", "uint8", 1, "float", "float8_e8m0fnu", signed=False),
     DType("int64", "int64", 8, "int"),
     DType("int32", "int32", 4, "int"),
     DType("int16", "int16", 2, "int"),
@@ -61,17 +85,49 @@ def dtype(name: str) -> DType:
 
 
 def to_float(array: np.ndarray, name: str) -> np.ndarray:
-    """Values of a float tensor as float32/float64, for value comparisons."""
+    """Values of a float tensor's storage bits, for value comparisons.
+
+    numpy's own float types come back as they are; the ml_dtypes types as
+    float32, which holds every one of their values exactly.
+    """
     dt = DTYPES[name]
-    if dt.name == "bfloat16":
-        return (array.astype(np.uint32) << 16).view(np.float32)
-    if not dt.numpy_native:
-        raise ValueError(f"no value conversion for {name}")
-    return array
+    if dt.numpy_native:
+        return array
+    # A same-width view reinterprets the bits of any layout (transposed samples too).
+    return array.view(dt.values).astype(np.float32)
 
 
-def bfloat16_round(values: np.ndarray) -> np.ndarray:
-    """float32 values rounded to bfloat16 bits (round to nearest even)."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    return ((bits + rounding) >> 16).astype(np.uint16)
+def from_float(values: np.ndarray, name: str) -> np.ndarray:
+    """Values rounded to the dtype (round to nearest even), as storage bits."""
+    dt = DTYPES[name]
+    return np.asarray(values).astype(dt.values).view(dt.storage)
+
+
+def negate_bits(array: np.ndarray, name: str) -> np.ndarray:
+    """The storage bits of -array, as unsigned ints: what ``Neg`` stores, bit for bit.
+
+    IEEE-style types flip the sign bit of every element, zeros and NaNs
+    included; the fnuz types keep 0 as 0 and their NaN as NaN (they have no
+    -0). Only for signed float types.
+    """
+    dt = DTYPES[name]
+    unsigned = f"u{dt.itemsize}"
+    if dt.numpy_native:
+        return np.ascontiguousarray(array).view(unsigned) ^ np.array(dt.sign_mask, dtype=unsigned)
+    return np.negative(np.ascontiguousarray(array).view(dt.values)).view(unsigned)
+
+
+def neighbours(value: float, name: str) -> list[float]:
+    """value rounded to the dtype, and the next representable values below and above it."""
+    dt = DTYPES[name]
+    if dt.numpy_native:
+        t = np.dtype(dt.storage).type
+        v = t(value)
+        return [float(v), float(np.nextafter(v, t(np.inf))), float(np.nextafter(v, t(-np.inf)))]
+    # In sign-magnitude bits, one step up or down of the magnitude is a
+    # neighbour, as long as the step does not carry into the sign bit.
+    b = int(from_float(np.array([value], np.float32), name)[0])
+    sign = dt.sign_mask if dt.signed else 0
+    steps = [b] + [s for s in (b + 1, b - 1) if 0 <= s < 1 << (8 * dt.itemsize) and not (s ^ b) & sign]
+    out = to_float(np.array(steps, dtype=dt.storage), name)
+    return [float(x) for x in out if np.isfinite(x)]

@@ -1,6 +1,7 @@
 """Float tensors that are exactly another's negation (every sign bit flipped).
 
-Bitwise, so that ``Neg(w)`` rebuilds the copy exactly, zeros' signs included.
+Bitwise, so that ``Neg(w)`` rebuilds the copy exactly, zeros' signs included
+(the fnuz float8 types have no -0: their zeros stay zeros).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import numpy as np
 
 from sharescan.detect.common import bits, value_units
 from sharescan.digest import Digest, float_values
-from sharescan.dtypes import DTYPES
+from sharescan.dtypes import DTYPES, negate_bits
 from sharescan.detect.near import search_vectors
 from sharescan.groups import Group
 from sharescan.neighbors import unit_rows
 from sharescan.table import TensorEntry
 
-__all__ = ["find_negated", "direction_pairs", "flip_sign"]
+__all__ = ["find_negated", "direction_pairs"]
 
 # Grid samples of w and c*w point the same way up to the dtype's rounding;
 # this radius (on unit vectors) is far above rounding and far below unrelated.
@@ -47,18 +48,13 @@ def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digest
     return sorted(((a, b) if order[a] < order[b] else (b, a) for a, b in pairs), key=lambda p: (order[p[0]], order[p[1]]))
 
 
-def flip_sign(array: np.ndarray, dtype: str) -> np.ndarray:
-    dt = DTYPES[dtype]
-    return bits(np.ascontiguousarray(array)) ^ np.array(dt.sign_mask, dtype=f"u{dt.itemsize}")
-
-
 def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
     partners: dict[int, list[int]] = {}
     claimed: set[int] = set()
     for a, b in direction_pairs(entries, units, digests):
-        if a in claimed or b in claimed:
+        if a in claimed or b in claimed or not DTYPES[entries[a].dtype].signed:
             continue
-        if np.array_equal(flip_sign(entries[a].read(), entries[a].dtype), bits(entries[b].read())):
+        if np.array_equal(negate_bits(entries[a].read(), entries[a].dtype), bits(entries[b].read())):
             partners.setdefault(a, []).append(b)
             claimed.add(b)
     return [Group("negated", (a, *bs)) for a, bs in partners.items() if a not in claimed]

@@ -14,35 +14,23 @@ import numpy as np
 from sharescan.detect.common import same_bytes
 from sharescan.detect.negated import direction_pairs
 from sharescan.digest import Digest
-from sharescan.dtypes import DTYPES, bfloat16_round, to_float
+from sharescan.dtypes import DTYPES, from_float, neighbours, to_float
 from sharescan.groups import Group
 from sharescan.table import TensorEntry
 
-__all__ = ["find_scaled", "scale_exactly", "round_scalar"]
-
-
-def round_scalar(c: float, dtype: str) -> float:
-    """c as the dtype can hold it: the constant a rewrite would store."""
-    if dtype == "bfloat16":
-        return float(to_float(bfloat16_round(np.array([c], np.float32)), dtype)[0])
-    return float(np.array(c, dtype=DTYPES[dtype].storage))
+__all__ = ["find_scaled", "scale_exactly"]
 
 
 def scale_exactly(array: np.ndarray, dtype: str, c: float) -> np.ndarray:
-    """``array * c`` computed and rounded in the tensor's dtype, as its storage bits."""
-    if dtype == "bfloat16":
-        return bfloat16_round(to_float(array, dtype) * np.float32(c))
-    storage = DTYPES[dtype].storage
-    return np.multiply(array, np.array(c, dtype=storage), dtype=storage)
+    """``array * c`` computed and rounded in the tensor's dtype, as its storage bits.
 
-
-def _nearby(c: float, dtype: str) -> list[float]:
-    """c and its neighbours in the dtype: the ratio of two rounded values can
-    miss the true factor by one unit in the last place."""
-    if dtype == "bfloat16":
-        return [c]
-    t = np.dtype(DTYPES[dtype].storage).type
-    return [c, float(np.nextafter(t(c), t(np.inf))), float(np.nextafter(t(c), t(-np.inf)))]
+    Types numpy lacks are multiplied in float32 and rounded once, as a
+    runtime that upcasts them does.
+    """
+    dt = DTYPES[dtype]
+    if not dt.numpy_native:
+        return from_float(to_float(array, dtype) * np.float32(c), dtype)
+    return np.multiply(array, np.array(c, dtype=dt.storage), dtype=dt.storage)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray, dtype: str) -> float | None:
@@ -66,7 +54,9 @@ def find_scaled(entries: Sequence[TensorEntry], units: Sequence[int], digests: M
         c = _ratio(rep, other, dtype)
         if c is None:
             continue
-        for c_stored in _nearby(round_scalar(c, dtype), dtype):
+        # The ratio of two rounded values can miss the true factor by one unit
+        # in the last place: the rounded ratio's neighbours are tried too.
+        for c_stored in neighbours(c, dtype):
             if same_bytes(scale_exactly(rep, dtype, c_stored), other):
                 partners.setdefault(a, []).append((b, c_stored))
                 claimed.add(b)
