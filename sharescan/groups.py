@@ -43,7 +43,9 @@ class Group:
     # For "near": member i is close to the representative's transpose.
     transposed: tuple[bool, ...] = ()
     max_abs_error: float = 0.0  # largest |representative - member| element (0 when exact)
-    rel_error: float = 0.0  # worst ||representative - member|| / ||member|| over members
+    # Worst relative distance to a member (detect.common.relative_error:
+    # ||a - b|| / max(||a||, ||b||), the measure --tol bounds); 0 when exact.
+    rel_error: float = 0.0
     rows: RowStats | None = None  # for "rows"
 
 

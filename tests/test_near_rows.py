@@ -149,3 +149,22 @@ def test_close_pairs_matches_brute_force() -> None:
     d = np.linalg.norm(x[:, None] - x[None], axis=2)
     truth = {(i, j) for i, j in zip(*np.nonzero(d <= radius)) if i < j}
     assert found == truth and len(truth) >= 50
+
+
+def test_reported_near_rel_error_never_exceeds_tol_when_norms_differ(tmp_path: Path) -> None:
+    # b = (1 - s) a + tiny noise: ||a - b|| / ||a|| is just under tol, while
+    # ||a - b|| / ||b|| (the smaller norm) is just over it. The merge test and
+    # the report must use the same measure, so the report stays <= tol.
+    tol = 2e-3
+    tensors = {}
+    for k, s in enumerate((1.9985e-3, 1.999e-3, 1.9995e-3)):
+        a = rng.standard_normal((64, 48)).astype(np.float32)
+        tensors[f"a{k}"] = a
+        tensors[f"b{k}"] = _noisy((a * (1 - s)).astype(np.float32), 1e-6)
+    result = _analyze(tensors, tmp_path, tol=tol)
+    near = [g for g in result.groups if g.relation == "near"]
+    assert sorted(sorted(m.name for m in g.members) for g in near) == [["a0", "b0"], ["a1", "b1"], ["a2", "b2"]]
+    for g in near:
+        a, b = (np.asarray(tensors[m.name], np.float64) for m in g.members)
+        assert g.rel_error <= tol
+        assert g.rel_error == pytest.approx(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b)), rel=1e-6)

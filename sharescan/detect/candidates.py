@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sharescan.detect.common import distance
+from sharescan.detect.common import distance, relative_error
 from sharescan.detect.near import sample_points
 from sharescan.digest import Digest
 from sharescan.groups import Candidate, Group
@@ -52,7 +52,7 @@ def _estimates(entries: Sequence[TensorEntry], digests: Mapping[int, Digest], po
         i, j = packed // n, packed % n
         diff = vectors[i] - vectors[j]
         d2 = np.einsum("ij,ij->i", diff, diff)
-    est = np.sqrt(np.maximum(d2, 0.0)) / np.maximum(norms[i], norms[j])
+    est = relative_error(np.sqrt(np.maximum(d2, 0.0)), norms[i], norms[j])
     return est, i, j
 
 

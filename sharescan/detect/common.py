@@ -6,12 +6,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.table import TensorEntry
 
-__all__ = ["bits", "same_bytes", "value_units", "distance", "Distance"]
+__all__ = ["bits", "same_bytes", "value_units", "distance", "Distance", "relative_error"]
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -33,6 +34,19 @@ def value_units(entries: Sequence[TensorEntry], units: Sequence[int], digests: M
     return out
 
 
+def relative_error(diff_norm: npt.ArrayLike, norm_a: npt.ArrayLike, norm_b: npt.ArrayLike) -> np.ndarray:
+    """||a - b|| / max(||a||, ||b||), elementwise: the one relative distance.
+
+    The merge test (``--tol``), the reported ``rel_error`` and the tying
+    candidates' distance all use it, so nothing reported as merged within
+    tol can read as more than tol. Symmetric, and 0 <= . <= 2; two zero
+    tensors are at 0, a zero and a nonzero one at infinity.
+    """
+    diff, scale = np.asarray(diff_norm, np.float64), np.maximum(np.asarray(norm_a, np.float64), np.asarray(norm_b, np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), np.where(diff == 0, 0.0, np.inf))
+
+
 class Distance:
     """Exact distance between two tensors, computed in float64 by row blocks."""
 
@@ -44,14 +58,7 @@ class Distance:
 
     @property
     def relative(self) -> float:
-        """||a - b|| / max(||a||, ||b||): symmetric, and 0 <= . <= 2."""
-        scale = max(self.norm_a, self.norm_b)
-        return self.diff_norm / scale if scale > 0 else (0.0 if self.diff_norm == 0 else math.inf)
-
-    @property
-    def error_of_b(self) -> float:
-        """||a - b|| / ||b||: the error made by storing a in place of b."""
-        return self.diff_norm / self.norm_b if self.norm_b > 0 else (0.0 if self.diff_norm == 0 else math.inf)
+        return float(relative_error(self.diff_norm, self.norm_a, self.norm_b))
 
 
 def distance(a: TensorEntry, b: TensorEntry, transposed: bool = False, block: int = 1 << 20) -> Distance:

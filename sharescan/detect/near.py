@@ -110,9 +110,8 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
         flags, max_abs, rel = [False], 0.0, 0.0
         for m in members:
             t, d = verified[(rep, m) if (rep, m) in verified else (m, rep)]
-            member_norm = d.norm_b if (rep, m) in verified else d.norm_a
             flags.append(t)
             max_abs = max(max_abs, d.max_abs)
-            rel = max(rel, d.diff_norm / member_norm if member_norm else 0.0)
+            rel = max(rel, d.relative)  # the measure the merge test used: never above tol
         groups.append(Group("near", (rep, *members), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel))
     return groups
