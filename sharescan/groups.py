@@ -47,6 +47,10 @@ class Group:
     # ||a - b|| / max(||a||, ||b||), the measure --tol bounds); 0 when exact.
     rel_error: float = 0.0
     rows: RowStats | None = None  # for "rows"
+    # For "near": elements a merge turns from +0.0 to -0.0 or back, summed over
+    # members. Equal values, so neither error above sees them; an output that
+    # divides by them flips between +inf and -inf.
+    zero_signs: int = 0
 
 
 @dataclass(frozen=True)

@@ -168,3 +168,36 @@ def test_reported_near_rel_error_never_exceeds_tol_when_norms_differ(tmp_path: P
         a, b = (np.asarray(tensors[m.name], np.float64) for m in g.members)
         assert g.rel_error <= tol
         assert g.rel_error == pytest.approx(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b)), rel=1e-6)
+
+
+def _zero_sign_pair(noise: float) -> dict[str, np.ndarray]:
+    """a with a tenth of its elements +0.0, and a copy (plus noise) whose zeros are -0.0."""
+    a = rng.standard_normal((64, 32)).astype(np.float32)
+    zeros = rng.random(a.shape) < 0.1
+    a[zeros] = 0.0
+    b = _noisy(a, noise) if noise else a.copy()
+    b[zeros] = -0.0
+    return {"a": a, "b": b}
+
+
+def test_tensors_differing_only_in_zero_signs_are_neither_identical_nor_near(tmp_path: Path) -> None:
+    # Equal by value, not by bits: 1/a is +inf where 1/b is -inf. No tolerance
+    # bounds that loss, and a near group would read as error 0.
+    result = _analyze(_zero_sign_pair(0.0), tmp_path)
+    assert [g.relation for g in result.groups] == []
+    assert result.candidates == ()  # at distance 0 there is nothing to pull together by tying
+
+
+def test_near_merge_counts_the_zero_signs_it_would_flip(tmp_path: Path) -> None:
+    from sharescan.detect import find_aliased
+    from sharescan.detect.near import find_near
+    from sharescan.digest import compute_digests
+    from sharescan.sources import LoadOptions, load_model
+
+    tensors = _zero_sign_pair(1e-4)
+    path = save_safetensors(tmp_path / "m.safetensors", tensors)
+    entries = list(load_model(str(path), 0, LoadOptions()).tensors)
+    _, units = find_aliased(entries)
+    (group,) = find_near(entries, units, compute_digests(entries, units), 2e-3)
+    assert group.zero_signs == int(np.count_nonzero(tensors["a"] == 0))
+    assert group.max_abs_error == pytest.approx(float(np.abs(tensors["a"].astype(np.float64) - tensors["b"]).max()))

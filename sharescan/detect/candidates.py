@@ -12,6 +12,7 @@ projections are, so a close pair may rank lower than it should there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -91,6 +92,7 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
         if (a, b, t) in measured:
             continue
         d = distance(entries[a], entries[b], transposed=t)
-        if np.isfinite(d.relative) and np.isfinite(d.max_abs):
+        # At distance 0 (equal values, other zero signs) tying has nothing to pull together.
+        if 0 < d.relative < math.inf and np.isfinite(d.max_abs):
             measured[(a, b, t)] = Candidate(a, b, t, d.relative, d.max_abs)
     return sorted(measured.values(), key=lambda c: (c.rel_distance, order[c.a], order[c.b]))[:count]

@@ -50,11 +50,14 @@ def relative_error(diff_norm: npt.ArrayLike, norm_a: npt.ArrayLike, norm_b: npt.
 class Distance:
     """Exact distance between two tensors, computed in float64 by row blocks."""
 
-    def __init__(self, max_abs: float, diff_norm: float, norm_a: float, norm_b: float) -> None:
+    def __init__(self, max_abs: float, diff_norm: float, norm_a: float, norm_b: float, zero_signs: int = 0) -> None:
         self.max_abs = max_abs
         self.diff_norm = diff_norm
         self.norm_a = norm_a
         self.norm_b = norm_b
+        # Elements where one tensor holds +0.0 and the other -0.0: equal, so
+        # invisible to max_abs and the norms, yet 1/x turns +inf into -inf.
+        self.zero_signs = zero_signs
 
     @property
     def relative(self) -> float:
@@ -70,13 +73,15 @@ def distance(a: TensorEntry, b: TensorEntry, transposed: bool = False, block: in
     x, y = matrix_view(np.ascontiguousarray(x)) if transposed else matrix_view(x), matrix_view(y)
     rows = max(1, block // max(x.shape[1], 1))
     max_abs = sq = sq_a = sq_b = 0.0
+    zero_signs = 0
     for start in range(0, x.shape[0], rows):
         xa = x[start : start + rows].astype(np.float64)
         yb = y[start : start + rows].astype(np.float64)
         diff = xa - yb
         if diff.size:
             max_abs = max(max_abs, float(np.abs(diff).max()))
+            zero_signs += int(np.count_nonzero((diff == 0) & (xa == 0) & (np.signbit(xa) != np.signbit(yb))))
         sq += float(np.einsum("ij,ij->", diff, diff))
         sq_a += float(np.einsum("ij,ij->", xa, xa))
         sq_b += float(np.einsum("ij,ij->", yb, yb))
-    return Distance(max_abs, math.sqrt(sq), math.sqrt(sq_a), math.sqrt(sq_b))
+    return Distance(max_abs, math.sqrt(sq), math.sqrt(sq_a), math.sqrt(sq_b), zero_signs)

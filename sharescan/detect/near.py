@@ -90,7 +90,10 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
         if (a, b) in verified:
             continue
         d = distance(entries[a], entries[b], transposed=t)
-        if d.relative <= tol:
+        # Equal by value but not by bits (only zeros' signs differ): no
+        # tolerance bounds what that merge changes (1/x: +inf to -inf), and
+        # a near group at error 0 would read as identical. Left unmerged.
+        if d.relative <= tol and not (d.diff_norm == 0 and d.zero_signs):
             verified[(a, b)] = (t, d)
     neighbours: dict[int, list[int]] = {}
     for a, b in verified:
@@ -107,11 +110,12 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
         if not members:
             continue
         claimed.update([rep, *members])
-        flags, max_abs, rel = [False], 0.0, 0.0
+        flags, max_abs, rel, zero_signs = [False], 0.0, 0.0, 0
         for m in members:
             t, d = verified[(rep, m) if (rep, m) in verified else (m, rep)]
             flags.append(t)
             max_abs = max(max_abs, d.max_abs)
             rel = max(rel, d.relative)  # the measure the merge test used: never above tol
-        groups.append(Group("near", (rep, *members), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel))
+            zero_signs += d.zero_signs
+        groups.append(Group("near", (rep, *members), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel, zero_signs=zero_signs))
     return groups
