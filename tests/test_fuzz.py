@@ -1,0 +1,50 @@
+"""Seeded fuzzing of the bad-input contract: truncated files of every format,
+mutated safetensors headers and ONNX protobufs, hostile pickles in every
+archive slot, and path tricks.
+
+Each case must: exit 2 when it refuses (0 only where the input is still valid,
+and then write a valid output), print exactly one ``error: `` line on a
+refusal and never a traceback, leave no file behind and every input byte for
+byte as it was, never run a payload (no marker file), and finish within 30 s.
+
+The cases run in batches (``tests/fuzz/worker.py``: one Python that imports
+sharescan once and calls ``sharescan.cli.main`` per case); a few run as real
+``python -m sharescan`` processes. Only the cases pytest selected are run, so
+``-k`` narrows the work too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.fuzz.cases import CLASSES, all_cases
+from tests.fuzz.plan import Case
+from tests.fuzz.runner import run_cases
+
+CASES = all_cases()
+
+
+@pytest.fixture(scope="session")
+def fuzz_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Results of every fuzz case this session selected, run once."""
+    selected = {item.callspec.params["case"].id for item in request.session.items if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"), Case)}
+    return run_cases([c for c in CASES if c.id in selected], jobs=2, workdir=tmp_path_factory.mktemp("fuzz"))
+
+
+def test_fuzz_suite_has_400_cases_across_every_class() -> None:
+    counts = {cls: sum(c.cls == cls for c in CASES) for cls in CLASSES}
+    assert sum(counts.values()) == len(CASES) >= 400, counts
+    assert all(n >= 40 for n in counts.values()), counts
+
+
+def test_fuzz_cases_are_the_same_on_every_listing() -> None:
+    assert [c.to_json() for c in all_cases()] == [c.to_json() for c in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_fuzz_case_keeps_the_bad_input_contract(case: Case, fuzz_results: dict[str, dict[str, Any]]) -> None:
+    r = fuzz_results[case.id]
+    detail = f"{r.get('command')}\n(cwd {r.get('cwd')}, {case.mode}, expect {r.get('expect')})\nexit {r.get('exit')}\n--- stderr ---\n{r.get('stderr_tail', '')}\n--- stdout ---\n{r.get('stdout_head', '')}\n{r.get('harness_traceback', '')}"
+    assert not r["violations"], "; ".join(r["violations"]) + "\n" + detail
