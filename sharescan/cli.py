@@ -100,7 +100,7 @@ Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
 @click.option("--fail-above", help="Exit 1 if reclaimable bytes exceed this: bytes (1500, 10MB, 10MiB) or a percentage of unique bytes (5%).")
 @click.option("--key", help="Dotted path of the state dict inside a nested PyTorch checkpoint (e.g. 'model').")
-@click.option("--trust-pickle", is_flag=True, help="Allow PyTorch files that unpickle Python objects. Unpickling can run code: only for files you trust.")
+@click.option("--trust-code", "--trust-pickle", "trust_pickle", is_flag=True, help="Allow PyTorch files that unpickle Python objects (runs code from the file: only for files you trust). TorchScript and .pt2 are read without it, never run.")
 @click.option("--tol", type=float, default=None, help="Merge near-equal tensors within this relative L2 distance ||a-b||/max(||a||,||b||). [default: 2e-3]")
 @click.option("--row-tol", type=float, default=None, help="Merge near-equal rows within this relative distance. [default: 2e-3]")
 @click.option("--exact", is_flag=True, help="Exact relations only: no near-equal tensors or rows.")
@@ -202,18 +202,20 @@ Examples:
   sharescan dedup model.onnx -o small.onnx --strip-debug --simplify
   sharescan dedup model.onnx -o small.onnx --tol 1e-3 --max-error 1e-3
   sharescan dedup model.onnx -o out.onnx --input input_ids:1x128:int64
+  sharescan dedup vad.onnx -o out.onnx --inputs speech.npz --inputs silence.npz
 \b
 Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
 @click.argument("model", metavar="MODEL.onnx")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the deduplicated model.")
 @_rewrite_options
 @click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
-@click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims as 1.")
+@click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims tried at sizes the model runs at.")
+@click.option("--inputs", "samples", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Real inputs for verification: an .npz of arrays named after graph inputs; one sample per file, or several along a leading axis (one dim more than declared); repeatable.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM (four short runs).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a Markdown report to this file.")
-def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], samples: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
     """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
     from sharescan.errors import InputError
 
@@ -223,10 +225,12 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
     try:
         from sharescan.onnx_rewrite.dedup import dedup as run_dedup
 
-        options = _dedup_options(tol, input_specs, rows=rows, max_error=max_error, measure_ram=not no_ram, strip_debug=strip_debug, simplify=simplify)
+        options = _dedup_options(tol, input_specs, rows=rows, max_error=max_error, measure_ram=not no_ram, strip_debug=strip_debug, simplify=simplify, samples=samples)
         result = run_dedup(model, output, options, in_place=in_place)
     except InputError as e:
         _fail(e.message)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     from sharescan.report.dedup_report import render_dedup_markdown, render_dedup_terminal
 
     _emit(result.to_dict(), as_json, lambda console: render_dedup_terminal(result, console), report_path, lambda: render_dedup_markdown(result))
@@ -248,7 +252,7 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset for the exporter (a .pt2 program is exported at 18 or later).")
 @click.option("--dynamo", is_flag=True, help="Use torch.onnx.export(dynamo=True) instead of the TorchScript exporter.")
 @click.option("--no-constant-folding", is_flag=True, help="Export without constant folding.")
-@click.option("--trust-pickle", is_flag=True, help="Allow a pickled whole nn.Module (unpickling can run code).")
+@click.option("--trust-code", "--trust-pickle", "trust_pickle", is_flag=True, help="Allow loading what runs code from the file: TorchScript, a .pt2 program, a pickled whole nn.Module. Only for files you trust.")
 @_rewrite_options
 @click.option("--no-ram", is_flag=True, help="Skip measuring onnxruntime RAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")
@@ -299,7 +303,7 @@ a loss that turned NaN or diverged (nothing written).""")
 @click.option("--finetune-shared", default=10, show_default=True, type=click.IntRange(min=0), help="Epochs of fine-tuning after hard sharing.")
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--arch", help="module:factory building each model from its state dict (imports that code).")
-@click.option("--trust-pickle", is_flag=True, help="Allow pickled whole nn.Modules (unpickling can run code).")
+@click.option("--trust-code", "--trust-pickle", "trust_pickle", is_flag=True, help="Allow loading what runs code from the file: TorchScript, a .pt2 program, pickled whole nn.Modules. Only for files you trust.")
 @click.option("--onnx", "onnx_output", type=click.Path(dir_okay=False), help="Also export the tied models as one ONNX graph with shared initializers.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout and nothing else.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sharescan.detect.aliased import FreedBytes, overlapping_views
 from sharescan.digest import Digest
 from sharescan.groups import RELATIONS, Candidate, Group
 from sharescan.result import AnalysisResult, CandidateReport, GroupReport, Member, ModelReport, RowsReport, Settings, Totals
@@ -30,6 +31,8 @@ def account(
     by_relation = dict.fromkeys(RELATIONS, 0)
     reports = []
     seen: set[tuple[int, str]] = set()
+    # Views of one buffer: a removed view frees only the bytes no kept view needs.
+    freed = FreedBytes(entries, [i for g in groups if g.rows is None and g.relation != "aliased" for i in g.members[1:]])
 
     def member(i: int, scale: float | None = None, transposed: bool = False) -> Member:
         e = entries[i]
@@ -39,9 +42,11 @@ def account(
         reclaimable = 0
         rows = None
         if g.rows is not None:
+            shared = overlapping_views(entries, g.members)  # the same bytes, not duplicates
             for i, n in zip(g.members, g.rows.reclaimed):
+                n = 0 if i in shared else n
                 reclaimed_by_model[entries[i].model] += n
-            reclaimable = g.rows.reclaimable_bytes
+                reclaimable += n
             rows = RowsReport(g.rows.n_rows, g.rows.distinct_rows, g.rows.row_bytes, g.rows.index_bytes)
         elif g.relation != "aliased":
             for i in g.members[1:]:
@@ -50,8 +55,9 @@ def account(
                 if storage in seen:  # guarded by construction; kept as a hard invariant
                     raise AssertionError(f"storage of {e.name} reclaimed twice")
                 seen.add(storage)
-                reclaimable += e.nbytes
-                reclaimed_by_model[e.model] += e.nbytes
+                n = freed.free(i)
+                reclaimable += n
+                reclaimed_by_model[e.model] += n
         by_relation[g.relation] += reclaimable
         members = tuple(
             member(i, g.scales[k] if g.scales else None, bool(g.transposed and g.transposed[k]))
@@ -67,7 +73,7 @@ def account(
         own = [(i, e) for i, e in enumerate(entries) if e.model == k]
         unique: dict[str, int] = {}
         for _, e in own:
-            unique[e.storage] = max(unique.get(e.storage, 0), e.stored_nbytes)
+            unique[e.buffer_key] = max(unique.get(e.buffer_key, 0), e.stored_nbytes)
         nonfinite = tuple(e.name for i, e in own if i in digests and digests[i].nonfinite)
         model_reports.append(
             ModelReport(

@@ -19,15 +19,23 @@ class TensorEntry:
     name: str  # name in the file (state-dict key, initializer name, ...)
     shape: tuple[int, ...]
     dtype: str  # canonical name from sharescan.dtypes
-    # Entries of one model with the same storage key are the same bytes in the
-    # file (tied weights, safetensors' dropped names, ONNX Identity aliases).
+    # Entries of one model with the same storage key are the same tensor in the
+    # file (tied weights, safetensors' dropped names, ONNX Identity aliases):
+    # the same bytes read the same way. Different views of one buffer (a slice,
+    # a transpose) have different keys and the same ``buffer``.
     storage: str
     # Returns the tensor as a C-contiguous numpy array of the dtype's storage
     # type, memory-mapped where the format allows. Not compared or hashed.
     read: Callable[[], np.ndarray] = field(compare=False, hash=False, repr=False)
-    # Bytes the file holds for the whole storage, when it is more than this
+    # Bytes the file holds for the whole buffer, when it is more than this
     # tensor (a PyTorch view saves its entire storage). None: just nbytes.
     storage_nbytes: int | None = None
+    # The buffer in the file this tensor is a view of (a PyTorch storage);
+    # None: its own, named by ``storage``. Unique bytes count a buffer once.
+    buffer: str | None = None
+    # Bytes [start, end) of the buffer the view's elements lie in (gaps
+    # included for a strided view). None: the whole of its own buffer.
+    span: tuple[int, int] | None = None
 
     @property
     def numel(self) -> int:
@@ -36,6 +44,14 @@ class TensorEntry:
     @property
     def stored_nbytes(self) -> int:
         return self.nbytes if self.storage_nbytes is None else self.storage_nbytes
+
+    @property
+    def buffer_key(self) -> str:
+        return self.storage if self.buffer is None else self.buffer
+
+    @property
+    def byte_span(self) -> tuple[int, int]:
+        return (0, self.stored_nbytes) if self.span is None else self.span
 
     @property
     def nbytes(self) -> int:

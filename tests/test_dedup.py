@@ -194,9 +194,9 @@ def test_tied_lm_export_stores_each_parameter_once_and_only_the_graph_beside_it(
 def test_cli_export_needs_arch_for_a_state_dict_and_inputs(tmp_path: Path) -> None:
     proc = run_cli("export", "fixtures/mlp.pt", "-o", str(tmp_path / "m.onnx"), "--input", "x:1x64:float32")
     assert proc.returncode == 2 and "--arch" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_cli("export", "fixtures/mlp_script.pt", "-o", str(tmp_path / "m.onnx"))
+    proc = run_cli("export", "fixtures/mlp_script.pt", "-o", str(tmp_path / "m.onnx"), "--trust-code")
     assert proc.returncode == 2 and "--input" in proc.stderr
-    proc = run_cli("export", "fixtures/mlp_script.pt", "-o", str(tmp_path / "m.onnx"), "--input", "x:3x64:float32", "--json", "--no-ram")
+    proc = run_cli("export", "fixtures/mlp_script.pt", "-o", str(tmp_path / "m.onnx"), "--input", "x:3x64:float32", "--json", "--no-ram", "--trust-code")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["verification"]["outputs_identical"] and data["torch_vs_onnxruntime"]["rel_error"] < 1e-5
@@ -292,7 +292,7 @@ def test_scalar_bool_graph_input_is_fed(tmp_path: Path) -> None:
 
 
 def test_export_of_a_pt2_program_and_dynamo_json_stays_pure(tmp_path: Path) -> None:
-    proc = run_cli("export", "fixtures/mlp.pt2", "-o", str(tmp_path / "p.onnx"), "--input", "x:2x64:float32", "--json", "--no-ram")
+    proc = run_cli("export", "fixtures/mlp.pt2", "-o", str(tmp_path / "p.onnx"), "--input", "x:2x64:float32", "--json", "--no-ram", "--trust-pickle")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["input"] == "fixtures/mlp.pt2" and data["torch_vs_onnxruntime"]["rel_error"] < 1e-5

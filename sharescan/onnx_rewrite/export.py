@@ -15,6 +15,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Iterator
@@ -58,10 +59,8 @@ def _module(path: Path, options: ExportOptions) -> Any:
     from sharescan.sources.torch_source import torch_load, walk_tensors
 
     fmt = detect_format(path)
-    if fmt == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu")
-    if fmt == "torch.export":
-        return torch.export.load(str(path))  # exported as it is, by the dynamo exporter
+    if fmt in ("torchscript", "torch.export"):
+        return _program(path, fmt, options.trust_pickle)
     if fmt != "pytorch":
         raise InputError(f"{path}: export reads TorchScript, .pt2 or a PyTorch state dict (with --arch), not {fmt}")
     obj = torch_load(path, options.trust_pickle)
@@ -81,6 +80,35 @@ def _module(path: Path, options: ExportOptions) -> Any:
         detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])[:200]
         raise InputError(f"{path}: does not fit --arch {options.arch} ({detail or str(e)[:160]})") from None
     return model
+
+
+def _program(path: Path, fmt: str, trust_code: bool) -> Any:
+    """A TorchScript module or a torch.export program: loading either runs code from the file."""
+    import torch
+
+    from sharescan.sources import torch_archive
+    from sharescan.sources.torch_source import first_line
+
+    # Read without running first: a damaged archive is refused the same way with or without trust.
+    if fmt == "torchscript":
+        torch_archive.load_torchscript_archive(path, 0)
+    else:
+        torch_archive.load_pt2_archive(path, 0)
+    what = "TorchScript archive" if fmt == "torchscript" else "torch.export program"
+    if not trust_code:
+        raise InputError(f"{path}: loading a {what} runs code from the file; pass --trust-code only if you trust where it came from")
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # torch logs a traceback of its own for a bad archive
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated; reading it is still the point
+            if fmt == "torchscript":
+                return torch.jit.load(str(path), map_location="cpu")
+            return torch.export.load(str(path))  # exported as it is, by the dynamo exporter
+    except Exception as e:  # torch raises many types for an archive it cannot load
+        raise InputError(f"{path}: torch could not load this {what} ({e.__class__.__name__}: {first_line(e)}); re-save it") from None
+    finally:
+        logging.disable(previous)
 
 
 def _sample(options: ExportOptions) -> tuple[np.ndarray, ...]:

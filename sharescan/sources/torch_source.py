@@ -2,8 +2,10 @@
 
 Pickles are loaded with ``weights_only=True`` (and memory-mapped where the
 file is a zip archive), so a file cannot run code unless the user opts in
-with ``trust_pickle``. Tensors that share storage in the file keep one
-storage key: they are already shared, not duplicated.
+with ``trust_pickle``. TorchScript and .pt2 archives are read from their
+records by :mod:`sharescan.sources.torch_archive`, never run. Each view of a
+storage is a tensor of its own; views that read the same bytes the same way
+keep one storage key: they are already shared, not duplicated.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors"]
+__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors", "first_line", "TRUST_HINT"]
 
 logger = logging.getLogger(__name__)
 
-_TRUST_HINT = "pass --trust-pickle only if you trust where the file came from (unpickling can run code)"
+TRUST_HINT = "pass --trust-code (or --trust-pickle) only if you trust where the file came from (loading it runs code)"
 
 
 def is_torchscript(path: Path) -> bool:
@@ -53,38 +55,20 @@ def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: b
                 obj = obj[int(part)]
             else:
                 raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
-    tensors = list(walk_tensors(obj, ""))
+    tensors = list(walk_tensors(obj, "", str(path)))
     return LoadedModel(str(path), fmt, tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
 
 
 def load_torchscript(path: Path, model: int) -> LoadedModel:
-    import torch
+    from sharescan.sources.torch_archive import load_torchscript_archive
 
-    try:
-        with warnings.catch_warnings():
-            # torch deprecates TorchScript; reading existing archives is still the point.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError) as e:
-        raise InputError(f"{path}: unreadable TorchScript archive ({_first_line(e)}); re-save it with torch.jit.save") from None
-    tensors = list(module.state_dict().items())
-    return LoadedModel(str(path), "torchscript", tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
+    return load_torchscript_archive(path, model)
 
 
 def load_torch_export(path: Path, model: int) -> LoadedModel:
-    import torch
+    from sharescan.sources.torch_archive import load_pt2_archive
 
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # torch logs a traceback of its own for a bad archive
-    try:
-        program = torch.export.load(str(path))
-    except Exception as e:  # torch.export raises many types for a bad archive
-        raise InputError(f"{path}: not a readable torch.export program ({e.__class__.__name__}); re-save it with torch.export.save") from None
-    finally:
-        logging.disable(previous)
-    tensors = [(n, t) for n, t in program.state_dict.items() if isinstance(t, torch.Tensor)]
-    tensors += [(n, t) for n, t in program.constants.items() if isinstance(t, torch.Tensor)]
-    return LoadedModel(str(path), "torch.export", tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
+    return load_pt2_archive(path, model)
 
 
 def torch_load(path: Path, trust_pickle: bool) -> Any:
@@ -99,11 +83,13 @@ def torch_load(path: Path, trust_pickle: bool) -> Any:
         text = str(e)
         if "Unsupported global" in text or "unsupported GLOBAL" in text or "Unsupported class" in text:
             culprit = _unsupported_global(str(e))
-            raise InputError(f"{path}: holds pickled Python objects{culprit}, not just tensors; re-save its state_dict(), or {_TRUST_HINT}") from None
+            raise InputError(f"{path}: holds pickled Python objects{culprit}, not just tensors; re-save its state_dict(), or {TRUST_HINT}") from None
         raise InputError(f"{path}: corrupt pickle; the file is damaged or not a PyTorch checkpoint: re-save or re-download it") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deep to unpickle (or it contains itself); re-save a flat state_dict()") from None
     except (AttributeError, ImportError) as e:
         # Only with --trust-pickle: the pickle names a class this Python cannot import.
-        raise InputError(f"{path}: the pickled objects need code that is not importable here ({e.__class__.__name__}: {_first_line(e)}); import the defining package or re-save the state_dict()") from None
+        raise InputError(f"{path}: the pickled objects need code that is not importable here ({e.__class__.__name__}: {first_line(e)}); import the defining package or re-save the state_dict()") from None
     except Exception as e:  # torch and its unpickler raise many types for a damaged file
         raise InputError(f"{path}: unreadable PyTorch file ({e.__class__.__name__}); it is truncated, corrupt or not a torch.save file: re-save or re-download it") from None
 
@@ -116,7 +102,7 @@ def _unsupported_global(message: str) -> str:
     return ""
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:200] if text else e.__class__.__name__
 
@@ -127,20 +113,49 @@ def _top_keys(obj: Any) -> str:
     return f"(none: it is a {type(obj).__name__})"
 
 
-def walk_tensors(obj: Any, prefix: str) -> Iterator[tuple[str, Any]]:
-    """Every tensor in a nested checkpoint, named by its dotted path."""
+def walk_tensors(obj: Any, prefix: str, source: str = "checkpoint") -> Iterator[tuple[str, Any]]:
+    """Every tensor in a nested checkpoint, named by its dotted path.
+
+    Each container is entered once, under the first name that reaches it (a
+    checkpoint can share one tuple many times over: walking every path would
+    take exponential time). A tensor named twice in one container (tied
+    weights) keeps both names: they are aliases. A container that contains itself,
+    nesting deeper than MAX_DEPTH or more than MAX_TENSORS tensors is refused.
+    """
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        yield prefix or "tensor", obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from walk_tensors(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from walk_tensors(v, f"{prefix}.{i}" if prefix else str(i))
-    elif isinstance(obj, torch.nn.Module):
-        yield from walk_tensors(obj.state_dict(), prefix)
+    from sharescan.sources.torch_archive import MAX_DEPTH, MAX_TENSORS
+
+    seen: set[int] = set()
+    count = 0
+    # (object, name, ids of the containers above it): an explicit stack, so
+    # depth from the file never meets Python's recursion limit.
+    stack: list[tuple[Any, str, frozenset[int]]] = [(obj, prefix, frozenset())]
+    while stack:
+        item, name, above = stack.pop()
+        if isinstance(item, torch.nn.Module):
+            item = item.state_dict()
+        if isinstance(item, torch.Tensor):
+            count += 1
+            if count > MAX_TENSORS:
+                raise InputError(f"{source}: more than {MAX_TENSORS:,} tensors; sharescan refuses it (split the checkpoint, or --key one part)")
+            yield name or "tensor", item
+            continue
+        if isinstance(item, dict):
+            children = [(v, f"{name}.{k}" if name else str(k)) for k, v in item.items()]
+        elif isinstance(item, (list, tuple)):
+            children = [(v, f"{name}.{i}" if name else str(i)) for i, v in enumerate(item)]
+        else:
+            continue
+        if id(item) in above:
+            raise InputError(f"{source}: {name or 'the checkpoint'} contains itself; re-save a plain state_dict()")
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if len(above) >= MAX_DEPTH:
+            raise InputError(f"{source}: nested more than {MAX_DEPTH} deep at {name[:80]}...; re-save a flat state_dict()")
+        inner = above | {id(item)}
+        stack.extend((v, n, inner) for v, n in reversed(children))
 
 
 def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
@@ -155,13 +170,18 @@ def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
             continue
         t = t.detach()
         storage = t.untyped_storage()
+        shape, stride, offset = tuple(t.shape), tuple(t.stride()), t.storage_offset()
         if t.numel() == 0 or storage.nbytes() == 0:
-            key = f"empty:{name}"
-        else:
-            # Views of one storage (a tensor, its transpose, a slice) are the
-            # same bytes in the file, which saves the storage once, whole.
-            key = f"storage:{storage.data_ptr()}"
-        entries.append(TensorEntry(model, name, tuple(t.shape), dtype, key, _reader(t, dtype), storage.nbytes() or None))
+            entries.append(TensorEntry(model, name, shape, dtype, f"empty:{name}", _reader(t, dtype), 0, buffer=f"empty:{name}", span=(0, 0)))
+            continue
+        # A view is a tensor of its own; only views reading the same bytes the
+        # same way (offset, shape, stride, dtype) are one tensor. The file
+        # saves each storage once, whole: that is the buffer counted once.
+        item = DTYPES[dtype].itemsize
+        last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+        buffer = f"storage:{storage.data_ptr()}"
+        key = f"{buffer}@{offset}:{shape}:{stride}:{dtype}"
+        entries.append(TensorEntry(model, name, shape, dtype, key, _reader(t, dtype), storage.nbytes(), buffer=buffer, span=(offset * item, (last + 1) * item)))
     return entries
 
 
