@@ -26,9 +26,9 @@ from sharescan.onnx_rewrite.rebuild import rebuild_node
 from sharescan.onnx_rewrite.rename import point_at
 from sharescan.onnx_rewrite.rows import unique_rows
 from sharescan.onnx_rewrite.strip import strip_debug
-from sharescan.onnx_rewrite.verify import Verdict, check_model, compare_outputs, sample_inputs
+from sharescan.onnx_rewrite.verify import Reference, Verdict, check_model, check_result, reference_runs
 
-__all__ = ["DedupOptions", "DedupResult", "Merge", "dedup", "onnx_file_bytes"]
+__all__ = ["DedupOptions", "DedupResult", "DroppedMerge", "Merge", "dedup", "onnx_file_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ class DedupOptions:
     max_error: float = 1e-3  # a lossy result whose outputs move more than this (relative) is not written
     measure_ram: bool = True  # measure onnxruntime RAM before and after (4 short runs)
     inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # graph input specs for verification
+    # .npz files of real inputs for verification (each one sample, or several
+    # along a leading axis; see feeds.load_samples); replace synthetic feeds.
+    samples: tuple[str, ...] = ()
     # Drop doc strings and exporter metadata (the dynamo exporter's stack
     # traces are about 1-5% of a small model's file); see strip.py. Model
     # metadata, names and types stay.
@@ -68,6 +71,17 @@ class Merge:
 
 
 @dataclass(frozen=True)
+class DroppedMerge:
+    """A merge found but not written: verification refused it on its own."""
+
+    merge: Merge
+    reason: str  # what verification saw with it in
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.merge.to_dict(), "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class DedupResult:
     input: str
     output: str
@@ -83,6 +97,8 @@ class DedupResult:
     simplified: FoldResult | None = None  # what --simplify folded, if asked
     settings: dict[str, Any] = field(default_factory=dict)  # the options this result was made with
     recommended_options: dict[str, str] = field(default_factory=lambda: dict(RECOMMENDED_OPTIONS))
+    dropped_merges: tuple[DroppedMerge, ...] = ()  # merges left out because verification refused them
+    warnings: tuple[str, ...] = ()  # one line each, for stderr (e.g. the RAM probe failed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,10 +109,12 @@ class DedupResult:
             "file_bytes": {"before": self.file_bytes_before, "after": self.file_bytes_after},
             "tensor_bytes": {"before": self.tensor_bytes_before, "after": self.tensor_bytes_after},
             "merges": [m.to_dict() for m in self.merges],
+            "dropped_merges": [d.to_dict() for d in self.dropped_merges],
             "verification": {**self.verdict.to_dict(), "lossy": self.lossy},
             "onnxruntime_ram_bytes": self.ram,
             "simplify": None if self.simplified is None else self.simplified.to_dict(),
             "recommended_session_options": self.recommended_options,
+            "warnings": list(self.warnings),
         }
 
 
@@ -160,42 +178,117 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
     check_model(src)
     model, data_files = _load(src)
     before = _tensor_bytes(model)
-    merges = _share(model, result, options)
+    reference = reference_runs(src, model, options.inputs, options.samples)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        # Verification holds an onnxruntime session of each model in turn: the
+        # rewritten proto need not stay beside them (a third of the peak RSS).
+        first = _attempt(model, result, options, frozenset(), work / "all", out, reference, bool(data_files))
+        del model
+        chosen, dropped = first, []
+        if first.failure:
+            chosen, dropped = _drop_failing(src, result, options, work, out, reference, first, bool(data_files))
+        warnings: list[str] = []
+        ram: dict[str, dict[str, int]] = {}
+        if options.measure_ram:
+            try:
+                for label, path in (("before", src), ("after", chosen.staged[0])):
+                    ram[label] = {mode: measure_ram(path, reference.first, mode == "recommended", work) for mode in ("default", "recommended")}
+            except RuntimeError as e:
+                ram = {}
+                warnings.append(f"onnxruntime RAM not measured: the probe failed ({e})")
+        file_before = src.stat().st_size + sum((src.parent / f).stat().st_size for f in data_files)
+        file_after = sum(p.stat().st_size for p in chosen.staged)
+        for path in chosen.staged[1:]:
+            # onnx writes the data file owner-only; readers of the model need it as readable as the model.
+            os.chmod(path, chosen.staged[0].stat().st_mode & 0o777)
+            os.replace(path, out.parent / path.name)
+        os.replace(chosen.staged[0], out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
+    return DedupResult(
+        str(src), str(out), file_before, file_after, before, chosen.tensor_bytes, tuple(chosen.merges), chosen.verdict, chosen.lossy, ram, chosen.folded, settings,
+        dropped_merges=tuple(dropped), warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One rewrite with some merges left out, saved and verified."""
+
+    skipped: frozenset[str]  # the merges left out, by the tensor they would drop
+    merges: list[Merge]
+    staged: list[Path]
+    tensor_bytes: int
+    folded: FoldResult | None
+    verdict: Verdict
+    lossy: bool
+    failure: str  # why verification fails; "" when it passes
+
+
+def _attempt(model: Any, result: Any, options: DedupOptions, skip: frozenset[str], folder: Path, out: Path, reference: Reference, external_data: bool) -> _Attempt:
+    """Rewrite ``model`` (consumed) leaving out the merges in ``skip``, save it into ``folder``, verify it."""
+    merges = _share(model, result, options, skip)
     folded = simplify(model) if options.simplify else None
     if options.strip_debug:
         strip_debug(model)
     list_initializers_as_inputs(model)
     after = _tensor_bytes(model)
-    feeds = sample_inputs(model, {n: (s, d) for n, s, d in options.inputs})
+    folder.mkdir()
+    staged = _save(model, folder / out.name, external=after > _TWO_GB // 2 or external_data)
+    del model
     lossy = any(m.relation == "near" for m in merges)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        staged = _save(model, work / out.name, external=after > _TWO_GB // 2 or bool(data_files))
-        # Verification holds an onnxruntime session of each model in turn: the
-        # rewritten proto need not stay beside them (a third of the peak RSS).
-        del model
         check_model(staged[0], label=str(out))
-        verdict = compare_outputs(src, staged[0], feeds)
-        if not lossy and not verdict.outputs_identical:
-            hint = "; rerun without --simplify (a folded constant can change which onnxruntime fusions apply)" if options.simplify else ""
-            raise InputError(f"{out}: verification failed: outputs differ from the original by up to {verdict.max_abs_error:.3g} after lossless merges; nothing written{hint}")
-        if lossy and verdict.rel_error > options.max_error:
-            raise InputError(f"{out}: verification failed: outputs moved by {verdict.rel_error:.3g} relative (> --max-error {options.max_error:g}); nothing written; lower --tol")
-        ram: dict[str, dict[str, int]] = {}
-        if options.measure_ram:
-            for label, path in (("before", src), ("after", staged[0])):
-                ram[label] = {mode: measure_ram(path, feeds, mode == "recommended", work) for mode in ("default", "recommended")}
-        file_before = src.stat().st_size + sum((src.parent / f).stat().st_size for f in data_files)
-        file_after = sum(p.stat().st_size for p in staged)
-        for path in staged[1:]:
-            # onnx writes the data file owner-only; readers of the model need it as readable as the model.
-            os.chmod(path, staged[0].stat().st_mode & 0o777)
-            os.replace(path, out.parent / path.name)
-        os.replace(staged[0], out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
-    return DedupResult(str(src), str(out), file_before, file_after, before, after, tuple(merges), verdict, lossy, ram, folded, settings)
+    except InputError as e:
+        return _Attempt(skip, merges, staged, after, folded, Verdict(False, False, float("inf"), float("inf"), ()), lossy, e.message.replace("; nothing written", ""))
+    verdict, failure = check_result(staged[0], reference, lossy, options.max_error)
+    return _Attempt(skip, merges, staged, after, folded, verdict, lossy, failure)
+
+
+def _drop_failing(src: Path, result: Any, options: DedupOptions, work: Path, out: Path, reference: Reference, first: _Attempt, external_data: bool) -> tuple[_Attempt, list[DroppedMerge]]:
+    """Find the merges verification refuses by bisection; returns the verified rewrite without them.
+
+    A half that verifies is kept whole; a half that fails is split again, so k
+    bad merges among n cost about k log2(n) rebuilds. Each rebuild reloads the
+    input (the first rewrite consumed it).
+    """
+    names = [m.dropped for m in first.merges]
+    by_name = {m.dropped: m for m in first.merges}
+    attempts: dict[frozenset[str], _Attempt] = {frozenset(): first}
+    reasons: dict[str, str] = {}
+    counter = iter(range(1, 10**9))
+
+    def verify(keep: list[str]) -> _Attempt:
+        skip = frozenset(n for n in names if n not in keep)
+        if skip not in attempts:
+            model, _ = _load(src)
+            attempts[skip] = _attempt(model, result, options, skip, work / f"try{next(counter)}", out, reference, external_data)
+        return attempts[skip]
+
+    def search(accepted: list[str], candidates: list[str]) -> list[str]:
+        if not candidates:
+            return accepted
+        trial = verify(accepted + candidates)
+        if not trial.failure:
+            return accepted + candidates
+        if len(candidates) == 1:
+            reasons[candidates[0]] = trial.failure
+            return accepted
+        half = len(candidates) // 2
+        return search(search(accepted, candidates[:half]), candidates[half:])
+
+    half = len(names) // 2
+    kept = search(search([], names[:half]), names[half:]) if len(names) > 1 else []
+    if len(names) == 1:
+        reasons[names[0]] = first.failure
+    final = verify(kept)
+    if final.failure:
+        hint = "; rerun without --simplify (a folded constant can change which onnxruntime fusions apply)" if options.simplify else ""
+        raise InputError(f"{out}: verification failed even with no merge: {final.failure}; nothing written{hint}")
+    dropped = [DroppedMerge(by_name[n], reasons.get(n, "left out with a failing merge")) for n in names if n not in kept]
+    return final, dropped
 
 
 def _load(src: Path) -> tuple[Any, list[str]]:
@@ -212,8 +305,11 @@ def _load(src: Path) -> tuple[Any, list[str]]:
     return model, data_files
 
 
-def _share(model: Any, result: Any, options: DedupOptions) -> list[Merge]:
-    """Apply the analysis's groups (and, with ``rows``, unique rows) to the main graph; returns the merges."""
+def _share(model: Any, result: Any, options: DedupOptions, skip: frozenset[str] = frozenset()) -> list[Merge]:
+    """Apply the analysis's groups (and, with ``rows``, unique rows) to the main graph; returns the merges.
+
+    ``skip`` names tensors to leave stored (merges verification refused).
+    """
     graph = model.graph
     # Initializers a caller may feed (IR 4+, listed as inputs) are defaults, not constants: they stay.
     fed = overridable(model)
@@ -227,7 +323,7 @@ def _share(model: Any, result: Any, options: DedupOptions) -> list[Merge]:
             continue
         keep = g.members[0].name
         for m in g.members[1:]:
-            if keep not in stored or m.name not in stored:
+            if keep not in stored or m.name not in stored or m.name in skip:
                 continue  # subgraph tensors and aliases stay as they are
             kind, obj = stored[keep]
             if kind == "constant" and not _constant_to_initializer(graph, obj):
@@ -252,7 +348,7 @@ def _share(model: Any, result: Any, options: DedupOptions) -> list[Merge]:
     point_at(graph, kept_for)
     if options.rows:
         for name, (kind, obj) in list(stored.items()):
-            if kind != "initializer":
+            if kind != "initializer" or name in skip:
                 continue
             rewrite = unique_rows(graph, obj)
             if rewrite is not None:

@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, cast
-
 import numpy as np
 
 __all__ = ["RECOMMENDED_OPTIONS", "measure_ram"]
@@ -30,8 +28,9 @@ _PROBE = r"""
 import json, sys, numpy as np, onnxruntime as ort
 def rss():
     return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) * 1024
-path, config, feeds_path = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
-feeds = dict(np.load(feeds_path))
+path, config, feeds_path, names = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+data = np.load(feeds_path, allow_pickle=False)
+feeds = {name: data[f"arr_{k}"] for k, name in enumerate(names)}
 options = ort.SessionOptions()
 options.log_severity_level = 3
 for k, v in config.items():
@@ -44,13 +43,22 @@ print(rss() - before)
 
 
 def measure_ram(path: Path, feeds: dict[str, np.ndarray], recommended: bool, workdir: Path) -> int:
-    """Bytes of RSS growth for session creation plus one run."""
+    """Bytes of RSS growth for session creation plus one run; RuntimeError (one line) if the probe fails."""
     feeds_path = workdir / "feeds.npz"
-    # Widened so that mypy does not match the arrays against savez's allow_pickle: bool.
-    np.savez(feeds_path, **cast("dict[str, Any]", feeds))
+    # Positional arrays and a list of names: an input called "file" or
+    # "allow_pickle" would otherwise collide with savez's own keywords.
+    names = list(feeds)
+    np.savez(feeds_path, *[feeds[n] for n in names])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     config = RECOMMENDED_OPTIONS if recommended else {}
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(path), json.dumps(config), str(feeds_path)], capture_output=True, text=True, env=env, timeout=600)
+    try:
+        out = subprocess.run([sys.executable, "-c", _PROBE, str(path), json.dumps(config), str(feeds_path), json.dumps(names)], capture_output=True, text=True, env=env, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("the probe ran past 600 s") from None
     if out.returncode != 0:
-        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "RAM probe failed")
-    return int(out.stdout.strip().splitlines()[-1])
+        lines = out.stderr.strip().splitlines()
+        raise RuntimeError(" ".join(lines[-1].split()) if lines else f"the probe exited with status {out.returncode}")
+    try:
+        return int(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError("the probe printed no reading") from None

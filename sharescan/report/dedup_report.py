@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.onnx_rewrite.dedup import DedupResult
+from sharescan.onnx_rewrite.dedup import DedupResult, DroppedMerge
 from sharescan.units import human_bytes
 
 __all__ = ["dedup_summary", "dedup_rows", "render_dedup_terminal", "render_dedup_markdown", "MERGE_HEADER"]
@@ -14,7 +14,8 @@ MERGE_HEADER = ("#", "relation", "dropped", "now", "saved", "max abs err")
 
 def _ram_line(r: DedupResult) -> str:
     if not r.ram:
-        return "onnxruntime RAM: not measured"
+        failed = next((w for w in r.warnings if w.startswith("onnxruntime RAM")), None)
+        return failed or "onnxruntime RAM: not measured"
     b, a = r.ram["before"], r.ram["after"]
     return (
         f"onnxruntime RAM (session + one run): default options {human_bytes(b['default'])} -> {human_bytes(a['default'])}; "
@@ -33,6 +34,18 @@ def _simplify_line(r: DedupResult) -> str:
     )
 
 
+def _feeds_line(r: DedupResult) -> str:
+    v = r.verdict
+    shapes = ", ".join(f"{n} {'x'.join(map(str, s)) or 'scalar'} {d}" for n, s, d in v.inputs)
+    runs = f"; {len(v.runs)} runs: {'; '.join(v.runs)}" if len(v.runs) > 1 else ""
+    return f"verified on: {v.feeds_source}: {shapes}{runs}"
+
+
+def _dropped_line(d: DroppedMerge) -> str:
+    m = d.merge
+    return f"dropped merge: {m.relation} {m.dropped} = {m.how} ({human_bytes(m.saved_bytes)} not saved): {d.reason}; the tensor stays stored"
+
+
 def dedup_summary(r: DedupResult) -> list[str]:
     v = r.verdict
     verdict = "outputs identical" if v.outputs_identical else f"outputs within max abs {v.max_abs_error:.3g}, relative {v.rel_error:.3g}"
@@ -42,6 +55,9 @@ def dedup_summary(r: DedupResult) -> list[str]:
         f"file: {r.file_bytes_before:,} B ({human_bytes(r.file_bytes_before)}) -> {r.file_bytes_after:,} B ({human_bytes(r.file_bytes_after)})",
         f"tensor bytes: {r.tensor_bytes_before:,} B -> {r.tensor_bytes_after:,} B (saved {human_bytes(r.tensor_bytes_before - r.tensor_bytes_after)})",
         f"verification: onnx.checker passed; onnxruntime {verdict} ({'lossy' if r.lossy else 'lossless'} merges)",
+        _feeds_line(r),
+        *[f"skipped run: {s}" for s in v.skipped],
+        *[_dropped_line(d) for d in r.dropped_merges],
         *([_simplify_line(r)] if r.simplified is not None else []),
         _ram_line(r),
         f"recommended onnxruntime session config entries: {options}",
