@@ -181,8 +181,8 @@ def reference_runs(path: Path, model: Any, specs: tuple[tuple[str, tuple[int, ..
             except Exception as e:  # onnxruntime raises its own exception types
                 skipped.append(f"{label}: the original model does not run ({_one_line(str(e))})")
     source = "--input specs and declared shapes" if given_specs else "declared shapes"
-    if tried[-1] != tried[0]:
-        source += f", {base.label.split(',')[0]} (after {len(tried) - 1} refused)"
+    if sizes_used:
+        source += f", {tried[-1]}" + (f" (after {len(tried) - 1} refused)" if len(tried) > 1 else "")
     return Reference(tuple(sets), tuple(results), source, tuple(branches), tuple(skipped))
 
 
