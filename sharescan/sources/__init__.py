@@ -3,12 +3,13 @@ seen, so that analysing ONNX or safetensors never imports torch."""
 
 from __future__ import annotations
 
-import json
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sharescan.errors import InputError
+from sharescan.sources.files import regular_file
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["LoadOptions", "load_model", "detect_format"]
@@ -50,9 +51,13 @@ def detect_format(path: Path) -> str:
 
 def load_model(path_text: str, model: int, options: LoadOptions) -> LoadedModel:
     path = Path(path_text)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
+    if "\x00" in path_text or not path.exists():
+        shown = repr(path_text) if "\x00" in path_text else path_text  # a NUL byte is shown escaped
+        raise InputError(f"{shown}: no such file or folder; check the path")
     try:
+        # Before anything is opened: a FIFO blocks open(), /dev/zero never ends.
+        if not stat.S_ISDIR(path.stat().st_mode):
+            regular_file(path)
         fmt = detect_format(path)
         if fmt == "folder":
             return _load_folder(path, model, options)
@@ -66,6 +71,7 @@ def load_model(path_text: str, model: int, options: LoadOptions) -> LoadedModel:
 
 
 def _load_file(path: Path, fmt: str, model: int, options: LoadOptions, shown: str) -> LoadedModel:
+    regular_file(path)  # also for files found in a folder
     if fmt == "safetensors":
         from sharescan.sources.safetensors_source import load_safetensors
 
@@ -108,20 +114,15 @@ def _load_folder(path: Path, model: int, options: LoadOptions) -> LoadedModel:
 
 
 def _load_bin_index(index: Path, model: int, options: LoadOptions, shown: str) -> LoadedModel:
+    from sharescan.sources.shard_index import read_shard_index
+
+    shards = read_shard_index(index)  # checked before torch is imported
     from sharescan.sources import torch_source
 
-    try:
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{index}: not a valid index (needs a 'weight_map' object)") from None
-    folder = index.parent.resolve()
     tensors: list[TensorEntry] = []
     file_bytes = 0
     files = [str(index)]
-    for shard in shards:
-        shard_path = (folder / shard).resolve()
-        if folder not in shard_path.parents or not shard_path.is_file():
-            raise InputError(f"{index}: shard {shard!r} is missing or outside the model folder")
+    for _, shard_path in shards:
         part = torch_source.load_pytorch(shard_path, model, options.key, options.trust_pickle)
         tensors.extend(part.tensors)
         file_bytes += part.file_bytes

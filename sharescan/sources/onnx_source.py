@@ -20,6 +20,7 @@ import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
+from sharescan.sources.files import regular_file
 from sharescan.sources.mapped import mapped_reader
 from sharescan.sources.onnx_layout import read_layout
 from sharescan.table import LoadedModel, TensorEntry
@@ -56,6 +57,7 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
 
     # The main graph's raw tensor bytes stay in the file, mapped when read:
     # parsing them would hold the whole model in memory twice over.
+    regular_file(path)
     layout = read_layout(path)
     try:
         proto = onnx.load_model_from_string(layout[0]) if layout is not None else onnx.load(str(path), load_external_data=False)
@@ -88,6 +90,8 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
                     known[node.output[0]] = entry
             # An Identity of a stored tensor is the same bytes under a second name.
             elif node.op_type == "Identity" and node.input and node.input[0] in known:
+                if not node.output:
+                    raise InputError(f"{path}: Identity node {node.name or node.input[0]!r} in {scope or 'the main graph'} has no output; the graph is malformed: re-download or re-export the model")
                 src = known[node.input[0]]
                 alias = TensorEntry(model, f"{scope}{node.output[0]}", src.shape, src.dtype, src.storage, src.read)
                 entries.append(alias)
@@ -130,26 +134,55 @@ def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, exter
     return None
 
 
+# A bound on elements that no byte arithmetic can overflow (a zero dim lets
+# the others be anything).
+_MAX_ELEMENTS = 1 << 62
+
+# Where a tensor without raw_data keeps its values, by element type, and how
+# many field entries each element takes (complex: real and imaginary).
+_TYPED_FIELD = {1: ("float_data", 1), 14: ("float_data", 2), 11: ("double_data", 1), 15: ("double_data", 2), 7: ("int64_data", 1), 12: ("uint64_data", 1), 13: ("uint64_data", 1)}
+
+
+def _checked_shape(tensor: Any, name: str, path: Path) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in tensor.dims)
+    bound = 1
+    for d in shape:
+        bound *= max(d, 1)
+    if any(d < 0 for d in shape) or bound > _MAX_ELEMENTS:
+        raise InputError(f"{path}: tensor {name!r} has impossible dims {list(shape)}; the file is corrupt: re-download or re-export the model")
+    return shape
+
+
+def _held_bytes(tensor: Any, itemsize: int, count: int, raw_at: tuple[int, int] | None) -> int | None:
+    """The bytes the tensor holds inline (raw or typed), in the units of
+    ``count * itemsize``; None when they match the shape."""
+    if raw_at is not None:
+        held = raw_at[1]
+    elif tensor.HasField("raw_data"):
+        held = len(tensor.raw_data)
+    else:
+        field, per = _TYPED_FIELD.get(tensor.data_type, ("int32_data", 1))
+        entries = len(getattr(tensor, field))
+        return None if entries == count * per else entries * itemsize // per
+    return None if held == count * itemsize else held
+
+
 def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path], raw_at: tuple[int, int] | None = None) -> TensorEntry | None:
     dtype = ONNX_DTYPES.get(tensor.data_type)
     if dtype is None:
         logger.info("%s: skipping %s (element type %d is not numeric)", path, name, tensor.data_type)
         return None
-    shape = tuple(int(d) for d in tensor.dims)
+    shape = _checked_shape(tensor, name, path)
     dt = DTYPES[dtype]
     if tensor.data_location == 1:  # TensorProto.EXTERNAL
         return TensorEntry(model, name, shape, dtype, storage, _external_reader(tensor, name, shape, dt.storage, path, folder, external))
+    # Every tensor's bytes are checked against its shape here, before any read.
+    itemsize = np.dtype(dt.storage).itemsize
+    held = _held_bytes(tensor, itemsize, _count(shape), raw_at)
+    if held is not None:
+        raise InputError(f"{path}: tensor {name!r} holds {held} bytes for shape {list(shape)} {dtype} ({_count(shape) * itemsize} bytes); the file is corrupt: re-download or re-export the model")
     if raw_at is not None:  # raw bytes left in the file by read_layout
-        offset, length = raw_at
-        itemsize = np.dtype(dt.storage).itemsize
-        if length != _count(shape) * itemsize:
-            held = length // itemsize
-
-            def corrupt() -> np.ndarray:
-                raise InputError(f"{path}: tensor {name!r} holds {held} elements for shape {list(shape)}; the file is corrupt")
-
-            return TensorEntry(model, name, shape, dtype, storage, corrupt)
-        return TensorEntry(model, name, shape, dtype, storage, mapped_reader(path, offset, dt.storage, shape))
+        return TensorEntry(model, name, shape, dtype, storage, mapped_reader(path, raw_at[0], dt.storage, shape))
 
     def read() -> np.ndarray:
         if tensor.raw_data:
@@ -180,11 +213,14 @@ def _count(shape: tuple[int, ...]) -> int:
 def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: str, path: Path, folder: Path, external: set[Path]):
     info = {kv.key: kv.value for kv in tensor.external_data}
     location = info.get("location", "")
+    if "\x00" in location:
+        raise InputError(f"{path}: external data path {location!r} of tensor {name!r} holds a NUL byte; refusing to read it: re-export the model")
     target = Path(os.path.realpath(folder / location))
     if not location or os.path.isabs(location) or (folder != target.parent and folder not in target.parents):
         raise InputError(f"{path}: external data path {location!r} of tensor {name!r} leaves the model's folder; refusing to read it")
-    if not target.is_file():
+    if not target.exists():
         raise InputError(f"{path}: external data file {location!r} of tensor {name!r} is missing; copy it next to the model")
+    regular_file(target, f"{path}: external data file {location!r} of tensor {name!r}")
     nbytes = _count(shape) * np.dtype(storage).itemsize
     try:
         offset = int(info.get("offset", 0))

@@ -7,15 +7,15 @@ detector asks for a tensor's bytes.
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from pathlib import Path
 
-
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
+from sharescan.sources.files import regular_file, strict_json
 from sharescan.sources.mapped import mapped_reader
+from sharescan.sources.shard_index import read_shard_index
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_safetensors", "load_safetensors_index", "read_header"]
@@ -43,11 +43,24 @@ _DTYPE_CODES = {
 
 # A header larger than this is not a safetensors header (the format caps it at 100 MB).
 _MAX_HEADER = 100 * 1024 * 1024
+# More tensors than this in one file is no model (the 100 MB header fits
+# about 1.5 million short records anyway); the limit bounds the work.
+MAX_TENSORS = 10_000_000
+# numpy's limit on dimensions, and a bound on elements that no
+# offset arithmetic can overflow (a zero dim lets the others be anything).
+_MAX_RANK = 32
+_MAX_ELEMENTS = 1 << 62
+
+_ADVICE = "the file is corrupt: re-save or re-download it"
 
 
 def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
-    """Tensor records, metadata and the offset where tensor data starts."""
-    size = path.stat().st_size
+    """Tensor records, metadata and the offset where tensor data starts.
+
+    Only the header's shape is checked here (an object of objects, string
+    metadata); each record is checked by ``_entries``.
+    """
+    size = regular_file(path).st_size
     with path.open("rb") as f:
         head = f.read(8)
         if len(head) < 8:
@@ -56,16 +69,46 @@ def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str], int]:
         if n == 0 or n > _MAX_HEADER or 8 + n > size:
             raise InputError(f"{path}: not a valid safetensors file (header length {n} does not fit a {size}-byte file); it is truncated or corrupt: re-save or re-download it")
         raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: corrupt safetensors header ({e.__class__.__name__}); re-save or re-download it") from None
+    header = strict_json(raw, str(path), "safetensors header", "re-save or re-download it")
     if not isinstance(header, dict):
         raise InputError(f"{path}: corrupt safetensors header (not a JSON object); re-save or re-download it")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise InputError(f"{path}: corrupt safetensors header (__metadata__ is not an object); re-save or re-download it")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InputError(f"{path}: corrupt safetensors header (__metadata__ is not an object of strings); re-save or re-download it")
+    if len(header) > MAX_TENSORS:
+        raise InputError(f"{path}: header lists {len(header):,} tensors, over the limit of {MAX_TENSORS:,}; {_ADVICE}")
     return header, metadata, 8 + n
+
+
+def _record(path: Path, name: str, info: object, data_bytes: int) -> tuple[str, tuple[int, ...], int, int]:
+    """dtype, shape and data offsets of one header record, each checked:
+    plain ints (not bools or floats), a known dtype, a sane shape whose
+    bytes are exactly the offsets' span, inside the file's data."""
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: tensor {name!r} has a malformed header entry (not an object); {_ADVICE}")
+    code, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(code, str):
+        raise InputError(f"{path}: tensor {name!r} has a malformed header entry (dtype is not a string); {_ADVICE}")
+    if not isinstance(shape, list) or len(shape) > _MAX_RANK or not all(type(d) is int and d >= 0 for d in shape):
+        raise InputError(f"{path}: tensor {name!r} has a malformed header entry (shape must be a list of at most {_MAX_RANK} non-negative integers); {_ADVICE}")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(x) is int for x in offsets):
+        raise InputError(f"{path}: tensor {name!r} has a malformed header entry (data_offsets must be two integers); {_ADVICE}")
+    if code not in _DTYPE_CODES:
+        raise InputError(f"{path}: tensor {name!r} has dtype {code!r}, which sharescan does not read ({', '.join(_DTYPE_CODES)})")
+    dtype = _DTYPE_CODES[code]
+    begin, end = offsets
+    bound = count = 1
+    for d in shape:
+        count *= d
+        bound *= max(d, 1)
+    if bound > _MAX_ELEMENTS:
+        raise InputError(f"{path}: tensor {name!r} declares an impossible shape {shape}; {_ADVICE}")
+    expected = count * DTYPES[dtype].itemsize
+    if not 0 <= begin <= end or end - begin != expected:
+        raise InputError(f"{path}: tensor {name!r} declares {end - begin} bytes for shape {shape} {dtype}; {_ADVICE}")
+    if end > data_bytes:
+        raise InputError(f"{path}: truncated file: tensor {name!r} ends at byte {end} of the {data_bytes}-byte data section; re-save or re-download it")
+    return dtype, tuple(shape), begin, end
 
 
 def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
@@ -74,23 +117,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
     entries: list[TensorEntry] = []
     by_name: dict[str, TensorEntry] = {}
     for name, info in header.items():
-        try:
-            code = info["dtype"]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{path}: tensor {name!r} has a malformed header entry; the file is corrupt: re-save or re-download it") from None
-        if code not in _DTYPE_CODES:
-            raise InputError(f"{path}: tensor {name!r} has dtype {code!r}, which sharescan does not read ({', '.join(_DTYPE_CODES)})")
-        dtype = _DTYPE_CODES[code]
-        dt = DTYPES[dtype]
-        expected = dt.itemsize
-        for d in shape:
-            expected *= d
-        if any(d < 0 for d in shape) or end - begin != expected or begin < 0:
-            raise InputError(f"{path}: tensor {name!r} declares {end - begin} bytes for shape {list(shape)} {dtype}; the file is corrupt: re-save or re-download it")
-        if data_start + end > size:
-            raise InputError(f"{path}: truncated file: tensor {name!r} ends at byte {data_start + end} of {size}; re-save or re-download it")
+        dtype, shape, begin, end = _record(path, name, info, size - data_start)
         entry = TensorEntry(
             model=model,
             name=name,
@@ -98,14 +125,14 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             dtype=dtype,
             # Zero-size tensors all sit at one offset; they share no bytes.
             storage=f"{prefix}{path.name}:{begin}:{end}" if end > begin else f"empty:{name}",
-            read=mapped_reader(path, data_start + begin, dt.storage, shape),
+            read=mapped_reader(path, data_start + begin, DTYPES[dtype].storage, shape),
         )
         entries.append(entry)
         by_name[name] = entry
     # safetensors.torch.save_model drops the second name of a tied tensor and
     # records it as metadata {dropped_name: kept_name}: restore it as an alias.
     for dropped, kept in metadata.items():
-        if dropped not in by_name and isinstance(kept, str) and kept in by_name:
+        if dropped not in by_name and kept in by_name:
             src = by_name[kept]
             entries.append(TensorEntry(model, dropped, src.shape, src.dtype, src.storage, src.read))
     return entries
@@ -118,21 +145,11 @@ def load_safetensors(path: Path, model: int) -> LoadedModel:
 
 def load_safetensors_index(index: Path, model: int, shown: str) -> LoadedModel:
     """A sharded model: ``model.safetensors.index.json`` and its shard files."""
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{index}: not a valid safetensors index (needs a 'weight_map' object)") from None
-    folder = index.parent.resolve()
-    shards = sorted(set(weight_map.values()))
+    shards = read_shard_index(index)
     entries: list[TensorEntry] = []
     file_bytes = 0
-    for shard in shards:
-        shard_path = (folder / shard).resolve()
-        if folder not in shard_path.parents:
-            raise InputError(f"{index}: shard path {shard!r} leaves the model folder; refusing to read it")
-        if not shard_path.is_file():
-            raise InputError(f"{index}: shard {shard!r} is missing; download the whole folder")
+    for shard, shard_path in shards:
         file_bytes += shard_path.stat().st_size
         entries.extend(_entries(shard_path, model, f"{shard}/"))
-    files = (str(index), *(str((folder / s).resolve()) for s in shards))
+    files = (str(index), *(str(p) for _, p in shards))
     return LoadedModel(shown, "safetensors-sharded", tuple(entries), file_bytes, files=files)

@@ -1,0 +1,53 @@
+"""Hugging Face shard indexes (``model.safetensors.index.json``,
+``pytorch_model.bin.index.json``): the shard files they name, checked.
+
+Both formats share one layout, ``{"weight_map": {tensor name: shard file}}``,
+so one reader serves both loaders. A shard must be a plain relative path
+inside the index's folder: a NUL byte, an absolute path, a ``..`` part, or a
+symlink that resolves outside the folder is refused, so an index cannot make
+sharescan read arbitrary files; a FIFO or device is refused before it is
+opened.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from sharescan.errors import InputError
+from sharescan.sources.files import regular_file, strict_json
+
+__all__ = ["read_shard_index"]
+
+# Real indexes are a few MB for the largest models (one line per tensor).
+_MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+def read_shard_index(index: Path) -> list[tuple[str, Path]]:
+    """(name in the index, resolved path) of each distinct shard, sorted by name."""
+    size = regular_file(index).st_size
+    advice = "re-download the index or the whole folder"
+    if size > _MAX_INDEX_BYTES:
+        raise InputError(f"{index}: index is {size:,} bytes, over the {_MAX_INDEX_BYTES:,}-byte limit for a shard index; {advice}")
+    data = strict_json(index.read_bytes(), str(index), "shard index", advice)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict):
+        raise InputError(f"{index}: not a valid shard index (needs a 'weight_map' object of tensor name -> shard file); {advice}")
+    wrong = [v for v in weight_map.values() if not isinstance(v, str)]
+    if wrong:
+        raise InputError(f"{index}: not a valid shard index ('weight_map' values must be shard file names, found {type(wrong[0]).__name__}); {advice}")
+    folder = index.parent.resolve()
+    return [(shard, _shard_path(index, folder, shard)) for shard in sorted(set(weight_map.values()))]
+
+
+def _shard_path(index: Path, folder: Path, shard: str) -> Path:
+    plain = shard and "\x00" not in shard and not os.path.isabs(shard) and not PureWindowsPath(shard).is_absolute()
+    if not plain or ".." in PurePosixPath(shard.replace("\\", "/")).parts:
+        raise InputError(f"{index}: shard path {shard!r} is not a file name inside the model folder; refusing to read it: re-download the index")
+    path = Path(os.path.realpath(folder / shard))
+    if folder not in path.parents:
+        raise InputError(f"{index}: shard {shard!r} leaves the model folder (through a symlink); refusing to read it: copy the shard into the folder")
+    if not path.exists():
+        raise InputError(f"{index}: shard {shard!r} is missing; download the whole folder")
+    regular_file(path, f"{index}: shard {shard!r}")
+    return path
