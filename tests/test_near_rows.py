@@ -201,3 +201,33 @@ def test_near_merge_counts_the_zero_signs_it_would_flip(tmp_path: Path) -> None:
     (group,) = find_near(entries, units, compute_digests(entries, units), 2e-3)
     assert group.zero_signs == int(np.count_nonzero(tensors["a"] == 0))
     assert group.max_abs_error == pytest.approx(float(np.abs(tensors["a"].astype(np.float64) - tensors["b"]).max()))
+
+
+def test_candidate_search_memory_is_linear_in_group_members() -> None:
+    # A group of n copies must not be expanded into its n * (n - 1) pairs:
+    # 20,000 identical biases took 24 GB that way.
+    import tracemalloc
+
+    from sharescan.detect.candidates import find_candidates
+    from sharescan.groups import Group
+
+    copies = Group("identical", tuple(range(1500)))
+    tracemalloc.start()
+    try:
+        assert find_candidates([], [], {}, [copies], count=5) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000  # a set of its 2.2 million pairs takes over 200 MB
+
+
+def test_tensors_sharing_rows_are_not_tying_candidates_of_each_other(tmp_path: Path) -> None:
+    a = rng.standard_normal((16, 64)).astype(np.float32)
+    b = a.copy()
+    b[8:] = rng.standard_normal((8, 64))  # half the rows shared: a rows group, far from near
+    c = rng.standard_normal((16, 64)).astype(np.float32)
+    result = _analyze({"a": a, "b": b, "c": c}, tmp_path)
+    assert [g.relation for g in result.groups] == ["rows"]
+    pairs = {frozenset((cand.a.name, cand.b.name)) for cand in result.candidates}
+    assert frozenset(("a", "b")) not in pairs
+    assert pairs >= {frozenset(("a", "c")), frozenset(("b", "c"))}  # the others are still listed

@@ -13,7 +13,7 @@ projections are, so a close pair may rank lower than it should there.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -57,13 +57,40 @@ def _estimates(entries: Sequence[TensorEntry], digests: Mapping[int, Digest], po
     return est, i, j
 
 
+def _memberships(groups: Sequence[Group]) -> dict[int, frozenset[int]]:
+    """Each tensor's groups (by index), aliases aside: linear in the members.
+
+    A group of n copies has n * (n - 1) pairs; 20,000 identical biases would
+    be 4e8 of them, so pairs are tested by shared membership instead.
+    """
+    out: dict[int, set[int]] = {}
+    for k, g in enumerate(groups):
+        if g.relation != "aliased":
+            for m in g.members:
+                out.setdefault(m, set()).add(k)
+    return {m: frozenset(ks) for m, ks in out.items()}
+
+
+def _best(est: np.ndarray, wanted: int, skip: Callable[[int], bool]) -> list[int]:
+    """Indices of the ``wanted`` smallest estimates that ``skip`` keeps, best first.
+
+    The window doubles until enough survive, so skipped pairs (already
+    merged together) cost no more than looking past them.
+    """
+    window = min(est.size, wanted)
+    while True:
+        part = np.argpartition(est, window - 1)[:window] if window < est.size else np.arange(est.size)
+        kept = [int(k) for k in part[np.argsort(est[part], kind="stable")] if not skip(int(k))]
+        if len(kept) >= wanted or window >= est.size:
+            return kept[:wanted]
+        window = min(est.size, 2 * window)
+
+
 def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], groups: Sequence[Group], count: int) -> list[Candidate]:
     if count <= 0:
         return []
-    together: set[tuple[int, int]] = set()
-    for g in groups:
-        if g.relation != "aliased":
-            together.update((a, b) for a in g.members for b in g.members if a != b)
+    groups_of = _memberships(groups)
+    none: frozenset[int] = frozenset()
     order = {u: k for k, u in enumerate(units)}
     wanted = count * _MEASURED_PER_REPORTED
     estimates: list[tuple[float, int, int, bool]] = []
@@ -75,13 +102,15 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
         flip = np.array([t for _, t, _ in points])
         valid = (unit[i] != unit[j]) & ~(flip[i] & flip[j]) & np.isfinite(est)
         est, i, j = est[valid], i[valid], j[valid]
-        # Pairs already merged are skipped below; keep enough spare to replace them.
-        keep = min(est.size, wanted + len(together))
-        best = np.argpartition(est, keep - 1)[:keep] if 0 < keep < est.size else np.arange(est.size)
-        for k in best:
+        if not est.size:
+            continue
+
+        def merged(k: int) -> bool:
+            """Both tensors are already in one group: nothing left to tie."""
+            return not groups_of.get(int(unit[i[k]]), none).isdisjoint(groups_of.get(int(unit[j[k]]), none))
+
+        for k in _best(est, wanted, merged):
             ua, ub = int(unit[i[k]]), int(unit[j[k]])
-            if (ua, ub) in together:
-                continue
             a, b = (ua, ub) if order[ua] < order[ub] else (ub, ua)
             estimates.append((float(est[k]), a, b, bool(flip[i[k]] != flip[j[k]])))
     estimates.sort()
