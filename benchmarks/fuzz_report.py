@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,13 +43,14 @@ def main() -> None:
     header = f"# Fuzzing the bad-input contract\n\n{len(cases)} seeded cases, {failed} failing; {seconds:.0f} s with {args.jobs} workers on {platform.machine()} ({when}). Command: `python benchmarks/fuzz_report.py`."
 
     reports = ROOT / "reports"
-    reports.mkdir(exist_ok=True)
+    if args.match:  # a partial run does not replace the full report
+        reports = Path(tempfile.mkdtemp(prefix="fuzz-report-"))
     record = {"cases": len(cases), "failed": failed, "seconds": round(seconds, 1), "jobs": args.jobs, "per_class": counts, "results": [results[c.id] for c in cases]}
     (reports / "fuzz.json").write_text(json.dumps(record, indent=1) + "\n")
     (reports / "robustness_fuzz.md").write_text(failures_markdown(cases, results, header))
     if args.failures:
         args.failures.write_text(failures_markdown(cases, results, header))
-    print(f"{len(cases)} cases, {failed} failing, {seconds:.0f} s")
+    print(f"{len(cases)} cases, {failed} failing, {seconds:.0f} s; reports in {reports}")
     for cls, row in counts.items():
         print(f"  {cls:20} {row['cases']:4} cases {row['failed']:4} failing")
 

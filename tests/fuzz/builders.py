@@ -68,6 +68,14 @@ def _source(root: Path, fmt: str) -> tuple[Path, Path]:
     raise ValueError(fmt)
 
 
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+        return True
+    except ValueError:
+        return False
+
+
 @builder
 def truncate(root: Path, p: dict[str, Any]) -> Plan:
     target, model = _source(root, p["fmt"])
@@ -76,6 +84,8 @@ def truncate(root: Path, p: dict[str, Any]) -> Plan:
     expect = "refuse"
     if p["fmt"] in ("onnx", "onnx_ext_model") and models.onnx_is_valid(cut, target.parent):
         expect = "either"  # cut at a field boundary: a smaller but well-formed model
+    if p["fmt"] == "hf_index" and _is_json(cut):
+        expect = "either"  # only trailing white space was cut
     target.write_bytes(cut)
     return dedup(root, model, expect) if p["cmd"] == "dedup" else analyze(root, model, expect)
 
@@ -248,6 +258,7 @@ INDEX_MUTATIONS: dict[str, tuple[str, Callable[[Header, Path, Path], Any]]] = {
     "index_list": ("refuse", lambda h, r, f: [h]),
     "total_size_infinity": ("either", lambda h, r, f: {**h, "metadata": {"total_size": float("inf")}}),
     "total_size_huge": ("either", lambda h, r, f: {**h, "metadata": {"total_size": 10**30}}),
+    "shard_symlink_out": ("refuse", lambda h, r, f: ((f / "link.safetensors").symlink_to(_outside(r)), _remap(h, "link.safetensors"))[1]),
     "tensor_not_in_shard": ("refuse", lambda h, r, f: {**h, "weight_map": {**h["weight_map"], "ghost.weight": "model-00001-of-00002.safetensors"}}),
 }
 
@@ -378,6 +389,8 @@ def onnx_raw(root: Path, p: dict[str, Any]) -> Plan:
 
     model = models.small_onnx()
     expect, where, mutate = ONNX_RAW[p["variant"]]
+    if where == "graph" and p["cmd"] == "analyze":
+        expect = "either"  # every tensor is still readable: analyze may report them
     mutate(model.graph if where == "graph" else _tensor(model, where))
     (root / "m").mkdir()
     path = root / "m" / "model.onnx"
@@ -495,3 +508,69 @@ def hostile(root: Path, p: dict[str, Any]) -> Plan:
         groups = "A:features.0.bias = A:features.2.bias"
         return Plan(["tie", str(model), "--arch", "fixtures.architectures:DigitsMLP", "--inputs", str(calib), "--groups", groups, "--epochs", "1", "--finetune-shared", "0", "-o", str(out), "--json"], root, "refuse", [out])
     raise ValueError(cmd)
+
+
+# torch.load itself accepts these: the views stay inside the bytes the storage claims
+VIEW_EXPECT = {"expand_bomb": "either", "zero_stride_view": "either", "overlapping_view": "either", "numel_past_data": "either"}
+
+
+@builder
+def tensor_view(root: Path, p: dict[str, Any]) -> Plan:
+    """A zip .pt whose tensor is a damaged view of a real storage (weights-only loadable)."""
+    (root / "m").mkdir()
+    path = root / "m" / "model.pt"
+    path.write_bytes(pickles.replace_members((FIXTURES / "mlp.pt").read_bytes(), {"/data.pkl": pickles.tensor_views(p["view"])}))
+    return analyze(root, path, VIEW_EXPECT.get(p["view"], "refuse"))
+
+
+def _graph_external(root: Path, folder: Path, where: str, location: str) -> Any:
+    """small_onnx with the tensor at ``where`` moved to external ``location``."""
+    from onnx import TensorProto
+
+    model = models.small_onnx()
+    t = _tensor(model, where)
+    target = (folder / location) if not os.path.isabs(location) else Path(location)
+    if not target.exists() and target.parent.is_dir():
+        target.write_bytes(t.raw_data)
+    size = len(t.raw_data)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    models.set_external(t, location=location, offset="0", length=str(size))
+    return model
+
+
+# variant -> (expect, where, location); the location's file is made with the tensor's bytes
+ONNX_EXT_GRAPH: dict[str, tuple[str, str, str]] = {
+    "const_external_inside": ("either", "const", "c.bin"),
+    "const_external_dotdot": ("refuse", "const", "../outside_c.bin"),
+    "if_init_external_dotdot": ("refuse", "if_init", "../outside_t.bin"),
+    "if_const_external_dotdot": ("refuse", "if_const", "../outside_e.bin"),
+    "init_external_deep_dotdot": ("refuse", "init", "sub/../../outside_w.bin"),
+    "init_external_dot_slash": ("either", "init", "./w.bin"),
+    # on POSIX a backslash is part of the name: this file lies inside the folder
+    "init_external_backslash_dotdot": ("either", "init", "..\\outside_w.bin"),
+}
+
+
+@builder
+def onnx_ext_graph(root: Path, p: dict[str, Any]) -> Plan:
+    """External data on tensors inside nodes and subgraphs, some outside the model's folder."""
+    folder = root / "m"
+    (folder / "sub").mkdir(parents=True)
+    expect, where, location = ONNX_EXT_GRAPH[p["variant"]]
+    model = _graph_external(root, folder, where, location)
+    path = folder / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    return dedup(root, path, expect) if p["cmd"] == "dedup" else analyze(root, path, expect)
+
+
+@builder
+def st_many(root: Path, p: dict[str, Any]) -> Plan:
+    """A safetensors header naming ``n`` tensors: parsing and analysing must stay fast."""
+    n = p["n"]
+    header = {f"t{i}": {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i in range(n)}
+    text = json.dumps(header).encode()
+    (root / "m").mkdir()
+    path = root / "m" / "many.safetensors"
+    path.write_bytes(struct.pack("<Q", len(text)) + text + np.arange(n, dtype=np.float32).tobytes())
+    return analyze(root, path, "either")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from tests.fuzz.builders import INDEX_MUTATIONS, ONNX_EXT, ONNX_RAW, ST_LENGTHS, ST_MUTATIONS
+from tests.fuzz.builders import INDEX_MUTATIONS, ONNX_EXT, ONNX_EXT_GRAPH, ONNX_RAW, ST_LENGTHS, ST_MUTATIONS
 from tests.fuzz.paths import PATH_TRICKS
-from tests.fuzz.pickles import CODE_PAYLOADS, STRUCT_PAYLOADS
+from tests.fuzz.pickles import CODE_PAYLOADS, STRUCT_PAYLOADS, TENSOR_VIEWS
 from tests.fuzz.plan import Case
 
 __all__ = ["all_cases", "CLASSES"]
@@ -53,6 +53,7 @@ def _headers() -> list[Case]:
     cases = [Case(f"safetensors_header/file/{m}", "safetensors_header", "st_header", {"mut": m, "target": "file"}) for m in [*ST_MUTATIONS, *ST_LENGTHS]]
     cases += [Case(f"safetensors_header/shard/{m}", "safetensors_header", "st_header", {"mut": m, "target": "shard"}) for m in SHARD_HEADER_MUTATIONS]
     cases += [Case(f"safetensors_header/index/{m}", "safetensors_header", "hf_index", {"mut": m}) for m in INDEX_MUTATIONS]
+    cases += [Case(f"safetensors_header/many_tensors/{n}", "safetensors_header", "st_many", {"n": n}) for n in (5_000, 30_000)]
     return cases
 
 
@@ -66,6 +67,7 @@ def _protobuf() -> list[Case]:
     for cmd in ("analyze", "dedup"):
         cases += [Case(f"onnx_protobuf/raw/{v}/{cmd}", "onnx_protobuf", "onnx_raw", {"variant": v, "cmd": cmd}) for v in ONNX_RAW]
         cases += [Case(f"onnx_protobuf/external/{v}/{cmd}", "onnx_protobuf", "onnx_ext", {"variant": v, "cmd": cmd}) for v in ONNX_EXT]
+        cases += [Case(f"onnx_protobuf/external_graph/{v}/{cmd}", "onnx_protobuf", "onnx_ext_graph", {"variant": v, "cmd": cmd}) for v in ONNX_EXT_GRAPH]
     return cases
 
 
@@ -76,6 +78,7 @@ def _pickles() -> list[Case]:
     for payload in CODE_PAYLOADS:
         cases += [Case(f"hostile_pickle/export/{slot}/{payload}", "hostile_pickle", "hostile", {"payload": payload, "slot": slot, "cmd": "export"}) for slot in EXPORT_SLOTS]
         cases.append(Case(f"hostile_pickle/tie/zip_data_pkl/{payload}", "hostile_pickle", "hostile", {"payload": payload, "slot": "zip_data_pkl", "cmd": "tie"}))
+    cases += [Case(f"hostile_pickle/tensor_view/{v}", "hostile_pickle", "tensor_view", {"view": v}) for v in TENSOR_VIEWS]
     for payload, slot, cmd in SUBPROCESS_PICKLES:
         cases.append(Case(f"hostile_pickle/subprocess/{cmd}/{slot}/{payload}", "hostile_pickle", "hostile", {"payload": payload, "slot": slot, "cmd": cmd}, mode="subprocess"))
     return cases

@@ -124,3 +124,51 @@ def pt2_pickled_constant(src: bytes, body: bytes) -> bytes:
                 zout.writestr(info.filename.rsplit("/", 1)[0] + "/constant_0", body)
             zout.writestr(info.filename, data)
     return out.getvalue()
+
+
+def tensor_views(kind: str) -> bytes:
+    """A zip-.pt data.pkl (protocol 2, as torch writes it) whose one tensor is
+    rebuilt over mlp.pt's storage ``data/0`` (4,096 float32) with a damaged view.
+    Only what a weights-only unpickler allows: _rebuild_tensor_v2, FloatStorage."""
+    import collections
+
+    import torch
+
+    # kind -> (storage key, storage numel, storage type, offset, size, stride)
+    views = {
+        "offset_past_storage": ("0", 4096, "FloatStorage", 10**6, (4,), (1,)),
+        "size_past_storage": ("0", 4096, "FloatStorage", 0, (10**6,), (1,)),
+        "negative_stride": ("0", 4096, "FloatStorage", 4095, (16,), (-1,)),
+        "negative_size": ("0", 4096, "FloatStorage", 0, (-4,), (1,)),
+        "expand_bomb": ("0", 4096, "FloatStorage", 0, (2**31, 2**31), (0, 0)),
+        "zero_stride_view": ("0", 4096, "FloatStorage", 0, (64, 64), (0, 1)),
+        "overlapping_view": ("0", 4096, "FloatStorage", 0, (64, 64), (1, 1)),
+        "numel_past_data": ("0", 2**40, "FloatStorage", 0, (4,), (1,)),
+        "numel_negative": ("0", -5, "FloatStorage", 0, (4,), (1,)),
+        "key_missing": ("99", 16, "FloatStorage", 0, (4,), (1,)),
+        "key_dotdot": ("../../../../etc/hostname", 1, "ByteStorage", 0, (1,), (1,)),
+        "dtype_bigger_than_data": ("5", 10, "DoubleStorage", 0, (10,), (1,)),
+    }
+    key, numel, storage_type, offset, size, stride = views[kind]
+
+    class Storage:
+        pass
+
+    storage = Storage()
+
+    class View:
+        def __reduce__(self):  # noqa: ANN204 - pickling protocol
+            return (torch._utils._rebuild_tensor_v2, (storage, offset, size, stride, False, collections.OrderedDict()))
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: object) -> object:
+            if obj is storage:
+                return ("storage", getattr(torch, storage_type), key, "cpu", numel)
+            return None
+
+    out = io.BytesIO()
+    Pickler(out, protocol=2).dump({"features.0.weight": View()})
+    return out.getvalue()
+
+
+TENSOR_VIEWS = ("offset_past_storage", "size_past_storage", "negative_stride", "negative_size", "expand_bomb", "zero_stride_view", "overlapping_view", "numel_past_data", "numel_negative", "key_missing", "key_dotdot", "dtype_bigger_than_data")
