@@ -377,4 +377,5 @@ def _save(model: Any, staged: Path, external: bool) -> list[Path]:
         onnx.save_model(model, staged.name, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
     finally:
         os.chdir(here)
-    return [staged, staged.parent / data_name]
+    # Tensors under the size threshold stay inline: a small model may need no data file at all.
+    return [staged] + [p for p in (staged.parent / data_name,) if p.exists()]
