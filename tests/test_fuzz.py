@@ -48,3 +48,52 @@ def test_fuzz_case_keeps_the_bad_input_contract(case: Case, fuzz_results: dict[s
     r = fuzz_results[case.id]
     detail = f"{r.get('command')}\n(cwd {r.get('cwd')}, {case.mode}, expect {r.get('expect')})\nexit {r.get('exit')}\n--- stderr ---\n{r.get('stderr_tail', '')}\n--- stdout ---\n{r.get('stdout_head', '')}\n{r.get('harness_traceback', '')}"
     assert not r["violations"], "; ".join(r["violations"]) + "\n" + detail
+
+
+# --------------------------------------------------------------------------
+# the checker itself: each invariant it guards is reported when broken
+
+
+def _plan(tmp_path: Any, expect: str = "refuse") -> Any:
+    from tests.fuzz.plan import Plan
+
+    return Plan(["analyze", str(tmp_path / "m.safetensors"), "--json"], tmp_path, expect)
+
+
+def test_fuzz_checker_accepts_a_clean_refusal(tmp_path: Any) -> None:
+    from tests.fuzz.worker import check, snapshot
+
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    snap = snapshot(tmp_path)
+    assert check(_plan(tmp_path), tmp_path, 2, "", "error: m.safetensors: corrupt; re-save it\n", 0.1, snap, snap) == []
+
+
+def test_fuzz_checker_reports_each_broken_invariant(tmp_path: Any) -> None:
+    from tests.fuzz.worker import check, snapshot
+
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    before = snapshot(tmp_path)
+    (tmp_path / "m.safetensors").write_bytes(b"y")  # input changed
+    (tmp_path / ".out.tmp123").write_bytes(b"partial")  # temp file left behind
+    (tmp_path / "MARKER").touch()  # a payload ran
+    after = snapshot(tmp_path)
+    stderr = "Traceback (most recent call last):\nValueError: boom\n"
+    found = " | ".join(check(_plan(tmp_path), tmp_path, 1, "partial", stderr, 31.0, before, after))
+    for words in ("exit 1, expected 2", "traceback", "not one 'error: ' line", "stdout not empty", "marker file created", "took 31.0 s", "changed m.safetensors", "created .out.tmp123"):
+        assert words in found, f"{words!r} not reported in {found!r}"
+    assert "hang" in " ".join(check(_plan(tmp_path), tmp_path, "hang", "", "", 30.0, before, before))
+
+
+def test_fuzz_checker_wants_a_valid_output_on_success(tmp_path: Any) -> None:
+    from tests.fuzz.worker import check, snapshot
+
+    snap = snapshot(tmp_path)
+    assert check(_plan(tmp_path, "refuse"), tmp_path, 0, "{}", "", 0.1, snap, snap) == ["exit 0, expected 2"]
+    assert any("not the JSON" in v for v in check(_plan(tmp_path, "either"), tmp_path, 0, "not json", "", 0.1, snap, snap))
+
+
+def test_fuzz_runner_records_a_crashed_worker_and_runs_the_rest(tmp_path: Any) -> None:
+    cases = [Case("self/crash", "self", "selftest_crash"), CASES[0]]
+    results = run_cases(cases, jobs=1, workdir=tmp_path)
+    assert "crash" in results["self/crash"]["violations"][0], results["self/crash"]
+    assert results[CASES[0].id]["exit"] is not None, results[CASES[0].id]

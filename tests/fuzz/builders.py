@@ -574,3 +574,10 @@ def st_many(root: Path, p: dict[str, Any]) -> Plan:
     path = root / "m" / "many.safetensors"
     path.write_bytes(struct.pack("<Q", len(text)) + text + np.arange(n, dtype=np.float32).tobytes())
     return analyze(root, path, "either")
+
+
+@builder
+def selftest_crash(root: Path, p: dict[str, Any]) -> Plan:
+    """For the runner's own test: the worker dies the way a crash in native code kills it."""
+    os.kill(os.getpid(), 11)
+    raise AssertionError("unreachable")

@@ -116,6 +116,12 @@ def summary(cases: list[Case], results: dict[str, dict[str, Any]]) -> dict[str, 
 def failures_markdown(cases: list[Case], results: dict[str, dict[str, Any]], header: str) -> str:
     """The failing cases grouped by class: id, command, exit, stderr's last line, what broke."""
     lines = [header, ""]
+    lines += [
+        "A case id is class/variant/command. Every case must exit 2 with one `error: ` line (or 0 where the input is still valid, with a valid output),",
+        "print no traceback, leave every file in its folder as it was, never run a payload, and finish within 30 s.",
+        "\"exit 0, expected 2\" means a damaged or hostile input was accepted.",
+        "",
+    ]
     counts = summary(cases, results)
     lines += ["| class | cases | passed | failed |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {cls} | {r['cases']} | {r['passed']} | {r['failed']} |" for cls, r in counts.items()]

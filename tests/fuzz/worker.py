@@ -65,7 +65,7 @@ def _fresh_warnings() -> None:
             registry.clear()
 
 
-def _run_inproc(plan: Plan) -> tuple[int | str, str, str]:
+def _run_inproc(plan: Plan, tmp: Path) -> tuple[int | str, str, str]:
     from sharescan.cli import main
 
     _fresh_warnings()
@@ -80,6 +80,7 @@ def _run_inproc(plan: Plan) -> tuple[int | str, str, str]:
         try:
             sys.argv = ["sharescan", *plan.argv]
             os.chdir(plan.cwd)
+            tempfile.tempdir = str(tmp)  # temporary files left behind show up in the case folder
             signal.alarm(LIMIT_S)
             try:
                 main()
@@ -103,13 +104,14 @@ def _run_inproc(plan: Plan) -> tuple[int | str, str, str]:
             os.close(saved[1])
             sys.argv = old_argv
             os.chdir(old_cwd)
+            tempfile.tempdir = None
         out_f.seek(0)
         err_f.seek(0)
         return code, out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace")
 
 
-def _run_subprocess(plan: Plan) -> tuple[int | str, str, str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+def _run_subprocess(plan: Plan, tmp: Path) -> tuple[int | str, str, str]:
+    env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     try:
         proc = subprocess.run([sys.executable, "-m", "sharescan", *plan.argv], cwd=plan.cwd, env=env, capture_output=True, text=True, timeout=LIMIT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
@@ -202,9 +204,11 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     try:
         plan = BUILDERS[case.builder](root, case.params)
         result.update(command=plan.command, cwd=str(plan.cwd), expect=plan.expect)
+        tmp = root / ".tmp"
+        tmp.mkdir()
         before = snapshot(root)
         start = time.perf_counter()
-        code, stdout, stderr = (_run_subprocess if case.mode == "subprocess" else _run_inproc)(plan)
+        code, stdout, stderr = (_run_subprocess if case.mode == "subprocess" else _run_inproc)(plan, tmp)
         seconds = time.perf_counter() - start
         after = snapshot(root)
         result.update(exit=code, seconds=round(seconds, 3), stderr_tail=stderr[-2000:], stdout_head=stdout[:300])
