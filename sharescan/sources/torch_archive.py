@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
 import pickle
 import re
 import struct
@@ -69,8 +70,15 @@ _SCHEMA_DTYPES = {
 _SCHEMA_STRIDED = 7  # torch._export.serde.schema.Layout.Strided
 
 
+class _Sealed:
+    """What this module hands to a pickle: its BUILD opcode may not rewrite the fields."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise ValueError("a pickle tried to change a storage or tensor record")
+
+
 @dataclass(frozen=True)
-class _Record:
+class _Record(_Sealed):
     """A stored (uncompressed) zip member: where its bytes lie in the file."""
 
     name: str
@@ -79,7 +87,7 @@ class _Record:
 
 
 @dataclass(frozen=True)
-class TensorView:
+class TensorView(_Sealed):
     """A strided view of a storage record, in elements of ``dtype``."""
 
     record: _Record
@@ -166,7 +174,7 @@ def _opaque_new(cls: Any, *args: Any) -> _Opaque:
 
 
 @dataclass(frozen=True)
-class _Storage:
+class _Storage(_Sealed):
     """A storage a pickle refers to: a data record and its element type."""
 
     record: _Record
@@ -175,7 +183,7 @@ class _Storage:
 
 
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Sealed):
     name: str  # "Float", "BFloat16", ...
 
 
@@ -404,7 +412,7 @@ def view_entry(path: Path, name: str, view: TensorView, model: int) -> TensorEnt
     item = dt.itemsize
     if len(view.shape) != len(view.stride) or any(s < 0 for s in view.shape + view.stride) or view.offset < 0:
         raise InputError(f"{path}: tensor {name} has an invalid layout (sizes {view.shape}, strides {view.stride}); re-save the model")
-    numel = int(np.prod(view.shape, dtype=np.int64)) if view.shape else 1
+    numel = math.prod(view.shape)  # Python ints: a hostile shape cannot overflow
     last = view.offset + sum((n - 1) * s for n, s in zip(view.shape, view.stride)) if numel else view.offset - 1
     if (last + 1) * item > view.record.nbytes:
         raise InputError(f"{path}: tensor {name} reaches past its data record {view.record.name} (truncated or corrupt); re-save or re-download it")
