@@ -49,7 +49,7 @@ def _source(root: Path, fmt: str) -> tuple[Path, Path]:
     """(file to damage, model argument) for a format."""
     m = root / "m"
     m.mkdir(exist_ok=True)
-    simple = {"pt_zip": "mlp.pt", "safetensors": "mlp.safetensors", "onnx": "mlp.onnx", "pt2": "mlp.pt2", "torchscript": "mlp_script.pt"}
+    simple = {"pt_zip": "mlp.pt", "pt_checkpoint": "mlp_checkpoint.pt", "safetensors": "mlp.safetensors", "onnx": "mlp.onnx", "onnx_dynamo": "tiny_lm_dynamo.onnx", "pt2": "mlp.pt2", "torchscript": "mlp_script.pt"}
     if fmt in simple:
         p = copy_fixture(root, simple[fmt])
         return p, p
@@ -581,3 +581,74 @@ def selftest_crash(root: Path, p: dict[str, Any]) -> Plan:
     """For the runner's own test: the worker dies the way a crash in native code kills it."""
     os.kill(os.getpid(), 11)
     raise AssertionError("unreachable")
+
+
+# --------------------------------------------------------------------------
+# .pt2 weights config mutation (the JSON that says where each weight lives and its shape)
+
+
+def _meta(field: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(entry: dict[str, Any]) -> None:
+        entry["tensor_meta"][field] = value
+
+    return mutate
+
+
+def _entry(field: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(entry: dict[str, Any]) -> None:
+        entry[field] = value
+
+    return mutate
+
+
+# name -> (expect, mutation of the first weight's config entry)
+PT2_CONFIG: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
+    "path_dotdot": ("refuse", _entry("path_name", "../../byteorder")),
+    "path_absolute": ("refuse", _entry("path_name", "/etc/hostname")),
+    "path_missing": ("refuse", _entry("path_name", "weight_99")),
+    "path_nul": ("refuse", _entry("path_name", "weight_0\x00")),
+    "path_not_string": ("refuse", _entry("path_name", ["weight_0"])),
+    "path_other_weight_smaller": ("refuse", _entry("path_name", "weight_5")),
+    "sizes_huge": ("refuse", _meta("sizes", [{"as_int": 2**40}, {"as_int": 2**40}])),
+    "sizes_negative": ("refuse", _meta("sizes", [{"as_int": -64}, {"as_int": 64}])),
+    "sizes_symbolic": ("refuse", _meta("sizes", [{"as_expr": {"expr_str": "s0"}}, {"as_int": 64}])),
+    "sizes_string": ("refuse", _meta("sizes", "64x64")),
+    "strides_negative": ("refuse", _meta("strides", [{"as_int": -64}, {"as_int": 1}])),
+    "strides_past_storage": ("refuse", _meta("strides", [{"as_int": 6400}, {"as_int": 1}])),
+    "storage_offset_past": ("refuse", _meta("storage_offset", {"as_int": 10**9})),
+    "dtype_unknown": ("refuse", _meta("dtype", 999)),
+    "dtype_wider": ("refuse", _meta("dtype", 8)),  # float64: twice the bytes the weight file holds
+    "dtype_string": ("refuse", _meta("dtype", "float32")),
+    "tensor_meta_missing": ("refuse", lambda e: e.pop("tensor_meta")),
+    "entry_list": ("refuse", lambda e: e.clear()),
+    "config_deep": ("refuse", lambda e: None),  # the whole config replaced below
+}
+
+
+@builder
+def pt2_config(root: Path, p: dict[str, Any]) -> Plan:
+    (root / "m").mkdir()
+    src = (FIXTURES / "mlp.pt2").read_bytes()
+    with zipfile.ZipFile(FIXTURES / "mlp.pt2") as z:
+        config = json.loads(z.read(next(n for n in z.namelist() if n.endswith("model_weights_config.json"))))
+    expect, mutate = PT2_CONFIG[p["mut"]]
+    mutate(next(iter(config["config"].values())))
+    text = _deep("[", "]", 100_000) if p["mut"] == "config_deep" else json.dumps(config).encode()
+    path = root / "m" / "model.pt2"
+    path.write_bytes(pickles.replace_members(src, {"model_weights_config.json": text}))
+    return analyze(root, path, expect) if p["cmd"] == "analyze" else Plan(["export", str(path), "-o", str(root / "out.onnx"), "--no-ram"], root, expect, [root / "out.onnx"])
+
+
+@builder
+def byte_flip(root: Path, p: dict[str, Any]) -> Plan:
+    """Seeded random byte flips in a fixture of any format; ``region`` limits them to the first N bytes."""
+    import random
+
+    path = copy_fixture(root, p["fixture"])
+    data = bytearray(path.read_bytes())
+    rng = random.Random(p["seed"])
+    span = min(len(data), p.get("region") or len(data))
+    for _ in range(p["flips"]):
+        data[rng.randrange(span)] ^= rng.randrange(1, 256)
+    path.write_bytes(bytes(data))
+    return analyze(root, path, "either")

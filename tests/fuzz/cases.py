@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import random
 
-from tests.fuzz.builders import INDEX_MUTATIONS, ONNX_EXT, ONNX_EXT_GRAPH, ONNX_RAW, ST_LENGTHS, ST_MUTATIONS
+from tests.fuzz.builders import INDEX_MUTATIONS, ONNX_EXT, ONNX_EXT_GRAPH, ONNX_RAW, PT2_CONFIG, ST_LENGTHS, ST_MUTATIONS
 from tests.fuzz.paths import PATH_TRICKS
 from tests.fuzz.pickles import CODE_PAYLOADS, STRUCT_PAYLOADS, TENSOR_VIEWS
 from tests.fuzz.plan import Case
 
 __all__ = ["all_cases", "CLASSES"]
 
-CLASSES = ("truncation", "safetensors_header", "onnx_protobuf", "hostile_pickle", "path_tricks")
+CLASSES = ("truncation", "header_mutation", "protobuf_mutation", "archive_mutation", "hostile_pickle", "path_tricks")
 
 # format -> commands that read it
 TRUNCATED_FORMATS = {
     "pt_zip": ("analyze",),
+    "pt_checkpoint": ("analyze",),
     "pt_legacy": ("analyze",),
     "safetensors": ("analyze",),
     "onnx": ("analyze", "dedup"),
+    "onnx_dynamo": ("analyze",),
     "pt2": ("analyze",),
     "torchscript": ("analyze",),
     "onnx_ext_data": ("analyze", "dedup"),
@@ -50,10 +52,13 @@ def _truncation() -> list[Case]:
 
 
 def _headers() -> list[Case]:
-    cases = [Case(f"safetensors_header/file/{m}", "safetensors_header", "st_header", {"mut": m, "target": "file"}) for m in [*ST_MUTATIONS, *ST_LENGTHS]]
-    cases += [Case(f"safetensors_header/shard/{m}", "safetensors_header", "st_header", {"mut": m, "target": "shard"}) for m in SHARD_HEADER_MUTATIONS]
-    cases += [Case(f"safetensors_header/index/{m}", "safetensors_header", "hf_index", {"mut": m}) for m in INDEX_MUTATIONS]
-    cases += [Case(f"safetensors_header/many_tensors/{n}", "safetensors_header", "st_many", {"n": n}) for n in (5_000, 30_000)]
+    cases = [Case(f"header_mutation/file/{m}", "header_mutation", "st_header", {"mut": m, "target": "file"}) for m in [*ST_MUTATIONS, *ST_LENGTHS]]
+    cases += [Case(f"header_mutation/shard/{m}", "header_mutation", "st_header", {"mut": m, "target": "shard"}) for m in SHARD_HEADER_MUTATIONS]
+    cases += [Case(f"header_mutation/index/{m}", "header_mutation", "hf_index", {"mut": m}) for m in INDEX_MUTATIONS]
+    for cmd in ("analyze", "export"):
+        cases += [Case(f"header_mutation/pt2_config/{m}/{cmd}", "header_mutation", "pt2_config", {"mut": m, "cmd": cmd}) for m in PT2_CONFIG]
+    cases += [Case(f"header_mutation/flip/mlp.safetensors/seed{s}", "header_mutation", "byte_flip", {"fixture": "mlp.safetensors", "seed": s, "flips": 1 + s % 4, "region": 2000}) for s in range(20)]
+    cases += [Case(f"header_mutation/many_tensors/{n}", "header_mutation", "st_many", {"n": n}) for n in (5_000, 30_000)]
     return cases
 
 
@@ -63,11 +68,13 @@ def _protobuf() -> list[Case]:
         for seed in seeds:
             flips = (1, 3, 8)[seed % 3]
             cmd = "dedup" if seed % 2 else "analyze"
-            cases.append(Case(f"onnx_protobuf/flip/{base}/seed{seed}-x{flips}/{cmd}", "onnx_protobuf", "onnx_flip", {"base": base, "seed": seed, "flips": flips, "cmd": cmd}))
+            cases.append(Case(f"protobuf_mutation/flip/{base}/seed{seed}-x{flips}/{cmd}", "protobuf_mutation", "onnx_flip", {"base": base, "seed": seed, "flips": flips, "cmd": cmd}))
+    for fixture in ("mlp.pt", "mlp.pt2", "mlp_script.pt"):
+        cases += [Case(f"archive_mutation/flip/{fixture}/seed{s}", "archive_mutation", "byte_flip", {"fixture": fixture, "seed": s, "flips": 1 + s % 3}) for s in range(15)]
     for cmd in ("analyze", "dedup"):
-        cases += [Case(f"onnx_protobuf/raw/{v}/{cmd}", "onnx_protobuf", "onnx_raw", {"variant": v, "cmd": cmd}) for v in ONNX_RAW]
-        cases += [Case(f"onnx_protobuf/external/{v}/{cmd}", "onnx_protobuf", "onnx_ext", {"variant": v, "cmd": cmd}) for v in ONNX_EXT]
-        cases += [Case(f"onnx_protobuf/external_graph/{v}/{cmd}", "onnx_protobuf", "onnx_ext_graph", {"variant": v, "cmd": cmd}) for v in ONNX_EXT_GRAPH]
+        cases += [Case(f"protobuf_mutation/raw/{v}/{cmd}", "protobuf_mutation", "onnx_raw", {"variant": v, "cmd": cmd}) for v in ONNX_RAW]
+        cases += [Case(f"protobuf_mutation/external/{v}/{cmd}", "protobuf_mutation", "onnx_ext", {"variant": v, "cmd": cmd}) for v in ONNX_EXT]
+        cases += [Case(f"protobuf_mutation/external_graph/{v}/{cmd}", "protobuf_mutation", "onnx_ext_graph", {"variant": v, "cmd": cmd}) for v in ONNX_EXT_GRAPH]
     return cases
 
 

@@ -129,7 +129,7 @@ def failures_markdown(cases: list[Case], results: dict[str, dict[str, Any]], hea
         failed = [results[c.id] for c in cases if c.cls == cls and results[c.id]["violations"]]
         if not failed:
             continue
-        lines += ["", f"## {cls} ({len(failed)} failing)", ""]
+        lines += ["", f"### {cls} ({len(failed)} failing)", ""]
         for r in failed:
             last = r.get("stderr_last", "").replace("`", "'")[:300]
             lines.append(f"- `{r['id']}` exit {r.get('exit')}: {'; '.join(r['violations'])}")

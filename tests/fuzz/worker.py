@@ -158,6 +158,12 @@ def _changes(before: dict[str, str], after: dict[str, str], root: Path, allowed:
     return out
 
 
+def _names_a_file(plan: Plan, line: str) -> bool:
+    """Whether an error line names (the base name of) a file or folder the command was given."""
+    names = {Path(a.split("\x00")[0]).name for a in plan.argv if "/" in a} - {"", ".", ".."}
+    return not names or any(n in line for n in names)
+
+
 def check(plan: Plan, root: Path, code: int | str, stdout: str, stderr: str, seconds: float, before: dict[str, str], after: dict[str, str]) -> list[str]:
     """Every broken invariant of one run, in words."""
     v = []
@@ -172,6 +178,8 @@ def check(plan: Plan, root: Path, code: int | str, stdout: str, stderr: str, sec
         lines = [line for line in stderr.splitlines() if line.strip()]
         if len(lines) != 1 or not lines[0].startswith("error: "):
             v.append(f"stderr is not one 'error: ' line ({len(lines)} lines)")
+        elif not _names_a_file(plan, lines[0]):
+            v.append("the error line names none of the command's files (where?)")
         if stdout.strip():
             v.append("stdout not empty on refusal")
     if (root / "MARKER").exists():
