@@ -396,7 +396,7 @@ def onnx_raw(root: Path, p: dict[str, Any]) -> Plan:
     path = root / "m" / "model.onnx"
     path.write_bytes(model.SerializeToString())
     del onnx
-    return dedup(root, path, expect) if p["cmd"] == "dedup" else analyze(root, path, expect)
+    return dedup(root, path, expect, None, *p.get("extra", ())) if p["cmd"] == "dedup" else analyze(root, path, expect)
 
 
 def _fifo(path: Path) -> Path:
@@ -652,3 +652,87 @@ def byte_flip(root: Path, p: dict[str, Any]) -> Plan:
         data[rng.randrange(span)] ^= rng.randrange(1, 256)
     path.write_bytes(bytes(data))
     return analyze(root, path, "either")
+
+
+# --------------------------------------------------------------------------
+# ONNX graph inputs, functions and sparse initializers: what verification feeds and what few models hold
+
+
+def _input_dims(*dims: Any) -> Callable[[Any], None]:
+    """Graph input X declared with these dims (ints, or strings for symbolic dims)."""
+
+    def mutate(model: Any) -> None:
+        shape = model.graph.input[0].type.tensor_type.shape
+        del shape.dim[:]
+        for d in dims:
+            dim = shape.dim.add()
+            if isinstance(d, str):
+                dim.dim_param = d
+            else:
+                dim.dim_value = d
+
+    return mutate
+
+
+def _input_type(elem_type: int) -> Callable[[Any], None]:
+    def mutate(model: Any) -> None:
+        model.graph.input[0].type.tensor_type.elem_type = elem_type
+
+    return mutate
+
+
+def _function_with_bad_constant(model: Any) -> None:
+    """A local function whose Constant holds 15 bytes of float32, called from the graph."""
+    from onnx import TensorProto, helper
+
+    bad = helper.make_tensor("k", TensorProto.FLOAT, [4], b"\x00" * 16, raw=True)
+    bad.raw_data = b"\x00" * 15  # make_tensor checks the size: damage it afterwards
+    body = [helper.make_node("Constant", [], ["k_out"], value=bad), helper.make_node("Add", ["a", "k_out"], ["b"])]
+    model.functions.append(helper.make_function("local", "AddK", ["a"], ["b"], body, [helper.make_opsetid("", 17)]))
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    model.graph.node.append(helper.make_node("AddK", ["Z"], ["F"], domain="local"))
+    model.graph.output.append(helper.make_tensor_value_info("F", TensorProto.FLOAT, [1, 4]))
+
+
+def _sparse(indices: list[int]) -> Callable[[Any], None]:
+    def mutate(model: Any) -> None:
+        from onnx import helper, numpy_helper
+
+        values = numpy_helper.from_array(np.ones(len(indices), dtype=np.float32), "S")
+        idx = numpy_helper.from_array(np.array(indices, dtype=np.int64), "S_idx")
+        model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, idx, [16]))
+        model.graph.node.append(helper.make_node("Identity", ["S"], ["S_out"]))
+        model.graph.output.append(helper.make_tensor_value_info("S_out", 1, [16]))
+
+    return mutate
+
+
+ONNX_MODEL: dict[str, tuple[str, Callable[[Any], None]]] = {
+    "input_dim_huge": ("refuse", _input_dims(2**40, 4)),
+    "input_dim_symbolic": ("ok", _input_dims("batch", 4)),
+    "input_dims_wrong_rank": ("refuse", _input_dims(1, 4, 4, 4)),
+    "input_dim_zero": ("either", _input_dims(0, 4)),
+    "input_type_undefined": ("refuse", _input_type(0)),
+    "input_type_string": ("refuse", _input_type(8)),
+    "input_type_999": ("refuse", _input_type(999)),
+    "function_bad_constant": ("refuse", _function_with_bad_constant),
+    "sparse_valid": ("either", _sparse([0, 5, 15])),
+    "sparse_index_out_of_range": ("refuse", _sparse([0, 5, 99])),
+    "sparse_index_negative": ("refuse", _sparse([-1, 5, 15])),
+    "no_opset_import": ("refuse", lambda m: m.ClearField("opset_import")),
+    "opset_from_the_future": ("refuse", lambda m: setattr(m.opset_import[0], "version", 999)),
+    "ir_version_zero": ("refuse", lambda m: setattr(m, "ir_version", 0)),
+}
+
+
+@builder
+def onnx_model(root: Path, p: dict[str, Any]) -> Plan:
+    model = models.small_onnx()
+    expect, mutate = ONNX_MODEL[p["variant"]]
+    mutate(model)
+    (root / "m").mkdir()
+    path = root / "m" / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    if p["cmd"] == "analyze":
+        return analyze(root, path, "either" if expect == "refuse" else expect)  # analyze reads tensors, not the graph
+    return dedup(root, path, expect, None, *p.get("extra", ()))

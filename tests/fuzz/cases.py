@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from tests.fuzz.builders import INDEX_MUTATIONS, ONNX_EXT, ONNX_EXT_GRAPH, ONNX_RAW, PT2_CONFIG, ST_LENGTHS, ST_MUTATIONS
+from tests.fuzz.builders import INDEX_MUTATIONS, ONNX_EXT, ONNX_EXT_GRAPH, ONNX_MODEL, ONNX_RAW, PT2_CONFIG, ST_LENGTHS, ST_MUTATIONS
 from tests.fuzz.paths import PATH_TRICKS
 from tests.fuzz.pickles import CODE_PAYLOADS, STRUCT_PAYLOADS, TENSOR_VIEWS
 from tests.fuzz.plan import Case
@@ -30,6 +30,7 @@ TRUNCATED_FORMATS = {
     "hf_index": ("analyze",),
     "bin_shard": ("analyze",),
 }
+SIMPLIFY = ["--simplify", "--rows", "--strip-debug"]
 FIXED_OFFSETS = ("abs:0", "abs:1", "abs:8", "abs:16", "abs:64", "frac:0.25", "frac:0.5", "frac:0.75", "end:-16", "end:-1")
 
 PICKLE_SLOTS = ("legacy_magic", "legacy_sys_info", "legacy_object", "zip_data_pkl", "ts_data_pkl", "ts_constants_pkl", "pt2_weight", "pt2_constant", "pt2_sample_inputs", "bin_shard")
@@ -69,6 +70,11 @@ def _protobuf() -> list[Case]:
             flips = (1, 3, 8)[seed % 3]
             cmd = "dedup" if seed % 2 else "analyze"
             cases.append(Case(f"protobuf_mutation/flip/{base}/seed{seed}-x{flips}/{cmd}", "protobuf_mutation", "onnx_flip", {"base": base, "seed": seed, "flips": flips, "cmd": cmd}))
+    for cmd in ("analyze", "dedup"):
+        cases += [Case(f"protobuf_mutation/model/{v}/{cmd}", "protobuf_mutation", "onnx_model", {"variant": v, "cmd": cmd}) for v in ONNX_MODEL]
+    # every rewrite step on damaged graphs: folding evaluates constants, --rows reshapes tensors
+    cases += [Case(f"protobuf_mutation/model/{v}/dedup-simplify-rows", "protobuf_mutation", "onnx_model", {"variant": v, "cmd": "dedup", "extra": SIMPLIFY}) for v in ONNX_MODEL]
+    cases += [Case(f"protobuf_mutation/raw/{v}/dedup-simplify-rows", "protobuf_mutation", "onnx_raw", {"variant": v, "cmd": "dedup", "extra": SIMPLIFY}) for v in ONNX_RAW]
     for fixture in ("mlp.pt", "mlp.pt2", "mlp_script.pt"):
         cases += [Case(f"archive_mutation/flip/{fixture}/seed{s}", "archive_mutation", "byte_flip", {"fixture": fixture, "seed": s, "flips": 1 + s % 3}) for s in range(15)]
     for cmd in ("analyze", "dedup"):
