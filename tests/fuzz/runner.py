@@ -49,6 +49,7 @@ def _drive(cases: list[Case], workdir: Path, results: dict[str, dict[str, Any]])
         started = time.monotonic()
         offset = 0
         killed = None
+        progressed = False
         while True:
             with open(results_file, encoding="utf-8") as f:
                 f.seek(offset)
@@ -58,7 +59,7 @@ def _drive(cases: list[Case], workdir: Path, results: dict[str, dict[str, Any]])
             for line in complete.splitlines():
                 record = json.loads(line)
                 if "start" in record:
-                    current, started = record["start"], time.monotonic()
+                    current, started, progressed = record["start"], time.monotonic(), True
                 else:
                     results[record["id"]] = record
                     current = None
@@ -75,8 +76,8 @@ def _drive(cases: list[Case], workdir: Path, results: dict[str, dict[str, Any]])
             results[killed] = _dead(by_id[killed], f"hang: worker killed after {WATCHDOG_S} s without a result")
         elif current is not None:
             results[current] = _dead(by_id[current], f"crash: the Python running it died (exit {proc.returncode}): {stderr.strip().splitlines()[-1] if stderr.strip() else ''}"[:400])
-        elif proc.returncode != 0:
-            raise RuntimeError(f"fuzz worker failed before its first case:\n{stderr[-3000:]}")
+        elif not progressed:
+            raise RuntimeError(f"fuzz worker (exit {proc.returncode}) ran no case:\n{stderr[-3000:]}")
         subprocess.run(["chattr", "-R", "-i", str(root)], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
         todo = [c for c in todo if c.id not in results]
@@ -88,11 +89,22 @@ def run_cases(cases: list[Case], jobs: int = 2, workdir: Path | None = None) -> 
     own = workdir is None
     base = Path(tempfile.mkdtemp(prefix="sharescan-fuzz-")) if own else workdir
     try:
-        threads = [threading.Thread(target=_drive, args=(cases[i::jobs], base, results)) for i in range(max(1, jobs))]
+        errors: list[BaseException] = []
+
+        def drive(part: list[Case]) -> None:
+            try:
+                _drive(part, base, results)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                errors.append(e)
+
+        jobs = max(1, jobs)
+        threads = [threading.Thread(target=drive, args=(cases[i::jobs],)) for i in range(jobs)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        if errors:
+            raise errors[0]
     finally:
         if own:
             subprocess.run(["chattr", "-R", "-i", str(base)], capture_output=True)

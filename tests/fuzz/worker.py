@@ -110,10 +110,16 @@ def _run_inproc(plan: Plan, tmp: Path) -> tuple[int | str, str, str]:
         return code, out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace")
 
 
+def _entry_point() -> list[str]:
+    """The installed ``sharescan`` script beside this Python, else ``python -m sharescan``."""
+    script = Path(sys.executable).parent / "sharescan"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "sharescan"]
+
+
 def _run_subprocess(plan: Plan, tmp: Path) -> tuple[int | str, str, str]:
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     try:
-        proc = subprocess.run([sys.executable, "-m", "sharescan", *plan.argv], cwd=plan.cwd, env=env, capture_output=True, text=True, timeout=LIMIT_S, stdin=subprocess.DEVNULL)
+        proc = subprocess.run([*_entry_point(), *plan.argv], cwd=plan.cwd, env=env, capture_output=True, text=True, timeout=LIMIT_S, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         return "hang", _text(e.stdout), _text(e.stderr)
     return proc.returncode, proc.stdout, proc.stderr
