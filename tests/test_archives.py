@@ -205,12 +205,19 @@ def test_pt2_pickled_weight_payload_is_not_run_by_analyze_export_or_tie(tmp_path
     assert not marker.exists()
 
 
-def test_pt2_with_hostile_sample_inputs_is_analysed_without_reading_them(tmp_path: Path) -> None:
+def test_pt2_whose_sample_inputs_need_a_code_running_unpickler_is_refused_not_run(tmp_path: Path) -> None:
+    # torch.export.load falls back to weights_only=False for sample inputs: such a file runs code when loaded.
     marker = tmp_path / "marker"
     path = rewrite_zip(FIXTURES / "mlp.pt2", tmp_path / "evil.pt2", {"data/sample_inputs/model.pt": payload("os.system", marker)})
-    proc = sharescan("analyze", path, "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["models"][0]["n_tensors"] == 6 and not marker.exists()
+    assert "--trust-code" in assert_clean_error(sharescan("analyze", path), "evil.pt2")
+    assert not marker.exists()
+
+
+def test_torchscript_constants_pkl_with_a_code_running_global_is_refused_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    path = rewrite_zip(FIXTURES / "mlp_script.pt", tmp_path / "evil_script.pt", {"/constants.pkl": payload("builtins.exec", marker)})
+    line = assert_clean_error(sharescan("analyze", path), "evil_script.pt")
+    assert "builtins.exec" in line and not marker.exists()
 
 
 def test_truncated_pt2_given_to_export_is_one_line(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import pickle
 import re
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ _SCHEMA_DTYPES = {
     29: "float8_e4m3fn", 30: "float8_e5m2", 31: "float8_e4m3fnuz", 32: "float8_e5m2fnuz", 33: "float8_e8m0fnu",
     34: "uint32", 35: "uint64",
 }  # fmt: skip
+_SCHEMA_UNANALYSED = {0, 9}  # unknown, complex32: written by torch, skipped here
 _SCHEMA_STRIDED = 7  # torch._export.serde.schema.Layout.Strided
 
 
@@ -137,7 +139,7 @@ class _Archive:
         try:
             with zipfile.ZipFile(self.path) as z:
                 return z.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError):
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError, zlib.error):
             raise InputError(f"{self.path}: {name} is damaged (bad checksum or truncated); re-save or re-download it") from None
 
     def record(self, name: str) -> _Record:
@@ -197,6 +199,15 @@ def _rebuild_parameter(data: Any, *_: Any) -> Any:
     return data
 
 
+# Globals TorchScript's pickler writes besides tensors: its classes, typed
+# containers, devices, complex numbers, other tensor kinds. Recorded, never called.
+_INERT = re.compile(r"^(__torch__\.|torch\.jit\._pickle\.|torch\._utils\.)|^(torch\.device|builtins\.complex)$")
+
+
+class _Refused(Exception):
+    """A pickle names a global that only code-running payloads use."""
+
+
 class _SafeUnpickler(pickle.Unpickler):
     """Tensors and plain data from a TorchScript pickle; every other global is inert."""
 
@@ -218,6 +229,9 @@ class _SafeUnpickler(pickle.Unpickler):
             return OrderedDict
         if module == "torch" and name.endswith("Storage"):
             return _StorageType(name[: -len("Storage")])
+        if not _INERT.match(qualname):
+            # Only a payload names anything else: refuse the file rather than ignore it.
+            raise _Refused(qualname)
         # A class of its own per name, so the recorded objects carry it.
         return type(name, (), {"__new__": _opaque_new, "qualname": qualname})
 
@@ -238,6 +252,8 @@ def _unpickle(archive: _Archive, name: str, storages: dict[str, _Storage]) -> An
         return _SafeUnpickler(data, archive, name.removesuffix(".pkl"), storages).load()
     except InputError:
         raise
+    except _Refused as e:
+        raise InputError(f"{archive.path}: {name} calls {e} when unpickled; sharescan does not run it: {_TRUST}") from None
     except Exception as e:  # a damaged pickle raises many types
         raise InputError(f"{archive.path}: {name} is not a pickle sharescan can read ({e.__class__.__name__}); re-save or re-download the archive") from None
 
@@ -354,6 +370,8 @@ def load_pt2_archive(path: Path, model: int) -> LoadedModel:
             if not archive.has(config_name):
                 raise InputError(f"{path}: archive lacks {config_name}; re-save it with torch.export.save")
             tensors += _pt2_config(archive, config_name, folder, prefix)
+        if archive.has(f"data/sample_inputs/{program}.pt"):
+            _check_sample_inputs(archive, f"data/sample_inputs/{program}.pt")
     return LoadedModel(str(path), "torch.export", tuple(_entries(path, tensors, model)), path.stat().st_size, files=(str(path),))
 
 
@@ -361,21 +379,25 @@ def _pt2_config(archive: _Archive, config_name: str, folder: str, prefix: str) -
     try:
         config = json.loads(archive.read(config_name, limit=64 << 20))["config"]
         items = list(config.items())
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise InputError(f"{archive.path}: {config_name} is not a payload config sharescan can read; re-save it with torch.export.save") from None
     out = []
     for fqn, meta in items:
         try:
             path_name = str(meta["path_name"])
-            if folder == "constants" and not path_name.startswith("tensor_"):
-                continue  # custom and opaque objects: not tensors, not read
             if meta.get("use_pickle"):
-                raise InputError(f"{archive.path}: {fqn} is a pickled tensor subclass; sharescan does not unpickle it: {_TRUST}")
+                raise InputError(f"{archive.path}: {fqn} is pickled (loading it runs code); sharescan does not unpickle it: {_TRUST}")
+            if folder == "constants" and path_name.startswith(("custom_obj_", "opaque")):
+                continue  # script and opaque objects: not tensors, not read
+            if folder == "constants" and not path_name.startswith("tensor_"):
+                raise InputError(f"{archive.path}: constant {fqn!r} is stored as {path_name!r}, which torch.export does not write; re-save it with torch.export.save")
             tm = meta["tensor_meta"]
             if tm.get("layout", _SCHEMA_STRIDED) != _SCHEMA_STRIDED:
                 logger.warning("skipping %s: only dense tensors are analysed", fqn)
                 continue
             code = int(tm["dtype"])
+            if code not in _SCHEMA_DTYPES and code not in _SCHEMA_UNANALYSED:
+                raise InputError(f"{archive.path}: {fqn} has dtype code {code}, which torch.export does not write; re-save it with torch.export.save")
             shape = tuple(int(s["as_int"]) for s in tm["sizes"])
             stride = tuple(int(s["as_int"]) for s in tm["strides"])
             offset = int(tm["storage_offset"]["as_int"])
@@ -388,6 +410,21 @@ def _pt2_config(archive: _Archive, config_name: str, folder: str, prefix: str) -
         if len(out) > MAX_TENSORS:
             raise InputError(f"{archive.path}: more than {MAX_TENSORS:,} tensors; sharescan refuses it (split the model)")
     return out
+
+
+def _check_sample_inputs(archive: _Archive, name: str) -> None:
+    """torch.export.load unpickles sample inputs without restriction when the
+    weights-only unpickler refuses them: such a file runs code when loaded."""
+    import io
+
+    import torch
+
+    try:
+        torch.load(io.BytesIO(archive.read(name)), weights_only=True, map_location="cpu")
+    except InputError:
+        raise
+    except Exception:  # the weights-only unpickler raises many types for what it refuses
+        raise InputError(f"{archive.path}: {name} holds pickled objects that loading the program would run; sharescan does not unpickle them: {_TRUST}") from None
 
 
 # -- shared ------------------------------------------------------------------
