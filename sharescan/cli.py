@@ -385,6 +385,9 @@ def main() -> None:
     if len(sys.argv) == 1:
         click.echo(cli.get_help(click.Context(cli, info_name="sharescan")))
         return
+    for arg in sys.argv[1:]:
+        if "\x00" in arg:  # a shell cannot pass one; a caller building argv can
+            _fail(f"{arg.replace(chr(0), '<NUL>')}: an argument may not hold a NUL byte; check the path")
     try:
         cli.main(standalone_mode=False)
     except click.UsageError as e:

@@ -81,9 +81,12 @@ def check_model(path: Path, label: str | None = None) -> None:
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, UnicodeDecodeError, ValueError) as e:
+        # A name or string that is not UTF-8, or an element type onnx does not
+        # define, surfaces as a Python error rather than a ValidationError.
         what = f"{label}: the rewritten model" if label else str(path)
-        raise InputError(f"{what} fails onnx.checker ({str(e).strip().splitlines()[0][:200]}); nothing written") from None
+        reason = " ".join(str(e).split()) or e.__class__.__name__
+        raise InputError(f"{what} fails onnx.checker ({reason}); nothing written; check that the file is complete and valid ONNX") from None
 
 
 def parse_input_spec(text: str) -> tuple[str, tuple[int, ...], str]:
