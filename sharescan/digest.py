@@ -138,7 +138,9 @@ def compute_digests(
     """Digest every unit (one entry per distinct storage), reading each once.
 
     Two threads overlap one tensor's page faults and hashing (which release
-    the GIL) with another's numpy work.
+    the GIL) with another's numpy work. Units go to the threads in chunks of
+    about _TASK_BYTES: a task per tiny tensor costs more in thread hand-offs
+    than the digest itself.
     """
     out: dict[int, Digest] = {}
     if workers <= 1 or len(units) < 4:
@@ -149,9 +151,34 @@ def compute_digests(
         return out
     from concurrent.futures import ThreadPoolExecutor
 
+    def digest_chunk(chunk: list[int]) -> list[Digest]:
+        return [_digest(entries[u]) for u in chunk]
+
+    chunks = _chunks(entries, units)
     with ThreadPoolExecutor(workers) as pool:
-        for i, d in zip(units, pool.map(lambda u: _digest(entries[u]), units)):
-            out[i] = d
-            if on_tensor is not None:
-                on_tensor(entries[i].nbytes)
+        for chunk, digests in zip(chunks, pool.map(digest_chunk, chunks)):
+            for i, d in zip(chunk, digests):
+                out[i] = d
+                if on_tensor is not None:
+                    on_tensor(entries[i].nbytes)
     return out
+
+
+_TASK_BYTES = 4 << 20  # a chunk of units holds about this many bytes ...
+_TASK_UNITS = 512  # ... or this many units, whichever comes first
+
+
+def _chunks(entries: Sequence[TensorEntry], units: Sequence[int]) -> list[list[int]]:
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    size = 0
+    for i in units:
+        chunk.append(i)
+        size += entries[i].nbytes
+        if size >= _TASK_BYTES or len(chunk) >= _TASK_UNITS:
+            chunks.append(chunk)
+            chunk, size = [], 0
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+

@@ -21,7 +21,7 @@ import numpy as np
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.sources.files import regular_file
-from sharescan.sources.mapped import mapped_reader
+from sharescan.sources.mapped import FileWindow, mapped_reader
 from sharescan.sources.onnx_layout import read_layout
 from sharescan.table import LoadedModel, TensorEntry
 
@@ -71,11 +71,12 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     uses: Counter[str] = Counter()
     file_bytes = path.stat().st_size
     external_files: set[Path] = set()
+    window = FileWindow(path)
     for scope, graph in _graphs(proto.graph, ""):
         known: dict[str, TensorEntry] = {}
         for k, init in enumerate(graph.initializer):
             at = raw_at[k] if graph is proto.graph else None
-            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files, at)
+            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files, at, window)
             if entry is not None:
                 entries.append(entry)
                 known[init.name] = entry
@@ -167,7 +168,7 @@ def _held_bytes(tensor: Any, itemsize: int, count: int, raw_at: tuple[int, int] 
     return None if held == count * itemsize else held
 
 
-def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path], raw_at: tuple[int, int] | None = None) -> TensorEntry | None:
+def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path], raw_at: tuple[int, int] | None = None, window: FileWindow | None = None) -> TensorEntry | None:
     dtype = ONNX_DTYPES.get(tensor.data_type)
     if dtype is None:
         logger.info("%s: skipping %s (element type %d is not numeric)", path, name, tensor.data_type)
@@ -182,7 +183,8 @@ def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder:
     if held is not None:
         raise InputError(f"{path}: tensor {name!r} holds {held} bytes for shape {list(shape)} {dtype} ({_count(shape) * itemsize} bytes); the file is corrupt: re-download or re-export the model")
     if raw_at is not None:  # raw bytes left in the file by read_layout
-        return TensorEntry(model, name, shape, dtype, storage, mapped_reader(path, raw_at[0], dt.storage, shape))
+        mapped = window.reader(raw_at[0], dt.storage, shape, itemsize) if window is not None else mapped_reader(path, raw_at[0], dt.storage, shape)
+        return TensorEntry(model, name, shape, dtype, storage, mapped)
 
     def read() -> np.ndarray:
         if tensor.raw_data:

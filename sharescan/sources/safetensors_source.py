@@ -14,7 +14,7 @@ from pathlib import Path
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.sources.files import regular_file, strict_json
-from sharescan.sources.mapped import mapped_reader
+from sharescan.sources.mapped import FileWindow
 from sharescan.sources.shard_index import read_shard_index
 from sharescan.table import LoadedModel, TensorEntry
 
@@ -114,10 +114,12 @@ def _record(path: Path, name: str, info: object, data_bytes: int) -> tuple[str, 
 def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
     header, metadata, data_start = read_header(path)
     size = path.stat().st_size
+    window = FileWindow(path)
     entries: list[TensorEntry] = []
     by_name: dict[str, TensorEntry] = {}
     for name, info in header.items():
         dtype, shape, begin, end = _record(path, name, info, size - data_start)
+        dt = DTYPES[dtype]
         entry = TensorEntry(
             model=model,
             name=name,
@@ -125,7 +127,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             dtype=dtype,
             # Zero-size tensors all sit at one offset; they share no bytes.
             storage=f"{prefix}{path.name}:{begin}:{end}" if end > begin else f"empty:{name}",
-            read=mapped_reader(path, data_start + begin, DTYPES[dtype].storage, shape),
+            read=window.reader(data_start + begin, dt.storage, shape, dt.itemsize),
         )
         entries.append(entry)
         by_name[name] = entry
