@@ -472,3 +472,46 @@ def _view_reader(path: Path, view: TensorView, storage: str, numel: int, last: i
         return np.ascontiguousarray(strided)
 
     return read
+
+
+# -- zip checkpoints (torch.save) ---------------------------------------------
+
+
+def check_checkpoint_records(path: Path) -> None:
+    """Refuse a zip checkpoint whose tensors reach past their data records.
+
+    ``torch.load(mmap=True)`` maps each storage from the file without checking
+    that the record holds ``numel`` elements of the storage's type: a damaged
+    or hostile ``data.pkl`` would read the bytes of other records. The pickle
+    is walked here with the same inert unpickler (nothing runs) and every view
+    checked against its record. Globals this reader does not know (numpy
+    scalars and the like) end the check quietly: ``torch.load`` with
+    ``weights_only=True`` then decides whether the file is safe to load.
+    """
+    archive = _Archive(path)
+    if not archive.has("data.pkl"):
+        return
+    data = archive.read("data.pkl")
+    try:
+        obj = _SafeUnpickler(data, archive, "data", {}).load()
+    except InputError:
+        raise
+    except Exception:  # refused globals, odd layouts: torch.load's own checks follow
+        return
+    seen: set[int] = set()
+    stack = [(obj, "")]
+    while stack:
+        item, name = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, TensorView):
+            if item.dtype:
+                view_entry(path, name or "tensor", item, 0)
+            continue
+        if isinstance(item, dict):
+            stack.extend((v, f"{name}.{k}" if name else str(k)) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, f"{name}.{k}" if name else str(k)) for k, v in enumerate(item))
+        elif isinstance(item, _Opaque):
+            stack.extend((v, name) for v in (item.args, item.state))

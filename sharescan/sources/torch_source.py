@@ -43,6 +43,10 @@ def is_torchscript(path: Path) -> bool:
 def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: bool = False) -> LoadedModel:
     import torch
 
+    if zipfile.is_zipfile(path):
+        from sharescan.sources.torch_archive import check_checkpoint_records
+
+        check_checkpoint_records(path)
     obj = torch_load(path, trust_pickle)
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
@@ -56,7 +60,7 @@ def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: b
             else:
                 raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
     tensors = list(walk_tensors(obj, "", str(path)))
-    return LoadedModel(str(path), fmt, tuple(_entries(tensors, model)), path.stat().st_size, files=(str(path),))
+    return LoadedModel(str(path), fmt, tuple(_entries(tensors, model, str(path))), path.stat().st_size, files=(str(path),))
 
 
 def load_torchscript(path: Path, model: int) -> LoadedModel:
@@ -158,7 +162,11 @@ def walk_tensors(obj: Any, prefix: str, source: str = "checkpoint") -> Iterator[
         stack.extend((v, n, inner) for v, n in reversed(children))
 
 
-def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
+# An expanded view larger than this and than 16x its storage is refused.
+_MAX_EXPANDED = 1 << 30
+
+
+def _entries(tensors: list[tuple[str, Any]], model: int, source: str) -> list[TensorEntry]:
     entries = []
     for name, t in tensors:
         dtype = str(t.dtype).removeprefix("torch.")
@@ -178,6 +186,10 @@ def _entries(tensors: list[tuple[str, Any]], model: int) -> list[TensorEntry]:
         # same way (offset, shape, stride, dtype) are one tensor. The file
         # saves each storage once, whole: that is the buffer counted once.
         item = DTYPES[dtype].itemsize
+        if t.numel() * item > max(_MAX_EXPANDED, 16 * storage.nbytes()):
+            # A zero-stride (expanded) view can name far more elements than
+            # its storage holds; reading it would materialise all of them.
+            raise InputError(f"{source}: tensor {name} is a view of {t.numel():,} elements over a {storage.nbytes():,}-byte storage (expanded); sharescan does not materialise it: re-save the tensor with .contiguous()")
         last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
         buffer = f"storage:{storage.data_ptr()}"
         key = f"{buffer}@{offset}:{shape}:{stride}:{dtype}"
