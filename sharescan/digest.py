@@ -99,9 +99,11 @@ def _digest_values(entry: TensorEntry) -> Digest:
     flat = array.reshape(-1)
     # One BLAS pass gives the norm and, through NaN/Inf propagation, whether
     # any element is not finite; only then is the tensor looked at closely.
-    # float64 sums in float64; float32 squares of tiny values underflow, so a
-    # zero sum over a grid with nonzero values is redone in float64 as well.
-    total = _sum_squares(flat, entry.dtype, np.float64 if dt.name == "float64" else np.float32)
+    # float64 sums in float64, and so do small tensors (as their batches do,
+    # so a norm does not depend on which path computed it); float32 squares
+    # of tiny values underflow, so a zero sum over a grid with nonzero values
+    # is redone in float64 as well.
+    total = _sum_squares(flat, entry.dtype, np.float64 if dt.name == "float64" or entry.nbytes <= _SMALL_BYTES else np.float32)
     if total == 0.0 and np.any(grid):
         total = _sum_squares(flat, entry.dtype, np.float64)
     nonfinite = has_nan = False
@@ -152,7 +154,8 @@ def compute_digests(
     from concurrent.futures import ThreadPoolExecutor
 
     def digest_chunk(chunk: list[int]) -> list[Digest]:
-        return [_digest(entries[u]) for u in chunk]
+        with np.errstate(all="ignore"):
+            return _digest_chunk(entries, chunk)
 
     chunks = _chunks(entries, units)
     with ThreadPoolExecutor(workers) as pool:
@@ -182,3 +185,56 @@ def _chunks(entries: Sequence[TensorEntry], units: Sequence[int]) -> list[list[i
         chunks.append(chunk)
     return chunks
 
+
+
+# Tensors up to this size are digested together with the others of their
+# dtype and shape in a chunk: per tensor, numpy's call overhead is most of
+# the work, and a model of a million tiny tensors spends seconds in it.
+_SMALL_BYTES = 4096
+_MIN_BATCH = 8
+
+
+def _digest_chunk(entries: Sequence[TensorEntry], chunk: list[int]) -> list[Digest]:
+    """Digests of a chunk of units, in order; small tensors of one dtype and shape in one batch."""
+    out: dict[int, Digest] = {}
+    batches: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for u in chunk:
+        e = entries[u]
+        if 0 < e.nbytes <= _SMALL_BYTES:
+            batches.setdefault((e.dtype, e.shape), []).append(u)
+    for (dtype, shape), members in batches.items():
+        if len(members) >= _MIN_BATCH:
+            out.update(_digest_batch(entries, members, dtype, shape))
+    return [out[u] if u in out else _digest(entries[u]) for u in chunk]
+
+
+def _digest_batch(entries: Sequence[TensorEntry], members: list[int], dtype: str, shape: tuple[int, ...]) -> dict[int, Digest]:
+    """What ``_digest_values`` gives each member, computed on their stack.
+
+    A member whose values are not all finite is left out (and digested
+    alone), so the close look at NaN and overflow stays in one place.
+    """
+    stack = np.stack([entries[u].read() for u in members])
+    m = len(members)
+    rows, rest = matrix_view(np.empty(shape, dtype=np.uint8)).shape
+    view = stack.reshape(m, rows, rest)
+    ri, ci = grid_index((rows, rest))
+    grids = np.ascontiguousarray(view[:, ri][:, :, ci])
+    with_rows = rows_worth_indexing(entries[members[0]])
+    samples = np.ascontiguousarray(view[:, :, axis_sample(rest, ROW_SAMPLE)]) if with_rows else None
+    flat = np.ascontiguousarray(stack.reshape(m, -1))
+    raw = flat.view(np.uint8)
+    dt = DTYPES[dtype]
+    norms = np.zeros(m)
+    finite = np.ones(m, dtype=bool)
+    if dt.is_float and (dt.numpy_native or dt.name == "bfloat16"):
+        values = float_values(flat, dtype).astype(np.float64)
+        totals = np.einsum("ij,ij->i", values, values)
+        finite = np.isfinite(totals)
+        norms = np.sqrt(np.where(finite, totals, 0.0))
+    out = {}
+    for k, u in enumerate(members):
+        if finite[k]:
+            row_sample = samples[k] if samples is not None else None
+            out[u] = Digest(xxhash.xxh3_64_intdigest(raw[k].data), False, False, float(norms[k]), grids[k], row_sample)
+    return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -65,10 +66,18 @@ def _int(text: str) -> int:
     return int(text)
 
 
+# Any run of more digits than an int64 holds (a long name, or a long int).
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_JSON_INT_DIGITS + 1))
+
+
 def strict_json(raw: bytes, where: str, what: str, advice: str) -> object:
     """``raw`` parsed as JSON with NaN, Infinity, integers over 20 digits and
     runaway nesting refused: InputError "where: corrupt what (why); advice"."""
     try:
+        # Checking every int costs a Python call each (3 s for a million
+        # tensor records): only done when the text holds a long digit run.
+        if _LONG_DIGITS.search(raw) is None:
+            return json.loads(raw, parse_constant=_constant)
         return json.loads(raw, parse_constant=_constant, parse_int=_int)
     except _Refused as e:
         why = e.why
