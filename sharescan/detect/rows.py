@@ -76,12 +76,14 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     row_bytes = entries[members[0]].nbytes // entries[members[0]].shape[0]
     # Only a tensor whose merged rows outweigh its index is rebuilt from the
     # table; the others stay as they are (other tensors may still read their rows).
+    # Per-tensor sums by bincount: a mask over all rows per tensor would cost
+    # tensors x rows (quadratic in a family of thousands of small tensors).
+    n_rows_of = np.array([entries[u].shape[0] for u in members], dtype=np.int64)
     merged_per = np.bincount(owner[merged], minlength=len(members))
-    for k in map(int, np.flatnonzero(merged_per)):  # plain ints, like the other loops over k
-        if merged_per[k] * row_bytes <= INDEX_ITEMSIZE * entries[members[k]].shape[0]:
-            back = np.flatnonzero((owner == k) & merged)
-            label[back] = back
-            errors[back] = abs_errors[back] = 0.0
+    undo = merged_per * row_bytes <= INDEX_ITEMSIZE * n_rows_of
+    back = np.flatnonzero(merged & undo[owner])
+    label[back] = back
+    errors[back] = abs_errors[back] = 0.0
     merged = label != np.arange(len(owner))
     if not merged.any():
         return []
@@ -102,22 +104,25 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     for k in range(len(members)):
         if find(k) in involved:
             components.setdefault(find(k), []).append(k)
+    merged_per = np.bincount(owner[merged], minlength=len(members))
+    sq_per = np.bincount(owner, weights=errors, minlength=len(members))
+    abs_per = np.zeros(len(members))
+    np.maximum.at(abs_per, owner, abs_errors)
     groups = []
     for ks in components.values():
-        rows_in = np.isin(owner, ks)
-        n_rows = int(rows_in.sum())
-        distinct = n_rows - int(merged[rows_in].sum())
-        rebuilt = [k for k in ks if merged[owner == k].any()]
-        reclaimed = tuple(int(merged[owner == k].sum()) * row_bytes - INDEX_ITEMSIZE * entries[members[k]].shape[0] if k in rebuilt else 0 for k in ks)
-        index_bytes = INDEX_ITEMSIZE * sum(entries[members[k]].shape[0] for k in rebuilt)
+        n_rows = int(n_rows_of[ks].sum())
+        distinct = n_rows - int(merged_per[ks].sum())
+        rebuilt = [k for k in ks if merged_per[k]]
+        reclaimed = tuple(int(merged_per[k]) * row_bytes - INDEX_ITEMSIZE * int(n_rows_of[k]) if merged_per[k] else 0 for k in ks)
+        index_bytes = INDEX_ITEMSIZE * int(n_rows_of[rebuilt].sum())
         rel = 0.0
         for k in ks:
             norm = digests[members[k]].norm
-            sq = float(errors[owner == k].sum())
+            sq = float(sq_per[k])
             if sq > 0 and norm > 0:
                 rel = max(rel, math.sqrt(sq) / norm)
         stats = RowStats(n_rows, distinct, row_bytes, index_bytes, reclaimed)
-        groups.append(Group("rows", tuple(members[k] for k in ks), max_abs_error=float(abs_errors[rows_in].max()), rel_error=rel, rows=stats))
+        groups.append(Group("rows", tuple(members[k] for k in ks), max_abs_error=float(abs_per[ks].max()), rel_error=rel, rows=stats))
     return groups
 
 
