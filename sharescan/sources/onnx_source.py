@@ -168,9 +168,22 @@ def _held_bytes(tensor: Any, itemsize: int, count: int, raw_at: tuple[int, int] 
     return None if held == count * itemsize else held
 
 
+def _check_defined_type(tensor: Any, name: str, path: Path, raw_in_file: bool) -> None:
+    """A tensor sharescan skips must still be one ONNX can hold: an undefined
+    element type, or a string tensor with raw bytes, means a damaged file."""
+    from onnx import TensorProto
+
+    code = tensor.data_type
+    if code == TensorProto.UNDEFINED or code not in TensorProto.DataType.values():
+        raise InputError(f"{path}: tensor {name!r} has element type {code}, which ONNX does not define; the file is corrupt: re-export or re-download it")
+    if code == TensorProto.STRING and (raw_in_file or tensor.HasField("raw_data")):
+        raise InputError(f"{path}: string tensor {name!r} holds raw bytes, which ONNX does not allow for strings; the file is corrupt: re-export or re-download it")
+
+
 def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path], raw_at: tuple[int, int] | None = None, window: FileWindow | None = None) -> TensorEntry | None:
     dtype = ONNX_DTYPES.get(tensor.data_type)
     if dtype is None:
+        _check_defined_type(tensor, name, path, raw_at is not None)
         logger.info("%s: skipping %s (element type %d is not numeric)", path, name, tensor.data_type)
         return None
     shape = _checked_shape(tensor, name, path)
