@@ -15,7 +15,7 @@ from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.sources.files import regular_file, strict_json
 from sharescan.sources.mapped import FileWindow
-from sharescan.sources.shard_index import read_shard_index
+from sharescan.sources.shard_index import check_shards_hold, read_shard_index, read_weight_map
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_safetensors", "load_safetensors_index", "read_header"]
@@ -150,8 +150,12 @@ def load_safetensors_index(index: Path, model: int, shown: str) -> LoadedModel:
     shards = read_shard_index(index)
     entries: list[TensorEntry] = []
     file_bytes = 0
+    held: dict[str, set[str]] = {}
     for shard, shard_path in shards:
         file_bytes += shard_path.stat().st_size
-        entries.extend(_entries(shard_path, model, f"{shard}/"))
+        part = _entries(shard_path, model, f"{shard}/")
+        held[shard] = {e.name for e in part}
+        entries.extend(part)
+    check_shards_hold(index, read_weight_map(index), held)
     files = (str(index), *(str(p) for _, p in shards))
     return LoadedModel(shown, "safetensors-sharded", tuple(entries), file_bytes, files=files)

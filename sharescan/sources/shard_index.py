@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from sharescan.errors import InputError
 from sharescan.sources.files import regular_file, strict_json
 
-__all__ = ["read_shard_index"]
+__all__ = ["read_shard_index", "read_weight_map", "check_shards_hold"]
 
 # Real indexes are a few MB for the largest models (one line per tensor).
 _MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -25,6 +25,21 @@ _MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 def read_shard_index(index: Path) -> list[tuple[str, Path]]:
     """(name in the index, resolved path) of each distinct shard, sorted by name."""
+    weight_map = read_weight_map(index)
+    folder = index.parent.resolve()
+    return [(shard, _shard_path(index, folder, shard)) for shard in sorted(set(weight_map.values()))]
+
+
+def check_shards_hold(index: Path, weight_map: dict[str, str], held: dict[str, set[str]]) -> None:
+    """Every tensor the index places in a shard must be in that shard: a
+    mismatch means the folder mixes files of different downloads."""
+    for tensor, shard in weight_map.items():
+        if tensor not in held.get(shard, ()):
+            raise InputError(f"{index}: lists tensor {tensor!r} in shard {shard!r}, which does not hold it; re-download the index or the whole folder")
+
+
+def read_weight_map(index: Path) -> dict[str, str]:
+    """The index's tensor name -> shard file map, checked."""
     size = regular_file(index).st_size
     advice = "re-download the index or the whole folder"
     if size > _MAX_INDEX_BYTES:
@@ -36,8 +51,7 @@ def read_shard_index(index: Path) -> list[tuple[str, Path]]:
     wrong = [v for v in weight_map.values() if not isinstance(v, str)]
     if wrong:
         raise InputError(f"{index}: not a valid shard index ('weight_map' values must be shard file names, found {type(wrong[0]).__name__}); {advice}")
-    folder = index.parent.resolve()
-    return [(shard, _shard_path(index, folder, shard)) for shard in sorted(set(weight_map.values()))]
+    return weight_map
 
 
 def _shard_path(index: Path, folder: Path, shard: str) -> Path:
