@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["close_pairs", "axis_sample", "unit_rows"]
+__all__ = ["close_pairs", "crowd_leaders", "axis_sample", "unit_rows"]
 
 _AXIS_CACHE: dict[tuple[int, int], np.ndarray] = {}
 _CELL = 8.0  # cell width in radii: wider cells mean fewer edge look-ups, more pairs per cell
@@ -153,3 +153,45 @@ def _probe_pairs(home: np.ndarray, probe_point: np.ndarray, probe_key: np.ndarra
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     b = order[np.repeat(start, counts) + offsets]
     return a, b
+
+
+def crowd_leaders(points: np.ndarray, radius: float, limit: int = 32, seed: int = 0) -> np.ndarray:
+    """For each point, the point it is attached to (itself when free), as an index array.
+
+    Points are bucketed in the cells ``close_pairs`` uses. In a cell holding
+    more than ``limit`` points, the first point not yet attached leads, and
+    every point within ``radius`` of it attaches to it; the next unattached
+    point leads next. A cluster of n mutually close points then costs about
+    n distances instead of its n^2 / 2 pairs. Cells of ``limit`` points or
+    fewer, and the leaders, are left to ``close_pairs``. A cell stops
+    electing leaders after ``limit`` of them (its points are then not one
+    cluster), so the work stays within ``limit`` distances per point.
+    """
+    points = np.asarray(points)
+    if points.dtype not in (np.float32, np.float64):
+        points = points.astype(np.float64)
+    n = len(points)
+    leader = np.arange(n)
+    if n <= limit:
+        return leader
+    dims = max(1, min(points.shape[1], math.ceil(math.log(n) / math.log(_SPLIT)) + 1))
+    coords = points @ (_projection(points.shape[1], dims, seed) / (_CELL * radius)).astype(points.dtype)
+    cells = np.floor(coords.astype(np.float64)).astype(np.int64)
+    mult = np.random.default_rng(seed + 1).integers(1, 1 << 61, size=dims, dtype=np.int64) | 1
+    home = cells @ mult
+    order = np.argsort(home, kind="stable")  # stable: a cell's points stay in input order
+    keys = home[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    for start, size in zip(starts[sizes > limit], sizes[sizes > limit]):
+        rest = order[start : start + size]
+        for _ in range(limit):
+            if not rest.size:
+                break
+            head = rest[0]
+            diff = points[rest] - points[head]
+            close = np.einsum("ij,ij->i", diff, diff) <= radius * radius
+            close[0] = True
+            leader[rest[close]] = head
+            rest = rest[~close]
+    return leader

@@ -231,3 +231,39 @@ def test_tensors_sharing_rows_are_not_tying_candidates_of_each_other(tmp_path: P
     pairs = {frozenset((cand.a.name, cand.b.name)) for cand in result.candidates}
     assert frozenset(("a", "b")) not in pairs
     assert pairs >= {frozenset(("a", "c")), frozenset(("b", "c"))}  # the others are still listed
+
+
+def test_large_near_cluster_is_grouped_with_few_exact_measurements(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3,000 mutually near tensors used to be measured pair by pair (4.5 million
+    # exact distances); each must now be measured against a kept tensor, a few times at most.
+    from sharescan.detect import near
+    from sharescan.digest import compute_digests
+    from sharescan.sources import LoadOptions, load_model
+
+    tol, n = 2e-3, 3000
+    base = rng.standard_normal(16).astype(np.float32)
+    tensors = {f"b{i}": _noisy(base, 4e-4 if i % 3 else 1e-5) for i in range(n)}
+    tensors["far"] = rng.standard_normal(16).astype(np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", tensors)
+    entries = load_model(str(path), 0, LoadOptions()).tensors
+    units = list(range(len(entries)))
+    digests = compute_digests(entries, units)
+    measured = 0
+    exact = near.distance
+
+    def counting(*args, **kwargs):
+        nonlocal measured
+        measured += 1
+        return exact(*args, **kwargs)
+
+    monkeypatch.setattr(near, "distance", counting)
+    (group,) = near.find_near(entries, units, digests, tol)
+    names = [entries[i].name for i in group.members]
+    assert sorted(names) == sorted(f"b{i}" for i in range(n))
+    values = {name: tensors[name].astype(np.float64) for name in names}
+    kept = values[names[0]]
+    for name in names[1:]:
+        other = values[name]
+        assert np.linalg.norm(kept - other) / max(np.linalg.norm(kept), np.linalg.norm(other)) <= tol
+    assert group.rel_error <= tol
+    assert measured < 3 * n

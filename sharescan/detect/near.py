@@ -20,7 +20,7 @@ import numpy as np
 from sharescan.detect.common import Distance, distance, value_units
 from sharescan.digest import Digest, float_values
 from sharescan.groups import Group
-from sharescan.neighbors import close_pairs, unit_rows
+from sharescan.neighbors import close_pairs, crowd_leaders, unit_rows
 from sharescan.table import TensorEntry
 
 __all__ = ["find_near", "MARGIN", "sample_points", "search_vectors", "Edge"]
@@ -64,41 +64,72 @@ def sample_points(entries: Sequence[TensorEntry], units: Sequence[int], digests:
     return {k: v for k, v in buckets.items() if any(not t for _, t, _ in v)}
 
 
-def candidate_edges(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float) -> set[Edge]:
-    order = {u: k for k, u in enumerate(units)}
-    edges: set[Edge] = set()
-    for points in sample_points(entries, units, digests).values():
-        if len(points) < 2:
-            continue
-        vectors = np.array([g.reshape(-1) for _, _, g in points])
-        _, ok = unit_rows(vectors)
-        index = np.flatnonzero(ok)
-        # Unit vectors of two tensors at relative distance t are within 2t.
-        for a, b in search_vectors(vectors[ok], 2 * MARGIN * tol):
-            (ua, ta, _), (ub, tb, _) = points[index[a]], points[index[b]]
-            if ua == ub or (ta and tb):
-                continue
-            first, second = (ua, ub) if order[ua] < order[ub] else (ub, ua)
-            edges.add((first, second, ta != tb))
-    return edges
+# A crowd attaches to its leader when their unit samples are this many
+# tolerances apart: unit vectors of two tensors at relative distance t are
+# within 2t, so members attached are estimated near; the exact measure decides.
+ATTACH = 2.0
+
+
+def _edge(points: list[tuple[int, bool, np.ndarray]], order: Mapping[int, int], p: int, q: int) -> Edge | None:
+    (ua, ta, _), (ub, tb, _) = points[p], points[q]
+    if ua == ub or (ta and tb):
+        return None
+    first, second = (ua, ub) if order[ua] < order[ub] else (ub, ua)
+    return (first, second, ta != tb)
 
 
 def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float) -> list[Group]:
     order = {u: k for k, u in enumerate(units)}
     verified: dict[tuple[int, int], tuple[bool, Distance]] = {}
-    for a, b, t in sorted(candidate_edges(entries, units, digests, tol), key=lambda e: (order[e[0]], order[e[1]], e[2])):
-        if (a, b) in verified:
+    tried: set[tuple[int, int]] = set()
+
+    def verify(edge: Edge | None) -> bool:
+        if edge is None:
+            return False
+        a, b, t = edge
+        if (a, b) not in tried:
+            tried.add((a, b))
+            d = distance(entries[a], entries[b], transposed=t)
+            # Equal by value but not by bits (only zeros' signs differ): no
+            # tolerance bounds what that merge changes (1/x: +inf to -inf), and
+            # a near group at error 0 would read as identical. Left unmerged.
+            if d.relative <= tol and not (d.diff_norm == 0 and d.zero_signs):
+                verified[(a, b)] = (t, d)
+        return (a, b) in verified
+
+    # Crowd members confirmed near their leader: (leader unit, member unit).
+    attached: list[tuple[int, int]] = []
+    for points in sample_points(entries, units, digests).values():
+        if len(points) < 2:
             continue
-        d = distance(entries[a], entries[b], transposed=t)
-        # Equal by value but not by bits (only zeros' signs differ): no
-        # tolerance bounds what that merge changes (1/x: +inf to -inf), and
-        # a near group at error 0 would read as identical. Left unmerged.
-        if d.relative <= tol and not (d.diff_norm == 0 and d.zero_signs):
-            verified[(a, b)] = (t, d)
+        vectors = np.array([g.reshape(-1) for _, _, g in points])
+        unit, ok = unit_rows(vectors)
+        index = np.flatnonzero(ok)
+        # Many mutually near tensors are measured against one leader each,
+        # not pair by pair; a member its leader does not confirm is searched
+        # like any other point.
+        leader = crowd_leaders(unit[index], ATTACH * tol)
+        free = leader == np.arange(len(index))
+        for k in np.flatnonzero(~free):
+            p, q = index[leader[k]], index[k]
+            if verify(_edge(points, order, p, q)):
+                attached.append((points[p][0], points[q][0]))
+            else:
+                free[k] = True
+        searched = index[free]
+        for a, b in search_vectors(vectors[searched], 2 * MARGIN * tol):
+            verify(_edge(points, order, searched[a], searched[b]))
     neighbours: dict[int, list[int]] = {}
     for a, b in verified:
         neighbours.setdefault(a, []).append(b)
         neighbours.setdefault(b, []).append(a)
+    followers: dict[int, list[int]] = {}
+    for lead, member in attached:
+        followers.setdefault(lead, []).append(member)
+
+    def link(a: int, b: int) -> tuple[bool, Distance]:
+        return verified[(a, b) if (a, b) in verified else (b, a)]
+
     # The best-connected tensor is kept; its neighbours are replaced by it.
     # Only direct neighbours join, so every member is within tol of the one kept.
     claimed: set[int] = set()
@@ -112,10 +143,27 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
         claimed.update([rep, *members])
         flags, max_abs, rel, zero_signs = [False], 0.0, 0.0, 0
         for m in members:
-            t, d = verified[(rep, m) if (rep, m) in verified else (m, rep)]
+            t, d = link(rep, m)
             flags.append(t)
             max_abs = max(max_abs, d.max_abs)
             rel = max(rel, d.relative)  # the measure the merge test used: never above tol
             zero_signs += d.zero_signs
-        groups.append(Group("near", (rep, *members), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel, zero_signs=zero_signs))
+        # A leader that joins another's group leaves its crowd without a
+        # kept tensor: each follower is measured against this one instead.
+        extra = []
+        for lead in members:
+            t_lead = link(rep, lead)[0]
+            for f in followers.get(lead, ()):
+                if f in claimed or f == rep:
+                    continue
+                first, second = (rep, f) if order[rep] < order[f] else (f, rep)
+                if verify((first, second, t_lead != link(lead, f)[0])):
+                    extra.append(f)
+                    claimed.add(f)
+                    t, d = link(rep, f)
+                    flags.append(t)
+                    max_abs = max(max_abs, d.max_abs)
+                    rel = max(rel, d.relative)
+                    zero_signs += d.zero_signs
+        groups.append(Group("near", (rep, *members, *extra), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel, zero_signs=zero_signs))
     return groups
