@@ -153,3 +153,21 @@ def test_bool_and_small_int_dtypes(tmp_path: Path) -> None:
     result = sharescan.analyze([str(path)])
     assert sorted(_groups(result, "identical")) == [["m1", "m2"], ["q1", "q2"]]
     assert result.totals.reclaimable_bytes == 64 + 64
+
+
+def test_negated_copies_inside_a_crowd_of_near_equal_tensors_are_found_without_pairing_the_crowd(tmp_path: Path) -> None:
+    from sharescan.detect.negated import direction_pairs
+    from sharescan.digest import compute_digests
+    from sharescan.sources import LoadOptions, load_model
+
+    base = rng.standard_normal(64).astype(np.float32)
+    crowd = {f"b{i}": (base + 1e-5 * rng.standard_normal(64)).astype(np.float32) for i in range(400)}
+    crowd["neg"] = -crowd["b7"]
+    path = save_safetensors(tmp_path / "m.safetensors", crowd)
+    result = sharescan.analyze([str(path)], sharescan.AnalysisOptions(tol=None, row_tol=None, candidates=0))
+    assert _groups(result, "negated") == [["b7", "neg"]]
+    # Every tensor points the same way: all 401 * 400 / 2 pairs are parallel.
+    entries = load_model(str(path), 0, LoadOptions()).tensors
+    units = list(range(len(entries)))
+    pairs = direction_pairs(entries, units, compute_digests(entries, units))
+    assert len(pairs) < 4 * len(entries)

@@ -16,7 +16,7 @@ from sharescan.digest import Digest, float_values
 from sharescan.dtypes import DTYPES, negate_bits
 from sharescan.detect.near import search_vectors
 from sharescan.groups import Group
-from sharescan.neighbors import unit_rows
+from sharescan.neighbors import crowd_leaders, unit_rows
 from sharescan.table import TensorEntry
 
 __all__ = ["find_negated", "direction_pairs"]
@@ -27,7 +27,13 @@ _DIRECTION_RADIUS = 1e-2
 
 
 def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[tuple[int, int]]:
-    """Pairs (a, b), a before b, whose samples are parallel or antiparallel."""
+    """Pairs (a, b), a before b, whose samples are parallel or antiparallel.
+
+    A crowd of mutually parallel tensors (thousands of near-equal biases) would
+    give every pair of the crowd: there, each tensor is paired with the
+    crowd's leader only (``crowd_leaders``), so the pairs stay linear in the
+    number of tensors.
+    """
     buckets: dict[tuple[str, tuple[int, ...]], list[int]] = {}
     for i in value_units(entries, units, digests):
         buckets.setdefault((entries[i].dtype, entries[i].shape), []).append(i)
@@ -42,19 +48,40 @@ def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digest
         first = np.argmax(pts != 0, axis=1)
         pts *= np.where(pts[np.arange(len(pts)), first] < 0, -1.0, 1.0)[:, None]
         index = np.flatnonzero(ok)
-        found = search_vectors(pts[ok], _DIRECTION_RADIUS)
-        pairs.extend((members[index[a]], members[index[b]]) for a, b in found)
+        leader = crowd_leaders(pts[ok], _DIRECTION_RADIUS)
+        free = np.flatnonzero(leader == np.arange(len(leader)))
+        found = search_vectors(pts[ok][free], _DIRECTION_RADIUS)
+        pairs.extend((members[index[free[a]]], members[index[free[b]]]) for a, b in found)
+        pairs.extend((members[index[leader[k]]], members[index[k]]) for k in np.flatnonzero(leader != np.arange(len(leader))))
     order = {u: k for k, u in enumerate(units)}
     return sorted(((a, b) if order[a] < order[b] else (b, a) for a, b in pairs), key=lambda p: (order[p[0]], order[p[1]]))
 
 
 def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
+    """Exact negations, joined on their grid samples' bits: linear in the number of tensors.
+
+    A negated copy's grid sample is the kept tensor's sample with every sign
+    bit flipped, bit for bit, so a hash of the flipped sample finds its
+    partners without comparing pairs; the whole tensor then confirms.
+    """
+    by_grid: dict[tuple[str, tuple[int, ...], bytes], list[int]] = {}
+    candidates = [i for i in value_units(entries, units, digests) if DTYPES[entries[i].dtype].signed]
+    for i in candidates:
+        by_grid.setdefault((entries[i].dtype, entries[i].shape, bits(cast(np.ndarray, digests[i].grid)).tobytes()), []).append(i)
+    order = {u: k for k, u in enumerate(units)}
     partners: dict[int, list[int]] = {}
     claimed: set[int] = set()
-    for a, b in direction_pairs(entries, units, digests):
-        if a in claimed or b in claimed or not DTYPES[entries[a].dtype].signed:
+    for a in sorted(candidates, key=order.__getitem__):
+        if a in claimed:
             continue
-        if np.array_equal(negate_bits(entries[a].read(), entries[a].dtype), bits(entries[b].read())):
-            partners.setdefault(a, []).append(b)
-            claimed.add(b)
+        e = entries[a]
+        flipped = negate_bits(cast(np.ndarray, digests[a].grid), e.dtype).tobytes()
+        later = [b for b in by_grid.get((e.dtype, e.shape, flipped), ()) if order[b] > order[a] and b not in claimed]
+        if not later:
+            continue
+        negated = negate_bits(e.read(), e.dtype)
+        for b in later:
+            if np.array_equal(negated, bits(entries[b].read())):
+                partners.setdefault(a, []).append(b)
+                claimed.add(b)
     return [Group("negated", (a, *bs)) for a, bs in partners.items() if a not in claimed]
