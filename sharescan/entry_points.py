@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 import sys
 from typing import Any
 
@@ -19,6 +19,8 @@ def import_entry_point(spec: str, flag: str, kind: str, example: str) -> Any:
     if "" not in sys.path:
         sys.path.insert(0, "")  # the current folder, as `python -m` would have it
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        return pkgutil.resolve_name(spec)
+    except ValueError:  # not a dotted name: spaces, a leading digit...
+        raise InputError(f"{flag} {spec!r}: expected module:{kind}, e.g. {example}") from None
     except (ImportError, AttributeError) as e:
         raise InputError(f"{flag} {spec!r}: cannot import it ({e}); check the module path and name") from None

@@ -1,8 +1,9 @@
 """What onnxruntime holds in RAM for a model, measured in a fresh process.
 
-RSS growth from before creating the session to after one run. glibc keeps
-freed memory, so the child sets MALLOC_MMAP_THRESHOLD_=65536: large buffers
-then go back to the system when freed and readings repeat within ~1 MB.
+RSS growth (read with psutil) from before creating the session to after one
+run. glibc keeps freed memory, so the child sets MALLOC_MMAP_THRESHOLD_=65536:
+large buffers then go back to the system when freed and readings repeat
+within ~1 MB.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ RECOMMENDED_OPTIONS = {
 }
 
 _PROBE = r"""
-import json, sys, numpy as np, onnxruntime as ort
+import json, sys, numpy as np, onnxruntime as ort, psutil
 def rss():
-    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) * 1024
+    return psutil.Process().memory_info().rss
 path, config, feeds_path, names = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 data = np.load(feeds_path, allow_pickle=False)
 feeds = {name: data[f"arr_{k}"] for k, name in enumerate(names)}
