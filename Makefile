@@ -3,15 +3,24 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The CPU build of torch, installed before sharescan[torch] so that pip keeps
+# it: a bare `torch` requirement pulls a multi-GB CUDA build on Linux.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# Where that index cannot be reached (a CI with only the package registry),
+# give up within seconds and take torch from the configured registry instead.
+PIP_NET := --timeout 10 --retries 1
+# Test workers: two processes; `make test JOBS=0` runs the suite in one.
+JOBS ?= 2
 
-.PHONY: setup demo test fixtures bench clean
+.PHONY: setup demo test check fixtures bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	# The CPU wheel first: a bare `torch` requirement would pull a CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(PIP_NET) '$(TORCH)' --index-url $(TORCH_INDEX) \
+	  || $(BIN)/pip install --quiet '$(TORCH)'
+	$(BIN)/pip install --quiet -e '.[torch,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -21,7 +30,12 @@ demo: $(STAMP)
 	$(BIN)/sharescan analyze fixtures/tiny_lm_folded.onnx fixtures/tiny_lm.pt fixtures/pair_a.safetensors fixtures/pair_b.safetensors --report reports/demo/analysis.md
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadgroup)
+
+# Lint and type-check (CI runs these after `make test`).
+check: $(STAMP)
+	$(BIN)/ruff check sharescan tests benchmarks fixtures
+	$(BIN)/mypy sharescan
 
 fixtures: $(STAMP)
 	$(BIN)/python -m fixtures.make_fixtures

@@ -40,6 +40,14 @@ class AnalysisOptions:
     row_tol: float | None = DEFAULT_TOL  # near-equal rows; None: identical rows only
     candidates: int = 5  # closest not-merged pairs to list for tying
 
+    def __post_init__(self) -> None:
+        # Checked here so the Python API refuses what the command line refuses.
+        for flag, value in (("--tol", self.tol), ("--row-tol", self.row_tol)):
+            if value is not None and not 0 < value < 1:
+                raise InputError(f"{flag} {value}: a relative distance must lie strictly between 0 and 1 (e.g. 2e-3)")
+        if self.candidates < 0:
+            raise InputError(f"--candidates {self.candidates}: must be 0 or more")
+
 
 class Progress:
     """Hooks for a progress display; the default does nothing."""
@@ -49,19 +57,10 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def _check(options: AnalysisOptions) -> None:
-    for flag, value in (("--tol", options.tol), ("--row-tol", options.row_tol)):
-        if value is not None and not 0 < value < 1:
-            raise InputError(f"{flag} {value}: a relative distance must lie strictly between 0 and 1 (e.g. 2e-3)")
-    if options.candidates < 0:
-        raise InputError(f"--candidates {options.candidates}: must be 0 or more")
-
-
 def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), progress: Progress | None = None) -> AnalysisResult:
     """Analyse one or more models together: every relation within and across them."""
     if not paths:
         raise InputError("no model given; pass one or more model paths")
-    _check(options)
     seen: dict[str, str] = {}
     for path in paths:
         real = os.path.realpath(path)

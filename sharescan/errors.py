@@ -1,16 +1,31 @@
-"""The one error type the CLI turns into a clear line and exit code 2."""
+"""What the library raises when it refuses: one base, three kinds.
+
+Every message is one line that says what went wrong, where, and what to do;
+the CLI prints it as ``error: <message>`` (see ``sharescan/cli/_errors.py``
+for the exit codes). Library callers catch ``SharescanError`` for all of
+them, or one kind.
+"""
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["SharescanError", "InputError", "VerificationError", "TrainingError"]
 
 
-class InputError(Exception):
-    """Unusable input: a missing, unreadable, corrupt or refused file, or a bad option.
-
-    The message is one line that says what went wrong, where, and what to do.
-    """
+class SharescanError(Exception):
+    """A refusal with a one-line message; nothing was written."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InputError(SharescanError):
+    """Unusable input: a missing, unreadable, corrupt or refused file, or a bad option."""
+
+
+class VerificationError(SharescanError):
+    """A rewrite that fails verification (onnx.checker or onnxruntime's outputs); not written."""
+
+
+class TrainingError(SharescanError):
+    """Fine-tuning that cannot go on: a loss that turned NaN/Inf or diverged; nothing written."""

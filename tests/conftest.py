@@ -15,3 +15,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def overwrite(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--overwrite"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one pytest-xdist worker (with --dist loadgroup)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The fuzz cases share one session fixture that runs every selected case
+    # through its own worker processes. Under pytest-xdist each worker has its
+    # own session: kept on one worker, the cases run once, not once per worker.
+    for item in items:
+        if "fuzz_results" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("fuzz"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -33,5 +34,21 @@ def save_onnx(path: Path, initializers: dict[str, np.ndarray], nodes: list | Non
     return path
 
 
-def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sharescan", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def run_cli(*args: str, cwd: Path = ROOT, isolated: bool = False) -> subprocess.CompletedProcess[str]:
+    """``sharescan ARGS`` in ``cwd``: in this process through ``sharescan.cli.main`` (fast), or,
+    with ``isolated``, as a real ``python -m sharescan`` process (what a user runs: its own
+    stderr, imports and exit)."""
+    if isolated:
+        return subprocess.run([sys.executable, "-m", "sharescan", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    from click.testing import CliRunner
+
+    from sharescan.cli import main
+
+    code: int | str | None = 0
+    with CliRunner().isolation() as (out, err, _), contextlib.chdir(cwd):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code
+    returncode = code if isinstance(code, int) else 0 if code is None else 1
+    return subprocess.CompletedProcess(["sharescan", *args], returncode, out.getvalue().decode(), err.getvalue().decode())

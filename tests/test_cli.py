@@ -1,4 +1,8 @@
-"""The command line: pure JSON, exit codes, reports written whole, torch never imported needlessly."""
+"""The command line: pure JSON, exit codes, reports written whole, torch never imported needlessly.
+
+Most cases run ``sharescan.cli.main`` in this process; the import checks and
+what a real process prints on stderr run in a subprocess.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +60,25 @@ def test_help_lists_examples_and_version_prints() -> None:
     assert run_cli("--version").stdout.strip() == "sharescan, version 0.1.0"
 
 
+@pytest.mark.parametrize("command", ["analyze", "dedup", "export", "tie"])
+def test_every_command_shows_examples_and_exit_codes_in_its_help(command: str) -> None:
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"sharescan {command} " in proc.stdout.split("Examples:")[1]
+    assert "Exit codes: 0" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("command", ["analyze", "export", "tie"])
+def test_trust_code_keeps_its_trust_pickle_alias(command: str) -> None:
+    assert "--trust-code, --trust-pickle" in run_cli(command, "--help").stdout
+
+
+def test_no_arguments_print_the_commands() -> None:
+    proc = run_cli()
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert all(verb in proc.stdout for verb in ("analyze", "dedup", "export", "tie"))
+
+
 def _modules_after(args: list[str]) -> set[str]:
     code = (
         "import sys\n"
@@ -84,6 +107,6 @@ def test_torch_files_do_import_torch() -> None:
 
 
 def test_progress_bar_stays_off_stderr_when_not_a_terminal() -> None:
-    proc = run_cli("analyze", str(FIXTURES / "tiny_lm.safetensors"), "--json")
+    proc = run_cli("analyze", str(FIXTURES / "tiny_lm.safetensors"), "--json", isolated=True)
     assert proc.returncode == 0
     assert proc.stderr == ""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sharescan.errors import InputError
+from sharescan.errors import InputError, VerificationError
 from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
 from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors, tensor_nbytes
@@ -54,6 +54,13 @@ class DedupOptions:
     # drop Identity and dead nodes; specialises to the declared input sizes
     # (see fold.py).
     simplify: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here so the Python API refuses what the command line refuses.
+        if self.tol is not None and not 0 < self.tol < 1:
+            raise InputError(f"--tol {self.tol}: a relative distance must lie strictly between 0 and 1")
+        if not self.max_error >= 0:  # NaN too
+            raise InputError(f"--max-error {self.max_error}: must be a number >= 0")
 
 
 @dataclass(frozen=True)
@@ -241,7 +248,7 @@ def _attempt(model: Any, result: Any, options: DedupOptions, skip: frozenset[str
     lossy = any(m.relation == "near" for m in merges)
     try:
         check_model(staged[0], label=str(out))
-    except InputError as e:
+    except VerificationError as e:
         return _Attempt(skip, merges, staged, after, folded, Verdict(False, False, float("inf"), float("inf"), ()), lossy, e.message.replace("; nothing written", ""))
     verdict, failure = check_result(staged[0], reference, lossy, options.max_error)
     return _Attempt(skip, merges, staged, after, folded, verdict, lossy, failure)
@@ -286,7 +293,7 @@ def _drop_failing(src: Path, result: Any, options: DedupOptions, work: Path, out
     final = verify(kept)
     if final.failure:
         hint = "; rerun without --simplify (a folded constant can change which onnxruntime fusions apply)" if options.simplify else ""
-        raise InputError(f"{out}: verification failed even with no merge: {final.failure}; nothing written{hint}")
+        raise VerificationError(f"{out}: verification failed even with no merge: {final.failure}; nothing written{hint}")
     dropped = [DroppedMerge(by_name[n], reasons.get(n, "left out with a failing merge")) for n in names if n not in kept]
     return final, dropped
 

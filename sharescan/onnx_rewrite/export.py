@@ -41,6 +41,11 @@ class ExportOptions:
     trust_pickle: bool = False
     dedup: DedupOptions = DedupOptions()
 
+    def __post_init__(self) -> None:
+        # Checked here so the Python API refuses what the command line refuses.
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or self.opset < 1:
+            raise InputError(f"--opset {self.opset}: must be a positive integer (e.g. 17)")
+
 
 @dataclass(frozen=True)
 class ExportResult:

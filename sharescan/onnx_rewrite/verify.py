@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.errors import InputError
+from sharescan.errors import InputError, VerificationError
 from sharescan.onnx_rewrite import feeds as feeding
 
 __all__ = [
@@ -84,9 +84,10 @@ def check_model(path: Path, label: str | None = None) -> None:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, UnicodeDecodeError, ValueError) as e:
         # A name or string that is not UTF-8, or an element type onnx does not
         # define, surfaces as a Python error rather than a ValidationError.
-        what = f"{label}: the rewritten model" if label else str(path)
         reason = " ".join(str(e).split()) or e.__class__.__name__
-        raise InputError(f"{what} fails onnx.checker ({reason}); nothing written; check that the file is complete and valid ONNX") from None
+        if label:  # the rewrite is at fault, not the input
+            raise VerificationError(f"{label}: the rewritten model fails onnx.checker ({reason}); nothing written; check that the file is complete and valid ONNX") from None
+        raise InputError(f"{path} fails onnx.checker ({reason}); nothing written; check that the file is complete and valid ONNX") from None
 
 
 def parse_input_spec(text: str) -> tuple[str, tuple[int, ...], str]:

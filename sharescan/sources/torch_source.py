@@ -15,6 +15,7 @@ import pickle
 import warnings
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,29 @@ from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors", "first_line", "TRUST_HINT"]
+__all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors", "first_line", "needs_torch", "TRUST_HINT", "TORCH_EXTRA"]
 
 logger = logging.getLogger(__name__)
 
 TRUST_HINT = "pass --trust-code (or --trust-pickle) only if you trust where the file came from (loading it runs code)"
+
+# torch is an optional extra: the base install reads ONNX and safetensors only.
+TORCH_EXTRA = "pip install 'sharescan[torch]'"
+
+
+@contextmanager
+def needs_torch(what: str) -> Iterator[None]:
+    """Turn torch missing from this environment into one line naming the extra.
+
+    Only the import of torch itself is translated: a module missing from
+    inside an installed torch is a broken install, not a missing extra.
+    """
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        raise InputError(f"{what} needs torch: {TORCH_EXTRA}") from None
 
 
 def is_torchscript(path: Path) -> bool:
@@ -41,12 +60,12 @@ def is_torchscript(path: Path) -> bool:
 
 
 def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: bool = False) -> LoadedModel:
-    import torch
-
     if zipfile.is_zipfile(path):
         from sharescan.sources.torch_archive import check_checkpoint_records
 
         check_checkpoint_records(path)
+    with needs_torch(f"{path}: reading PyTorch files"):
+        import torch
     obj = torch_load(path, trust_pickle)
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
@@ -72,11 +91,13 @@ def load_torchscript(path: Path, model: int) -> LoadedModel:
 def load_torch_export(path: Path, model: int) -> LoadedModel:
     from sharescan.sources.torch_archive import load_pt2_archive
 
-    return load_pt2_archive(path, model)
+    with needs_torch(f"{path}: reading PyTorch files"):  # its sample inputs are checked with torch's weights-only unpickler
+        return load_pt2_archive(path, model)
 
 
 def torch_load(path: Path, trust_pickle: bool) -> Any:
-    import torch
+    with needs_torch(f"{path}: reading PyTorch files"):
+        import torch
 
     mmap = zipfile.is_zipfile(path)
     try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sharescan.errors import InputError
+from sharescan.errors import InputError, SharescanError, TrainingError
 from sharescan.outputs import atomic_path, check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
@@ -41,6 +41,21 @@ class TieOptions:
     arch: str | None = None  # module:factory for state dicts (imports that code)
     trust_pickle: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked here so the Python API refuses what the command line refuses;
+        # what needs torch or the files (CUDA present, --task xor --inputs) is checked by tie().
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr {self.lr}: must be a positive number")
+        if not 0 < self.target_gap < 1:
+            raise InputError(f"--target-gap {self.target_gap}: must lie strictly between 0 and 1")
+        if self.lam is not None and not (self.lam >= 0 and math.isfinite(self.lam)):
+            raise InputError(f"--lambda {self.lam}: must be a number >= 0, or auto")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise InputError(f"--device {self.device}: use cpu or cuda (cuda:N)")
+        for flag, value, least in (("--auto", self.auto, 0), ("--epochs", self.epochs, 1), ("--finetune-shared", self.finetune_shared, 0)):
+            if value < least:
+                raise InputError(f"{flag} {value}: must be {least} or more")
 
 
 @dataclass(frozen=True)
@@ -183,18 +198,10 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
         check_output(path, paths, option="output path")
     if onnx_output and Path(onnx_output).resolve() == out.resolve():
         raise InputError(f"{onnx_output}: --onnx and -o must be different files")
-    if not (options.lr > 0 and math.isfinite(options.lr)):
-        raise InputError(f"--lr {options.lr}: must be a positive number")
-    if not 0 < options.target_gap < 1:
-        raise InputError(f"--target-gap {options.target_gap}: must lie strictly between 0 and 1")
-    if options.device != "cpu" and not options.device.startswith("cuda"):
-        raise InputError(f"--device {options.device}: use cpu or cuda (cuda:N)")
     if options.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {options.device}: no CUDA device here; use --device cpu")
     if (options.task is None) == (options.inputs is None):
         raise InputError("give exactly one of --task module:function (labelled data) or --inputs calib.npz (distillation)")
-    if options.lam is not None and not (options.lam >= 0 and math.isfinite(options.lam)):
-        raise InputError(f"--lambda {options.lam}: must be a number >= 0, or auto")
     torch.manual_seed(options.seed)
     models = _load(paths, options)
     params = _params(models)
@@ -242,7 +249,7 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
         metric_shared = _metrics(task, models)
         _train(models, task, options, options.finetune_shared, 0.0, members, None)
         metric_final = _metrics(task, models)
-    except InputError:
+    except SharescanError:
         raise
     except Exception as e:  # the task is the user's code: report its failure in one line
         raise InputError(f"fine-tuning failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); check the task and its data; nothing written") from None
@@ -253,7 +260,7 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
     if onnx_output:  # first: a failed export must leave no checkpoint behind
         try:
             diff = _export(models, task, Path(onnx_output))
-        except InputError:
+        except SharescanError:
             raise
         except Exception as e:  # the exporter raises many types
             raise InputError(f"{onnx_output}: exporting the tied models failed ({e.__class__.__name__}); nothing written") from None
@@ -302,7 +309,7 @@ def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int,
                 loss = loss + task.loss(models[key](x.to(options.device)), y.to(options.device))
             value = float(loss.detach()) + (lam * float(penalty(members()).detach()) if lam else 0.0)
             if not math.isfinite(value) or (first_loss is not None and value > 1e6 * max(first_loss, 1e-6)):
-                raise InputError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower --lambda or --lr; nothing written")
+                raise TrainingError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower --lambda or --lr; nothing written")
             first_loss = value if first_loss is None else first_loss
             optimizer.zero_grad()
             loss.backward()

@@ -1,0 +1,105 @@
+"""Everything a command prints or writes: one result, rendered three ways.
+
+Data goes to stdout (the terminal report, or JSON and nothing else);
+warnings go to stderr; a Markdown report is written whole or not at all
+(:func:`sharescan.outputs.atomic_path`). A renderer is called only when its
+form is asked for. Errors are not printed here: commands raise them and
+``sharescan.cli._errors`` turns them into one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sharescan.errors import InputError
+
+__all__ = ["Rendering", "emit", "check_report_target", "analysis_rendering", "dedup_rendering", "tie_rendering"]
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One result, three ways; each callable runs only when that form is asked for."""
+
+    json: Callable[[], str]  # the whole JSON document, newline-terminated
+    terminal: Callable[[Any], None]  # prints to a rich Console
+    markdown: Callable[[], str]  # the Markdown report
+    warnings: Sequence[str] = ()  # one line each, on stderr
+
+
+def emit(rendering: Rendering, as_json: bool, report_path: Path | None) -> None:
+    """Warnings to stderr, the result to stdout, and the Markdown report if asked."""
+    for warning in rendering.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        sys.stdout.write(rendering.json())
+    else:
+        rendering.terminal(_console())
+    if report_path is not None:
+        _write_report(report_path, rendering.markdown())
+
+
+def check_report_target(report: Path | None, *paths: str | None) -> None:
+    """--report may not name, or replace, any file this command reads or writes; checked before any work."""
+    if report is None:
+        return
+    from sharescan.outputs import check_output, companion_files
+
+    named = [p for p in paths if p]
+    written = [str(c) for p in named for c in companion_files(Path(p))]
+    check_output(report, [*named, *written], option="--report path")
+
+
+def _write_report(path: Path, text: str) -> None:
+    from sharescan.outputs import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"{path}: could not write the report ({e.strerror}); check the folder or choose another --report path") from None
+
+
+def _console() -> Any:
+    """The terminal console; 120 columns when stdout is a file or a pipe (rich would use 80)."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2) + "\n"
+
+
+def analysis_rendering(result: Any, top: int) -> Rendering:
+    """``analyze``: groups and totals; tables cut at ``top`` rows (JSON has all)."""
+    from sharescan.report.json_report import render_json
+    from sharescan.report.markdown import render_markdown
+    from sharescan.report.terminal import render_terminal
+
+    return Rendering(lambda: render_json(result), lambda console: render_terminal(result, console, top), lambda: render_markdown(result, top), result.warnings)
+
+
+def dedup_rendering(result: Any, note: str | None = None, data: dict[str, Any] | None = None) -> Rendering:
+    """``dedup``; ``export`` adds a ``note`` comparing torch with onnxruntime and its own JSON ``data``."""
+    from sharescan.report.dedup_report import render_dedup_markdown, render_dedup_terminal
+
+    def terminal(console: Any) -> None:
+        render_dedup_terminal(result, console)
+        if note:
+            console.print(note, highlight=False)
+
+    return Rendering(lambda: _dumps(data if data is not None else result.to_dict()), terminal, lambda: render_dedup_markdown(result) + (f"\n{note}\n" if note else ""), result.warnings)
+
+
+def tie_rendering(result: Any) -> Rendering:
+    """``tie``: per-group gaps and the metric before and after."""
+    from sharescan.report.tie_report import render_tie_markdown, render_tie_terminal
+
+    return Rendering(lambda: _dumps(result.to_dict()), lambda console: render_tie_terminal(result, console), lambda: render_tie_markdown(result))

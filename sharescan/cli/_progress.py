@@ -1,0 +1,54 @@
+"""Progress bars on stderr, shown only when stderr is a terminal (never in a pipe or a log)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["scan_progress", "epoch_bar"]
+
+
+def scan_progress() -> Any:
+    """An ``analysis.Progress``: a bar of bytes scanned, or silent hooks off a terminal."""
+    from sharescan.analysis import Progress
+
+    if not sys.stderr.isatty():
+        return Progress()
+
+    class Bar(Progress):
+        def start(self, total_bytes: int) -> None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TimeRemainingColumn
+
+            self.bar = RichProgress("scanning", BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.task = self.bar.add_task("scan", total=total_bytes)
+            self.bar.start()
+
+        def advance(self, nbytes: int) -> None:
+            self.bar.advance(self.task, nbytes)
+
+        def stop(self) -> None:
+            self.bar.stop()
+
+    return Bar()
+
+
+@contextlib.contextmanager
+def epoch_bar(epochs: int) -> Iterator[Callable[[int, float, float], None] | None]:
+    """A bar per fine-tuning epoch; yields tie's ``on_epoch`` hook, or None off a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as RichProgress, TextColumn
+
+    bar = RichProgress(TextColumn("epoch {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.description}"), console=Console(stderr=True), transient=True)
+    job = bar.add_task("", total=epochs)
+
+    def update(epoch: int, lam: float, gap: float) -> None:
+        bar.update(job, completed=epoch + 1, description=f"lambda {lam:g}, largest gap {gap:.2e}")
+
+    with bar:
+        yield update

@@ -1,0 +1,44 @@
+"""``sharescan dedup``: an ONNX model with every tensor it stores twice shared, verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sharescan.cli._options import json_opt, no_ram_opt, output_opt, report_opt, rewrite_opts
+from sharescan.cli._output import check_report_target, dedup_rendering, emit
+
+__all__ = ["dedup"]
+
+
+@click.command(epilog="""\b
+Examples:
+  sharescan dedup model.onnx -o model.dedup.onnx
+  sharescan dedup model.onnx -o small.onnx --rows --json
+  sharescan dedup model.onnx -o small.onnx --strip-debug --simplify
+  sharescan dedup model.onnx -o small.onnx --tol 1e-3 --max-error 1e-3
+  sharescan dedup model.onnx -o out.onnx --input input_ids:1x128:int64
+  sharescan dedup vad.onnx -o out.onnx --inputs speech.npz --inputs silence.npz
+\b
+Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
+@click.argument("model", metavar="MODEL.onnx")
+@output_opt("Where to write the deduplicated model.")
+@rewrite_opts
+@click.option("--max-error", type=float, default=1e-3, show_default=True, help="Lossy merges: largest relative change of any output before the result is refused.")
+@click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims tried at sizes the model runs at.")
+@click.option("--inputs", "samples", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Real inputs for verification: an .npz of arrays named after graph inputs; one sample per file, or several along a leading axis (one dim more than declared); repeatable.")
+@click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
+@no_ram_opt("Skip measuring onnxruntime RAM (four short runs).")
+@json_opt
+@report_opt
+def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], samples: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+    """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
+    check_report_target(report_path, model, output)
+    from sharescan.onnx_rewrite.dedup import DedupOptions, dedup as run_dedup
+    from sharescan.onnx_rewrite.verify import parse_input_spec
+
+    inputs = tuple(parse_input_spec(s) for s in input_specs)
+    options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=inputs, samples=samples, strip_debug=strip_debug, simplify=simplify)
+    result = run_dedup(model, output, options, in_place=in_place)
+    emit(dedup_rendering(result), as_json, report_path)
