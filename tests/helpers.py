@@ -50,5 +50,8 @@ def run_cli(*args: str, cwd: Path = ROOT, isolated: bool = False) -> subprocess.
             main(list(args))
         except SystemExit as e:
             code = e.code
+        finally:
+            sys.stdout.flush()  # the runner's streams buffer; a process would flush at exit
+            sys.stderr.flush()
     returncode = code if isinstance(code, int) else 0 if code is None else 1
     return subprocess.CompletedProcess(["sharescan", *args], returncode, out.getvalue().decode(), err.getvalue().decode())
