@@ -41,6 +41,7 @@ __all__ = [
     "fill",
     "index_bounds",
     "load_samples",
+    "random_array",
     "settled_dims",
     "upstream_inputs",
 ]
@@ -263,15 +264,23 @@ def fill(
             shape, dtype = tuple(d if isinstance(d, int) else sizes.get(d, 1) for d in value.dims or ()), value.dtype
         if value.name in branch:
             feeds[value.name] = np.full(shape, branch[value.name], dtype=dtype)
-        elif dtype.kind == "f" or dtype.name in ("bfloat16",):
-            feeds[value.name] = np.asarray(rng.standard_normal(shape)).astype(dtype)
-        elif dtype.kind in "iu":
-            feeds[value.name] = np.asarray(rng.integers(0, bounds.get(value.name, _DEFAULT_INT_BOUND), size=shape)).astype(dtype)
-        elif dtype.kind == "b":
-            feeds[value.name] = np.asarray(rng.random(shape) > 0.5)
         else:
-            raise InputError(f"graph input {value.name!r} has dtype {dtype}; pass --inputs with a sample for it")
+            feeds[value.name] = random_array(rng, value.name, shape, dtype, bounds.get(value.name, _DEFAULT_INT_BOUND))
     return feeds
+
+
+def random_array(rng: np.random.Generator, name: str, shape: tuple[int, ...], dtype: np.dtype[Any], int_bound: int = _DEFAULT_INT_BOUND) -> np.ndarray:
+    """Random data for input ``name``: standard normal floats, integers in [0, int_bound), fair booleans.
+
+    The one sampler of model inputs: verification feeds and export's example inputs draw alike.
+    """
+    if dtype.kind == "f" or dtype.name in ("bfloat16",):
+        return np.asarray(rng.standard_normal(shape)).astype(dtype)
+    if dtype.kind in "iu":
+        return np.asarray(rng.integers(0, int_bound, size=shape)).astype(dtype)
+    if dtype.kind == "b":
+        return np.asarray(rng.random(shape) > 0.5)
+    raise InputError(f"graph input {name!r} has dtype {dtype}; pass --inputs with a sample for it")
 
 
 def settled_dims(model: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:

@@ -28,6 +28,7 @@ __all__ = [
     "parse_input_spec",
     "reference_runs",
     "sample_inputs",
+    "torch_vs_onnxruntime",
 ]
 
 
@@ -274,3 +275,27 @@ def check_result(path: Path, reference: Reference, lossy: bool, max_error: float
     if lossy and rel > max_error:
         return verdict, f"outputs moved by {rel:.3g} relative (> --max-error {max_error:g})"
     return verdict, ""
+
+
+def torch_vs_onnxruntime(path: Path, feeds: dict[str, np.ndarray], expected: Any) -> tuple[float, float]:
+    """(max abs error, worst relative L2 error) of onnxruntime on the file at ``path`` against torch's ``expected``.
+
+    ``expected``: the torch model's output on ``feeds``, a tensor or a tuple or
+    list of them, in the graph's output order. Feeds the graph does not declare
+    are left out (the dynamo exporter drops inputs the graph does not read).
+    Differences are taken in float64, so float32 rounding adds nothing of its own.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    declared = {i.name for i in session.get_inputs()}
+    got = session.run(None, {n: a for n, a in feeds.items() if n in declared})
+    wanted = expected if isinstance(expected, (tuple, list)) else (expected,)
+    max_abs = rel = 0.0
+    for t, g in zip(wanted, got):
+        x = t.detach().cpu().numpy().astype(np.float64)
+        diff = np.abs(x - np.asarray(g).astype(np.float64))
+        max_abs = max(max_abs, float(diff.max()) if diff.size else 0.0)
+        norm = float(np.linalg.norm(x))
+        rel = max(rel, float(np.linalg.norm(diff)) / norm if norm else 0.0)
+    return max_abs, rel

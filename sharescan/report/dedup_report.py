@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sharescan.onnx_rewrite.dedup import DedupResult, DroppedMerge
+from sharescan.report.markdown_table import markdown_table
 from sharescan.units import human_bytes
 
 __all__ = ["dedup_summary", "dedup_rows", "render_dedup_terminal", "render_dedup_markdown", "MERGE_HEADER"]
@@ -89,8 +90,7 @@ def render_dedup_terminal(r: DedupResult, console: Any, top: int = 50) -> None:
 def render_dedup_markdown(r: DedupResult, top: int = 50) -> str:
     lines = ["# sharescan dedup", ""] + [f"- {line}" for line in dedup_summary(r)] + ["", f"## Merges ({len(r.merges)})", ""]
     if r.merges:
-        lines += ["| " + " | ".join(MERGE_HEADER) + " |", "|" + "---|" * len(MERGE_HEADER)]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in dedup_rows(r)[:top]]
+        lines += markdown_table(MERGE_HEADER, dedup_rows(r)[:top])
     else:
         lines.append("Nothing to merge.")
     return "\n".join(lines) + "\n"

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
+from sharescan.report.markdown_table import markdown_table
 from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, model_rows, nonfinite_lines, summary_lines
 from sharescan.result import AnalysisResult
 
 __all__ = ["render_markdown"]
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", "<br>")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def render_markdown(result: AnalysisResult, top: int = 50) -> str:
     lines = ["# sharescan analysis", "", "Units: KiB, MiB, GiB are 1024-based; exact byte counts are in the JSON report.", ""]
-    lines += ["## Models", ""] + _table(MODEL_HEADER, model_rows(result)) + [""]
+    lines += ["## Models", ""] + markdown_table(MODEL_HEADER, model_rows(result)) + [""]
     lines += ["## Totals", ""] + [f"- {line}" for line in summary_lines(result)] + [""]
     lines += [f"## Groups ({len(result.groups)})", ""]
     if result.groups:
         if len(result.groups) > top:
             lines += [f"Largest {top} shown.", ""]
         rows = [group_row(k, g, result) for k, g in enumerate(result.groups[:top], 1)]
-        lines += _table(GROUP_HEADER, rows)
+        lines += markdown_table(GROUP_HEADER, rows)
     else:
         lines.append("No shared or duplicated tensors found.")
     lines.append("")
     if result.candidates:
-        lines += ["## Closest pairs not merged (candidates for tying)", ""] + _table(CANDIDATE_HEADER, candidate_rows(result)) + [""]
+        lines += ["## Closest pairs not merged (candidates for tying)", ""] + markdown_table(CANDIDATE_HEADER, candidate_rows(result)) + [""]
     for m in result.models:
         if m.reused_initializers:
             names = ", ".join(f"`{n}` ({c} readers)" for n, c in m.reused_initializers)

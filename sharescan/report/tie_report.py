@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.tying.run import TieResult
+from sharescan.tying.result import TieResult
+from sharescan.report.markdown_table import markdown_table
 from sharescan.units import human_bytes
 
 __all__ = ["tie_summary", "render_tie_terminal", "render_tie_markdown", "GROUP_HEADER", "METRIC_HEADER"]
@@ -58,9 +59,6 @@ def render_tie_terminal(r: TieResult, console: Any) -> None:
 
 
 def render_tie_markdown(r: TieResult) -> str:
-    def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-
     lines = ["# sharescan tie", ""] + [f"- {line}" for line in tie_summary(r)] + ["", f"## {r.metric_name}", ""]
-    lines += table(METRIC_HEADER, _metric_rows(r)) + ["", f"## Tied groups ({len(r.groups)})", ""] + table(GROUP_HEADER, _group_rows(r)) + [""]
+    lines += markdown_table(METRIC_HEADER, _metric_rows(r)) + ["", f"## Tied groups ({len(r.groups)})", ""] + markdown_table(GROUP_HEADER, _group_rows(r)) + [""]
     return "\n".join(lines)

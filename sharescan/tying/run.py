@@ -8,7 +8,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from sharescan.errors import InputError, SharescanError, TrainingError
 from sharescan.outputs import atomic_path, check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
+from sharescan.tying.result import GroupTrace, TieResult
 from sharescan.tying.share import share, unique_parameter_bytes
 from sharescan.tying.task import Task, distillation_task, load_task
 
@@ -58,57 +59,16 @@ class TieOptions:
                 raise InputError(f"{flag} {value}: must be {least} or more")
 
 
-@dataclass(frozen=True)
-class GroupTrace:
-    label: str
-    gap_before: float
-    gap_per_epoch: tuple[float, ...]
-    gap_after_sharing: float  # 0 by construction: one Parameter
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
-@dataclass(frozen=True)
-class TieResult:
-    models: tuple[str, ...]
-    keys: tuple[str, ...]
-    groups: tuple[GroupTrace, ...]
-    metric_name: str
-    metric_before: dict[str, float]
-    metric_after_finetune: dict[str, float]
-    metric_after_sharing: dict[str, float]  # right after forcing each group into one Parameter
-    metric_final: dict[str, float]  # after fine-tuning the shared models
-    lambdas: tuple[float, ...]  # lambda used in each epoch
-    parameters_before: int
-    parameters_after: int
-    bytes_before: int
-    bytes_after: int
-    output: str
-    onnx_output: str | None
-    onnx_max_abs_diff: float | None  # torch vs onnxruntime on the exported pair
-    device: str
-    seconds: float
-    epochs_run: int = 0
-    notes: tuple[str, ...] = field(default=())
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "groups"}
-        out["groups"] = [g.to_dict() for g in self.groups]
-        out["schema_version"] = 1
-        return out
-
-
 def _load(paths: list[str], options: TieOptions) -> dict[str, Any]:
     import torch
 
-    from sharescan.onnx_rewrite.export import ExportOptions, _module
+    from sharescan.torch_module import load_module
 
     models = {}
     for key, path in zip(model_keys(len(paths)), paths):
         if not Path(path).is_file():
             raise InputError(f"{path}: no such file; check the path")
-        module = _module(Path(path), ExportOptions(arch=options.arch, trust_pickle=options.trust_pickle))
+        module = load_module(Path(path), options.arch, options.trust_pickle)
         if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
             raise InputError(f"{path}: tie fine-tunes nn.Modules: give a state dict with --arch (TorchScript cannot be re-tied)")
         models[key] = module.to(options.device)
@@ -161,10 +121,10 @@ def _together(models: dict[str, Any]) -> Any:
 
 
 def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
-    import numpy as np
     import torch
 
     from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
+    from sharescan.onnx_rewrite.verify import torch_vs_onnxruntime
 
     cpu = {k: m.cpu().eval() for k, m in models.items()}
     together = _together(cpu)
@@ -180,11 +140,8 @@ def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
             expected = together(*samples)
         specs = tuple((n, tuple(s.shape), str(s.numpy().dtype)) for n, s in zip(names, samples))
         dedup(str(raw), str(onnx_output), DedupOptions(measure_ram=False, inputs=specs))
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_output), providers=["CPUExecutionProvider"])
-    got = session.run(None, {n: s.numpy() for n, s in zip(names, samples)})
-    return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
+    max_abs, _ = torch_vs_onnxruntime(onnx_output, {n: s.numpy() for n, s in zip(names, samples)}, expected)
+    return max_abs
 
 
 def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_output: str | None = None, on_epoch: Callable[[int, float, float], None] | None = None) -> TieResult:
@@ -193,6 +150,32 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
 
     start = time.perf_counter()
     out = Path(output)
+    _check_request(paths, out, onnx_output, options)
+    torch.manual_seed(options.seed)
+    models = _load(paths, options)
+    groups = _groups(paths, _params(models), options)
+    task = _task(options, models)
+    progress = _Progress(models, groups, options, on_epoch)
+    gaps_before = [relative_gap(ms) for ms in progress.members()]
+    metric_before = _metrics(task, models)
+    params_before, bytes_before = unique_parameter_bytes(models)
+    metric_tuned, metric_shared, metric_final = _fine_tune_and_share(models, groups, task, options, progress)
+    params_after, bytes_after = unique_parameter_bytes(models)
+    for m in models.values():
+        m.cpu()
+    diff = _write(models, task, out, onnx_output)
+    traces = tuple(GroupTrace(g.label(), gb, tuple(pe), 0.0) for g, gb, pe in zip(groups, gaps_before, progress.per_epoch))
+    return TieResult(
+        tuple(paths), tuple(models), traces, getattr(task, "metric_name", "metric"), metric_before, metric_tuned, metric_shared, metric_final,
+        tuple(progress.lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
+        time.perf_counter() - start, len(progress.lambdas),
+    )
+
+
+def _check_request(paths: list[str], out: Path, onnx_output: str | None, options: TieOptions) -> None:
+    """What TieOptions cannot check alone: the output paths, CUDA being there, one source of data."""
+    import torch
+
     written = [out] + ([Path(onnx_output)] if onnx_output else [])
     for path in written:
         check_output(path, paths, option="output path")
@@ -202,60 +185,72 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
         raise InputError(f"--device {options.device}: no CUDA device here; use --device cpu")
     if (options.task is None) == (options.inputs is None):
         raise InputError("give exactly one of --task module:function (labelled data) or --inputs calib.npz (distillation)")
-    torch.manual_seed(options.seed)
-    models = _load(paths, options)
-    params = _params(models)
+
+
+def _groups(paths: list[str], params: dict[str, dict[str, Any]], options: TieOptions) -> list[Any]:
+    """The groups to tie: from --groups, or analyze's closest candidate pairs (--auto)."""
     if options.groups:
-        groups = parse_spec(options.groups, params)
-    elif options.auto:
+        return parse_spec(options.groups, params)
+    if options.auto:
         from sharescan.analysis import AnalysisOptions, analyze
 
         result = analyze(paths, AnalysisOptions(candidates=options.auto * 4, trust_pickle=options.trust_pickle))
-        groups = groups_from_candidates(list(result.candidates), paths, params, options.auto)
-    else:
-        raise InputError("give --groups SPEC or --auto N to say what to tie")
+        return groups_from_candidates(list(result.candidates), paths, params, options.auto)
+    raise InputError("give --groups SPEC or --auto N to say what to tie")
+
+
+def _task(options: TieOptions, models: dict[str, Any]) -> Task:
+    """The user's task, or distillation from copies of the models as they are now."""
     if options.task:
-        task = load_task(options.task)
-    else:
-        teachers = {k: copy.deepcopy(m).eval() for k, m in models.items()}
-        task = distillation_task(options.inputs or "", teachers, list(models))
+        return load_task(options.task)
+    teachers = {k: copy.deepcopy(m).eval() for k, m in models.items()}
+    return distillation_task(options.inputs or "", teachers, list(models))
 
-    def members() -> list[list[Any]]:
-        p = _params(models)
-        return [[p[k][n] for k, n in g.members] for g in groups]
 
-    gaps_before = [relative_gap(ms) for ms in members()]
-    metric_before = _metrics(task, models)
-    params_before, bytes_before = unique_parameter_bytes(models)
-    lam = _AUTO_START if options.lam is None else options.lam
-    lambdas: list[float] = []
-    per_epoch: list[list[float]] = [[] for _ in groups]
+class _Progress:
+    """Each epoch's lambda and group gaps; raises lambda on the auto schedule."""
 
-    def after_epoch(epoch: int, current: float) -> float:
-        lambdas.append(current)
-        gaps = [relative_gap(ms) for ms in members()]
+    def __init__(self, models: dict[str, Any], groups: list[Any], options: TieOptions, on_epoch: Callable[[int, float, float], None] | None) -> None:
+        self.models, self.groups, self.options, self.on_epoch = models, groups, options, on_epoch
+        self.lambdas: list[float] = []
+        self.per_epoch: list[list[float]] = [[] for _ in groups]
+
+    def members(self) -> list[list[Any]]:
+        """Each group's parameters as they are now (sharing replaces the Parameter objects)."""
+        p = _params(self.models)
+        return [[p[k][n] for k, n in g.members] for g in self.groups]
+
+    def after_epoch(self, epoch: int, current: float) -> float:
+        """Record the epoch; the lambda for the next one."""
+        self.lambdas.append(current)
+        gaps = [relative_gap(ms) for ms in self.members()]
         for k, g in enumerate(gaps):
-            per_epoch[k].append(g)
-        if on_epoch is not None:
-            on_epoch(epoch, current, max(gaps) if gaps else 0.0)
-        if options.lam is None and max(gaps) > options.target_gap:
+            self.per_epoch[k].append(g)
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, current, max(gaps) if gaps else 0.0)
+        if self.options.lam is None and max(gaps) > self.options.target_gap:
             return min(current * _AUTO_STEP, _AUTO_MAX)
         return current
 
+
+def _fine_tune_and_share(models: dict[str, Any], groups: list[Any], task: Task, options: TieOptions, progress: _Progress) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Penalised fine-tuning, hard sharing, fine-tuning of the shared models; the metric after each."""
+    lam = _AUTO_START if options.lam is None else options.lam
     try:
-        _train(models, task, options, options.epochs, lam, members, after_epoch)
+        _train(models, task, options, options.epochs, lam, progress.members, progress.after_epoch)
         metric_tuned = _metrics(task, models)
         share(models, groups)
         metric_shared = _metrics(task, models)
-        _train(models, task, options, options.finetune_shared, 0.0, members, None)
-        metric_final = _metrics(task, models)
+        _train(models, task, options, options.finetune_shared, 0.0, progress.members, None)
+        return metric_tuned, metric_shared, _metrics(task, models)
     except SharescanError:
         raise
     except Exception as e:  # the task is the user's code: report its failure in one line
         raise InputError(f"fine-tuning failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); check the task and its data; nothing written") from None
-    params_after, bytes_after = unique_parameter_bytes(models)
-    for m in models.values():
-        m.cpu()
+
+
+def _write(models: dict[str, Any], task: Task, out: Path, onnx_output: str | None) -> float | None:
+    """Export (if asked), then save; a failure leaves neither file. Returns torch vs onnxruntime's max abs diff."""
     diff = None
     if onnx_output:  # first: a failed export must leave no checkpoint behind
         try:
@@ -270,12 +265,7 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
         if onnx_output:
             Path(onnx_output).unlink(missing_ok=True)
         raise
-    traces = tuple(GroupTrace(g.label(), gb, tuple(pe), 0.0) for g, gb, pe in zip(groups, gaps_before, per_epoch))
-    return TieResult(
-        tuple(paths), tuple(models), traces, getattr(task, "metric_name", "metric"), metric_before, metric_tuned, metric_shared, metric_final,
-        tuple(lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
-        time.perf_counter() - start, len(lambdas),
-    )
+    return diff
 
 
 def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int, lam: float, members: Callable[[], list[list[Any]]], after_epoch: Callable[[int, float], float] | None) -> None:
