@@ -24,7 +24,6 @@ import time
 import warnings
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 BEST = "sharescan --strip-debug --simplify"
 # TorchScript exporter: constant folding on, off, and on with batch and

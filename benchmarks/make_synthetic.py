@@ -96,7 +96,7 @@ def write(path: Path, size: int, rows: int, seed: int = 0) -> dict:
     with tmp.open("wb") as f:
         f.write(struct.pack("<Q", len(raw)))
         f.write(raw)
-        for name, t, shape in order:
+        for _name, t, shape in order:
             f.write((t if t is not None else rng.standard_normal(shape, dtype=np.float32)).tobytes())
     tmp.replace(path)
     info = {"file": path.name, "bytes": path.stat().st_size, "tensors": len(order), "unrelated": unrelated, "truth": truth}

@@ -194,7 +194,6 @@ def _tensor(name: str, dims: list[int], raw: bytes):
 
 
 def _save(path: Path, nodes: list, initializers: list, outputs: list[str]) -> Path:
-    import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(

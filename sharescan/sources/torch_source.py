@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -224,7 +223,7 @@ def _strided() -> Any:
     return torch.strided
 
 
-def _reader(t: Any, dtype: str):
+def _reader(t: Any, dtype: str) -> Callable[[], np.ndarray]:
     def read() -> np.ndarray:
         import torch
 

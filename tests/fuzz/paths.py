@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tests.fuzz import models
 from tests.fuzz.builders import builder
@@ -126,7 +127,7 @@ def _same_twice(root: Path) -> Plan:
 
 def _relative_dotdot(root: Path) -> Plan:
     """cwd inside m/sub, the input named through ``..``, the output onto it via ``..`` too."""
-    model = _inline(root)
+    _inline(root)
     (root / "m" / "sub").mkdir()
     return Plan(["dedup", "../model.onnx", "-o", "../sub/../model.onnx", "--no-ram"], root / "m" / "sub", "refuse", [])
 
