@@ -11,6 +11,7 @@ shape bookkeeping changes, so outputs stay bit-identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ __all__ = ["constant_reshape_targets"]
 
 # One entry of a shape vector: a known int, or (value name, axis) = that value's dim.
 _Entry = int | tuple[str, int]
+_KnownDims = dict[str, tuple[int | None, ...]]
 
 
 def constant_reshape_targets(model: Any, dims: dict[str, tuple[int | None, ...]]) -> int:
@@ -46,18 +48,7 @@ def constant_reshape_targets(model: Any, dims: dict[str, tuple[int | None, ...]]
         entries = _vector(node.input[1], producer, consts, dims, depth=0)
         if entries is None:
             continue
-        data = node.input[0]
-        target = []
-        for position, e in enumerate(entries):
-            if isinstance(e, int):
-                target.append(e)
-            elif e == (data, position):
-                target.append(0)
-            elif e[0] in dims and dims[e[0]][e[1]] is not None:
-                target.append(int(dims[e[0]][e[1]]))  # type: ignore[arg-type]
-            else:
-                target = []
-                break
+        target = _target(entries, node.input[0], dims)
         if not target or target.count(-1) > 1:
             continue
         value = np.array(target, dtype=np.int64)
@@ -70,45 +61,91 @@ def constant_reshape_targets(model: Any, dims: dict[str, tuple[int | None, ...]]
     return count
 
 
-def _vector(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: dict[str, tuple[int | None, ...]], depth: int) -> list[_Entry] | None:
+def _target(entries: list[_Entry], data: str, dims: _KnownDims) -> list[int]:
+    """The constant target the entries name: a fixed size, 0 for "keep data's dim here"; [] if one is unknown."""
+    target = []
+    for position, e in enumerate(entries):
+        if isinstance(e, int):
+            target.append(e)
+        elif e == (data, position):
+            target.append(0)
+        elif e[0] in dims and dims[e[0]][e[1]] is not None:
+            target.append(int(dims[e[0]][e[1]]))  # type: ignore[arg-type]
+        else:
+            return []
+    return target
+
+
+def _vector(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> list[_Entry] | None:
     """The entries of a 1-D shape vector, or None if one cannot be named."""
     if depth > 16:
         return None
     if name in consts:
         return [int(v) for v in np.atleast_1d(consts[name])] if consts[name].ndim == 1 else None
     node = producer.get(name)
-    if node is None or node.domain not in ("", "ai.onnx"):
+    if node is None or node.domain not in ("", "ai.onnx") or node.op_type not in _VECTOR_STEPS:
         return None
-    attrs = {a.name: a for a in node.attribute}
-    if node.op_type == "Shape" and node.input[0] in dims:
-        rank = len(dims[node.input[0]])
-        start = attrs["start"].i if "start" in attrs else 0
-        end = attrs["end"].i if "end" in attrs else rank
-        entries: list[_Entry] = [(node.input[0], axis) for axis in range(rank)]
-        return entries[slice(start, end)]
-    if node.op_type == "Concat" and attrs.get("axis") is not None and attrs["axis"].i in (0, -1):
-        out: list[_Entry] = []
-        for i in node.input:
-            part = _vector(i, producer, consts, dims, depth + 1)
-            if part is None:
-                return None
-            out += part
-        return out
-    if node.op_type == "Unsqueeze" and len(node.input) == 2 and node.input[1] in consts and np.atleast_1d(consts[node.input[1]]).tolist() in ([0], [-1]):
-        entry = _scalar(node.input[0], producer, consts, dims, depth + 1)
-        return None if entry is None else [entry]
-    if node.op_type == "Slice" and len(node.input) in (3, 4) and all(i in consts for i in node.input[1:]) and (len(node.input) == 3 or np.atleast_1d(consts[node.input[3]]).tolist() in ([0], [-1])):
-        whole = _vector(node.input[0], producer, consts, dims, depth + 1)
-        starts, ends = consts[node.input[1]].reshape(-1), consts[node.input[2]].reshape(-1)
-        if whole is None or starts.size != 1 or ends.size != 1:
+    return _VECTOR_STEPS[node.op_type](node, producer, consts, dims, depth)
+
+
+def _shape_entries(node: Any, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> list[_Entry] | None:
+    if node.input[0] not in dims:
+        return None
+    attrs = {a.name: a.i for a in node.attribute}
+    rank = len(dims[node.input[0]])
+    entries: list[_Entry] = [(node.input[0], axis) for axis in range(rank)]
+    return entries[slice(attrs.get("start", 0), attrs.get("end", rank))]
+
+
+def _concat_entries(node: Any, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> list[_Entry] | None:
+    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    if axis not in (0, -1):
+        return None
+    out: list[_Entry] = []
+    for i in node.input:
+        part = _vector(i, producer, consts, dims, depth + 1)
+        if part is None:
             return None
-        return whole[slice(int(starts[0]), int(min(ends[0], len(whole))))]
-    if node.op_type == "Cast" and "to" in attrs and attrs["to"].i == 7:
-        return _vector(node.input[0], producer, consts, dims, depth + 1)
-    return None
+        out += part
+    return out
 
 
-def _scalar(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: dict[str, tuple[int | None, ...]], depth: int) -> _Entry | None:
+def _unsqueeze_entries(node: Any, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> list[_Entry] | None:
+    if len(node.input) != 2 or node.input[1] not in consts or np.atleast_1d(consts[node.input[1]]).tolist() not in ([0], [-1]):
+        return None
+    entry = _scalar(node.input[0], producer, consts, dims, depth + 1)
+    return None if entry is None else [entry]
+
+
+def _slice_entries(node: Any, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> list[_Entry] | None:
+    """Slice(x, starts, ends[, axes]) of one vector, no steps."""
+    if len(node.input) not in (3, 4) or not all(i in consts for i in node.input[1:]):
+        return None
+    if len(node.input) == 4 and np.atleast_1d(consts[node.input[3]]).tolist() not in ([0], [-1]):
+        return None
+    whole = _vector(node.input[0], producer, consts, dims, depth + 1)
+    starts, ends = consts[node.input[1]].reshape(-1), consts[node.input[2]].reshape(-1)
+    if whole is None or starts.size != 1 or ends.size != 1:
+        return None
+    return whole[slice(int(starts[0]), int(min(ends[0], len(whole))))]
+
+
+def _cast_entries(node: Any, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> list[_Entry] | None:
+    if not any(a.name == "to" and a.i == 7 for a in node.attribute):  # to int64 only
+        return None
+    return _vector(node.input[0], producer, consts, dims, depth + 1)
+
+
+_VECTOR_STEPS: dict[str, Callable[[Any, dict[str, Any], dict[str, np.ndarray], _KnownDims, int], list[_Entry] | None]] = {
+    "Shape": _shape_entries,
+    "Concat": _concat_entries,
+    "Unsqueeze": _unsqueeze_entries,
+    "Slice": _slice_entries,
+    "Cast": _cast_entries,
+}
+
+
+def _scalar(name: str, producer: dict[str, Any], consts: dict[str, np.ndarray], dims: _KnownDims, depth: int) -> _Entry | None:
     if name in consts and consts[name].ndim == 0:
         return int(consts[name])
     node = producer.get(name)

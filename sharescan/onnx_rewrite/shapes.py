@@ -10,6 +10,7 @@ carries the known sizes through.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,34 +71,58 @@ def _shape_values(graph: Any, dims: dict[str, _Dims], consts: dict[str, np.ndarr
     values: dict[int, np.ndarray] = {}
     held_by: dict[str, _Dims] = {}  # a shape vector's name -> the dims it holds
     for k, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.name.startswith(REBUILD_PREFIX):
+        step = _STEPS.get(node.op_type)
+        if step is None or node.domain not in ("", "ai.onnx") or node.name.startswith(REBUILD_PREFIX):
             continue
-        held: _Dims | None = None
-        if node.op_type == "Shape" and node.input[0] in dims:
-            attrs = {a.name: a.i for a in node.attribute}
-            whole = dims[node.input[0]]
-            held = whole[slice(attrs.get("start", 0), attrs.get("end", len(whole)))]
-        elif node.op_type == "Size" and node.input[0] in dims and None not in dims[node.input[0]]:
-            values[k] = np.array(math.prod(d or 0 for d in dims[node.input[0]]), dtype=np.int64)
-        elif node.op_type == "Gather" and node.input[0] in held_by and all(a.i == 0 for a in node.attribute if a.name == "axis"):
-            whole, index = held_by[node.input[0]], consts.get(node.input[1])
-            if index is None or index.dtype.kind not in "iu" or not np.all((index >= -len(whole)) & (index < len(whole))):
-                continue
-            picked = np.asarray(np.array(whole, dtype=object)[index], dtype=object)  # a scalar index picks one entry
-            if any(v is None for v in picked.ravel()):
-                held = tuple(picked) if picked.ndim == 1 else None
-            else:
-                values[k] = picked.astype(np.int64)
-                held = tuple(int(v) for v in picked) if picked.ndim == 1 else None
-        elif node.op_type == "Slice" and node.input[0] in held_by and len(node.input) >= 3:
-            # Opset 10+ Slice (starts, ends[, axes, steps] as inputs) over a shape vector: one axis.
-            starts, ends, axes, steps = (consts.get(i) if i else None for i in (list(node.input[1:5]) + ["", ""])[:4])
-            if starts is None or ends is None or any(v is not None and v.size != 1 for v in (starts, ends, axes, steps)):
-                continue
-            step = int(steps.reshape(-1)[0]) if steps is not None else 1
-            held = held_by[node.input[0]][slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), step or None)]
+        held, value = step(node, dims, held_by, consts)
+        if value is not None:
+            values[k] = value
         if held is not None:
             held_by[node.output[0]] = held
             if None not in held and k not in values:
                 values[k] = np.array(held, dtype=np.int64)
     return values
+
+
+# Each step: (the dims a shape vector holds, or None; the node's value if fixed, or None).
+_Step = tuple[_Dims | None, np.ndarray | None]
+
+
+def _shape(node: Any, dims: dict[str, _Dims], held_by: dict[str, _Dims], consts: dict[str, np.ndarray]) -> _Step:
+    if node.input[0] not in dims:
+        return None, None
+    attrs = {a.name: a.i for a in node.attribute}
+    whole = dims[node.input[0]]
+    return whole[slice(attrs.get("start", 0), attrs.get("end", len(whole)))], None
+
+
+def _size(node: Any, dims: dict[str, _Dims], held_by: dict[str, _Dims], consts: dict[str, np.ndarray]) -> _Step:
+    if node.input[0] not in dims or None in dims[node.input[0]]:
+        return None, None
+    return None, np.array(math.prod(d or 0 for d in dims[node.input[0]]), dtype=np.int64)
+
+
+def _gather(node: Any, dims: dict[str, _Dims], held_by: dict[str, _Dims], consts: dict[str, np.ndarray]) -> _Step:
+    if node.input[0] not in held_by or not all(a.i == 0 for a in node.attribute if a.name == "axis"):
+        return None, None
+    whole, index = held_by[node.input[0]], consts.get(node.input[1])
+    if index is None or index.dtype.kind not in "iu" or not np.all((index >= -len(whole)) & (index < len(whole))):
+        return None, None
+    picked = np.asarray(np.array(whole, dtype=object)[index], dtype=object)  # a scalar index picks one entry
+    if any(v is None for v in picked.ravel()):
+        return (tuple(picked) if picked.ndim == 1 else None), None
+    return (tuple(int(v) for v in picked) if picked.ndim == 1 else None), picked.astype(np.int64)
+
+
+def _slice(node: Any, dims: dict[str, _Dims], held_by: dict[str, _Dims], consts: dict[str, np.ndarray]) -> _Step:
+    """Opset 10+ Slice (starts, ends[, axes, steps] as inputs) over a shape vector: one axis."""
+    if node.input[0] not in held_by or len(node.input) < 3:
+        return None, None
+    starts, ends, axes, steps = (consts.get(i) if i else None for i in (list(node.input[1:5]) + ["", ""])[:4])
+    if starts is None or ends is None or any(v is not None and v.size != 1 for v in (starts, ends, axes, steps)):
+        return None, None
+    step = int(steps.reshape(-1)[0]) if steps is not None else 1
+    return held_by[node.input[0]][slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]), step or None)], None
+
+
+_STEPS: dict[str, Callable[[Any, dict[str, _Dims], dict[str, _Dims], dict[str, np.ndarray]], _Step]] = {"Shape": _shape, "Size": _size, "Gather": _gather, "Slice": _slice}
