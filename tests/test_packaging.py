@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,14 @@ def test_pytorch_file_without_torch_is_refused_in_one_line_naming_the_extra(name
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == f"error: {FIXTURES / name}: reading PyTorch files needs torch: pip install 'sharescan[torch]'\n"
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("export", "fixtures/mlp_script.pt", "-o", "{out}/m.onnx", "--input", "x:1x64:float32"), ("tie", "fixtures/mlp.pt", "--inputs", "fixtures/digits_pair.npz", "--auto", "1", "-o", "{out}/t.pt")], ids=["export", "tie"])
+def test_export_and_tie_without_torch_are_refused_in_one_line_naming_the_extra(args: tuple[str, ...], tmp_path: Path) -> None:
+    proc = _without_torch(*(a.format(out=tmp_path) for a in args))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"error: {args[0]} needs torch: pip install 'sharescan[torch]'\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["mlp.onnx", "mlp.safetensors", "mlp_script.pt"])

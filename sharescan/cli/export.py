@@ -39,10 +39,12 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
     from sharescan.onnx_rewrite.dedup import DedupOptions
     from sharescan.onnx_rewrite.export import ExportOptions, export as run_export
     from sharescan.onnx_rewrite.verify import parse_input_spec
+    from sharescan.sources.torch_source import needs_torch
 
     inputs = tuple(parse_input_spec(s) for s in input_specs)
     dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=inputs, strip_debug=strip_debug, simplify=simplify)
     options = ExportOptions(arch=arch, inputs_npz=inputs_npz, opset=opset, dynamo=dynamo, constant_folding=not no_constant_folding, trust_pickle=trust_pickle, dedup=dedup_options)
-    result = run_export(model, output, options)
+    with needs_torch("export"):
+        result = run_export(model, output, options)
     note = f"torch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}"
     emit(dedup_rendering(result.dedup, note, result.to_dict()), as_json, report_path)

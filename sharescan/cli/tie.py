@@ -49,9 +49,10 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
         raise InputError(f"--lambda {lam!r}: a number >= 0, or auto") from None
 
     from sharescan.cli._progress import epoch_bar
+    from sharescan.sources.torch_source import needs_torch
     from sharescan.tying.run import TieOptions, tie as run_tie
 
     options = TieOptions(groups=groups_spec, auto=auto, task=task, inputs=inputs_npz, lam=lam_value, target_gap=target_gap, epochs=epochs, finetune_shared=finetune_shared, lr=lr, device=device, arch=arch, trust_pickle=trust_pickle)
-    with epoch_bar(epochs) as on_epoch:
+    with needs_torch("tie"), epoch_bar(epochs) as on_epoch:
         result = run_tie(list(models), output, options, onnx_output, on_epoch)
     emit(tie_rendering(result), as_json, report_path)
