@@ -13,15 +13,16 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sharescan.errors import InputError, VerificationError
 from sharescan.outputs import check_output
+from sharescan.onnx_rewrite.dedup_result import DedupResult, DroppedMerge, Merge
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
 from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors, tensor_nbytes
-from sharescan.onnx_rewrite.ram import RECOMMENDED_OPTIONS, measure_ram
+from sharescan.onnx_rewrite.ram import measure_ram
 from sharescan.onnx_rewrite.rebuild import rebuild_node
 from sharescan.onnx_rewrite.rename import point_at
 from sharescan.onnx_rewrite.rows import unique_rows
@@ -61,68 +62,6 @@ class DedupOptions:
             raise InputError(f"--tol {self.tol}: a relative distance must lie strictly between 0 and 1")
         if not self.max_error >= 0:  # NaN too
             raise InputError(f"--max-error {self.max_error}: must be a number >= 0")
-
-
-@dataclass(frozen=True)
-class Merge:
-    relation: str  # identical, transposed, negated, scaled, near, rows
-    kept: str  # tensor that stays stored ("" for rows)
-    dropped: str  # tensor now rebuilt from it
-    saved_bytes: int
-    how: str  # the graph form that replaces it
-    max_abs_error: float = 0.0
-    rel_error: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
-@dataclass(frozen=True)
-class DroppedMerge:
-    """A merge found but not written: verification refused it on its own."""
-
-    merge: Merge
-    reason: str  # what verification saw with it in
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.merge.to_dict(), "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class DedupResult:
-    input: str
-    output: str
-    file_bytes_before: int
-    file_bytes_after: int
-    tensor_bytes_before: int  # initializers and Constant tensors of the main graph
-    tensor_bytes_after: int
-    merges: tuple[Merge, ...]
-    verdict: Verdict
-    lossy: bool
-    # onnxruntime RSS growth in bytes: {"before"|"after": {"default"|"recommended": n}}
-    ram: dict[str, dict[str, int]] = field(default_factory=dict)
-    simplified: FoldResult | None = None  # what --simplify folded, if asked
-    settings: dict[str, Any] = field(default_factory=dict)  # the options this result was made with
-    recommended_options: dict[str, str] = field(default_factory=lambda: dict(RECOMMENDED_OPTIONS))
-    dropped_merges: tuple[DroppedMerge, ...] = ()  # merges left out because verification refused them
-    warnings: tuple[str, ...] = ()  # one line each, for stderr (e.g. the RAM probe failed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": 1,
-            "input": self.input,
-            "output": self.output,
-            "settings": self.settings,
-            "file_bytes": {"before": self.file_bytes_before, "after": self.file_bytes_after},
-            "tensor_bytes": {"before": self.tensor_bytes_before, "after": self.tensor_bytes_after},
-            "merges": [m.to_dict() for m in self.merges],
-            "dropped_merges": [d.to_dict() for d in self.dropped_merges],
-            "verification": {**self.verdict.to_dict(), "lossy": self.lossy},
-            "onnxruntime_ram_bytes": self.ram,
-            "simplify": None if self.simplified is None else self.simplified.to_dict(),
-            "recommended_session_options": self.recommended_options,
-            "warnings": list(self.warnings),
-        }
 
 
 def _tensor_bytes(model: Any) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.onnx_rewrite.dedup import DedupResult, DroppedMerge
+from sharescan.onnx_rewrite.dedup_result import DedupResult, DroppedMerge
 from sharescan.report.markdown_table import markdown_table
 from sharescan.units import human_bytes
 
