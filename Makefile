@@ -13,7 +13,7 @@ PIP_NET := --timeout 10 --retries 1
 # Test workers: two processes; `make test JOBS=0` runs the suite in one.
 JOBS ?= 2
 
-.PHONY: setup demo test check fixtures bench clean
+.PHONY: setup demo test check lint typecheck fixtures bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,9 +32,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 
-# Lint and type-check (CI runs these after `make test`).
-check: $(STAMP)
+# Lint and type-check (CI runs these after `make test`; `make -k check` runs both).
+check: lint typecheck
+
+lint: $(STAMP)
 	$(BIN)/ruff check sharescan tests benchmarks fixtures
+
+typecheck: $(STAMP)
 	$(BIN)/mypy sharescan
 
 fixtures: $(STAMP)
