@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,17 @@ def save_onnx(path: Path, initializers: dict[str, np.ndarray], nodes: list | Non
     return path
 
 
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    """contextlib.chdir, which Python 3.10 lacks."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def run_cli(*args: str, cwd: Path = ROOT, isolated: bool = False) -> subprocess.CompletedProcess[str]:
     """``sharescan ARGS`` in ``cwd``: in this process through ``sharescan.cli.main`` (fast), or,
     with ``isolated``, as a real ``python -m sharescan`` process (what a user runs: its own
@@ -45,7 +58,7 @@ def run_cli(*args: str, cwd: Path = ROOT, isolated: bool = False) -> subprocess.
     from sharescan.cli import main
 
     code: int | str | None = 0
-    with CliRunner().isolation() as (out, err, _), contextlib.chdir(cwd):
+    with CliRunner().isolation() as (out, err, _), _cwd(cwd):
         try:
             main(list(args))
         except SystemExit as e:
