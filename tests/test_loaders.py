@@ -151,11 +151,11 @@ def test_onnx_subgraph_initializers_are_read(tmp_path: Path) -> None:
     import onnx
     from onnx import helper, numpy_helper
 
-    w = np.ones((3,), np.float32)
-    then_graph = helper.make_graph([helper.make_node("Identity", ["tw"], ["t_out"])], "then", [], [helper.make_tensor_value_info("t_out", onnx.TensorProto.FLOAT, [3])], initializer=[numpy_helper.from_array(w, "tw")])
-    else_graph = helper.make_graph([helper.make_node("Identity", ["ew"], ["e_out"])], "else", [], [helper.make_tensor_value_info("e_out", onnx.TensorProto.FLOAT, [3])], initializer=[numpy_helper.from_array(w * 2, "ew")])
+    w = np.ones((8,), np.float32)  # scaled copies are searched among tensors of 8+ elements
+    then_graph = helper.make_graph([helper.make_node("Identity", ["tw"], ["t_out"])], "then", [], [helper.make_tensor_value_info("t_out", onnx.TensorProto.FLOAT, [8])], initializer=[numpy_helper.from_array(w, "tw")])
+    else_graph = helper.make_graph([helper.make_node("Identity", ["ew"], ["e_out"])], "else", [], [helper.make_tensor_value_info("e_out", onnx.TensorProto.FLOAT, [8])], initializer=[numpy_helper.from_array(w * 2, "ew")])
     node = helper.make_node("If", ["cond"], ["y"], then_branch=then_graph, else_branch=else_graph, name="if0")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, [])], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])], initializer=[numpy_helper.from_array(w, "top")])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("cond", onnx.TensorProto.BOOL, [])], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [8])], initializer=[numpy_helper.from_array(w, "top")])
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
     names = {e.name for e in _load(tmp_path / "m.onnx").tensors}
     assert names == {"top", "if0/then_branch/tw", "if0/else_branch/ew", "if0/then_branch/t_out", "if0/else_branch/e_out"}

@@ -97,10 +97,11 @@ def test_input_compared_with_a_constant_is_verified_once_per_branch(tmp_path: Pa
 
 
 def test_plus_inf_turned_minus_inf_fails_and_only_that_merge_is_dropped(tmp_path: Path) -> None:
-    # (x*x + 1) / d: d = [0, 1, 2, 3] and e = [-0.0, 1, 2, 3.0001] are within --tol 1e-3, but 1/0 is +inf and 1/-0 is -inf.
-    d = np.array([0.0, 1, 2, 3], np.float32)
-    e = np.array([-0.0, 1, 2, 3.0001], np.float32)
-    w = rng.standard_normal(4).astype(np.float32)
+    # (x*x + 1) / d: d = [0, 1, 2, 3, ...] and e = [-0.0, 1, 2, 3.0001, ...] are within --tol 1e-3, but 1/0 is +inf and 1/-0 is -inf.
+    # (8 elements: near matches are searched only among tensors of at least 8.)
+    d = np.array([0.0, 1, 2, 3, 4, 5, 6, 7], np.float32)
+    e = np.array([-0.0, 1, 2, 3.0001, 4, 5, 6, 7], np.float32)
+    w = rng.standard_normal(8).astype(np.float32)
     nodes = [
         helper.make_node("Mul", ["x", "x"], ["sq"]),
         helper.make_node("Add", ["sq", "one"], ["pos"]),
@@ -110,9 +111,9 @@ def test_plus_inf_turned_minus_inf_fails_and_only_that_merge_is_dropped(tmp_path
         helper.make_node("Mul", ["q2", "w"], ["p"]),
         helper.make_node("Mul", ["p", "w_copy"], ["y"]),
     ]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
-    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [4])]
-    path = _save(tmp_path / "m.onnx", nodes, [x], outs, {"one": np.ones(4, np.float32), "d": d, "e": e, "w": w, "w_copy": w.copy()})
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [8])]
+    path = _save(tmp_path / "m.onnx", nodes, [x], outs, {"one": np.ones(8, np.float32), "d": d, "e": e, "w": w, "w_copy": w.copy()})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy's overflow/invalid warnings must not reach the user
         r = dedup(str(path), str(tmp_path / "o.onnx"), DedupOptions(tol=1e-3, measure_ram=False))

@@ -12,7 +12,7 @@ from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.table import TensorEntry
 
-__all__ = ["bits", "same_bytes", "value_units", "distance", "Distance", "relative_error"]
+__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "Distance", "relative_error"]
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -24,12 +24,20 @@ def same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and a.dtype.itemsize == b.dtype.itemsize and bool(np.array_equal(bits(a), bits(b)))
 
 
-def value_units(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[int]:
-    """Units that value relations may use: finite floats with more than one element and a nonzero norm."""
+# Near and scaled matches are searched only among tensors of at least this
+# many elements. Between a handful of numbers such a match says nothing: among
+# a million random 4-element tensors thousands of pairs fall within 2e-3 by
+# chance (and the search crowds), while 8 random elements are never that close.
+# Exact relations (identical, negated) still cover every size.
+MIN_SEARCH_ELEMENTS = 8
+
+
+def value_units(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], min_elements: int = 2) -> list[int]:
+    """Units that value relations may use: finite floats with at least ``min_elements`` elements and a nonzero norm."""
     out = []
     for i in units:
         e, d = entries[i], digests[i]
-        if DTYPES[e.dtype].is_float and e.numel > 1 and not d.nonfinite and d.norm > 0 and d.grid is not None:
+        if DTYPES[e.dtype].is_float and e.numel >= min_elements and not d.nonfinite and d.norm > 0 and d.grid is not None:
             out.append(i)
     return out
 

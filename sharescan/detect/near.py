@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from sharescan.detect.common import Distance, distance, value_units
+from sharescan.detect.common import MIN_SEARCH_ELEMENTS, Distance, distance, value_units
 from sharescan.digest import Digest, float_values
 from sharescan.groups import Group
 from sharescan.neighbors import close_pairs, crowd_leaders, unit_rows
@@ -53,7 +53,7 @@ def sample_points(entries: Sequence[TensorEntry], units: Sequence[int], digests:
     A 2-D tensor also appears, transposed, among tensors of its transposed shape.
     """
     buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, bool, np.ndarray]]] = {}
-    for i in value_units(entries, units, digests):
+    for i in value_units(entries, units, digests, MIN_SEARCH_ELEMENTS):
         e, sample = entries[i], digests[i].grid
         assert sample is not None  # value_units keeps only units with a grid sample
         grid = float_values(sample, e.dtype).astype(np.float64)

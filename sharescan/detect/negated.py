@@ -11,7 +11,7 @@ from typing import cast
 
 import numpy as np
 
-from sharescan.detect.common import bits, value_units
+from sharescan.detect.common import MIN_SEARCH_ELEMENTS, bits, value_units
 from sharescan.digest import Digest, float_values
 from sharescan.dtypes import DTYPES, negate_bits
 from sharescan.detect.near import search_vectors
@@ -35,7 +35,7 @@ def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digest
     number of tensors.
     """
     buckets: dict[tuple[str, tuple[int, ...]], list[int]] = {}
-    for i in value_units(entries, units, digests):
+    for i in value_units(entries, units, digests, MIN_SEARCH_ELEMENTS):
         buckets.setdefault((entries[i].dtype, entries[i].shape), []).append(i)
     pairs: list[tuple[int, int]] = []
     for members in buckets.values():
@@ -65,9 +65,19 @@ def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: 
     partners without comparing pairs; the whole tensor then confirms.
     """
     by_grid: dict[tuple[str, tuple[int, ...], bytes], list[int]] = {}
-    candidates = [i for i in value_units(entries, units, digests) if DTYPES[entries[i].dtype].signed]
-    for i in candidates:
-        by_grid.setdefault((entries[i].dtype, entries[i].shape, bits(cast(np.ndarray, digests[i].grid)).tobytes()), []).append(i)
+    flipped_key: dict[int, bytes] = {}
+    same_kind: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for i in value_units(entries, units, digests):
+        if DTYPES[entries[i].dtype].signed:
+            same_kind.setdefault((entries[i].dtype, entries[i].shape), []).append(i)
+    for (dtype, shape), members in same_kind.items():
+        # One stack per dtype and shape: the bit flips run once, not per tensor.
+        grids = np.stack([cast(np.ndarray, digests[i].grid).reshape(-1) for i in members])
+        plain, flipped = bits(grids), negate_bits(grids, dtype)
+        for k, i in enumerate(members):
+            by_grid.setdefault((dtype, shape, plain[k].tobytes()), []).append(i)
+            flipped_key[i] = flipped[k].tobytes()
+    candidates = list(flipped_key)
     order = {u: k for k, u in enumerate(units)}
     partners: dict[int, list[int]] = {}
     claimed: set[int] = set()
@@ -75,8 +85,7 @@ def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: 
         if a in claimed:
             continue
         e = entries[a]
-        flipped = negate_bits(cast(np.ndarray, digests[a].grid), e.dtype).tobytes()
-        later = [b for b in by_grid.get((e.dtype, e.shape, flipped), ()) if order[b] > order[a] and b not in claimed]
+        later = [b for b in by_grid.get((e.dtype, e.shape, flipped_key[a]), ()) if order[b] > order[a] and b not in claimed]
         if not later:
             continue
         negated = negate_bits(e.read(), e.dtype)
