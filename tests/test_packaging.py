@@ -63,7 +63,7 @@ def test_torch_is_an_extra_and_base_dependencies_are_ranges() -> None:
     torch_extra = {r.name: r for r in requires if r.marker is not None and r.marker.evaluate({"extra": "torch"})}
     assert "torch" not in base and "onnxscript" not in base, sorted(base)
     assert {"torch", "onnxscript"} <= set(torch_extra), sorted(torch_extra)
-    assert {"numpy", "onnx", "onnxruntime", "safetensors", "ml_dtypes", "rich", "click", "xxhash"} <= set(base), sorted(base)
+    assert {"numpy", "onnx", "onnxruntime", "safetensors", "ml_dtypes", "rich", "click", "xxhash", "psutil"} <= set(base), sorted(base)
     pinned = [str(r) for r in [*base.values(), *torch_extra.values()] if any(s.operator in ("==", "===") for s in r.specifier)]
     assert not pinned, pinned
     assert all(str(r.specifier) for r in [*base.values(), *torch_extra.values()]), "every runtime dependency names a range"
