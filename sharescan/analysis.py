@@ -7,14 +7,14 @@ import gc
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sharescan.detect import EXACT_DETECTORS, find_aliased
+from sharescan import detect
+from sharescan.detect.aliased import find_aliased
 from sharescan.detect.candidates import find_candidates
-from sharescan.detect.near import find_near
-from sharescan.detect.rows import find_rows
+from sharescan.detect.relation import Scope
 from sharescan.digest import Digest, compute_digests
 from sharescan.errors import InputError
 from sharescan.groups import Candidate, Group
@@ -107,28 +107,24 @@ def _analyze(paths: Sequence[str], options: AnalysisOptions, progress: Progress 
 
 
 def _detect(entries: list[TensorEntry], options: AnalysisOptions, progress: Progress) -> tuple[dict[int, Digest], list[Group], list[Candidate]]:
-    groups, units = find_aliased(entries)
+    # The units (one entry per storage) are what every relation searches; the
+    # storages several entries share are the "aliased" relation's groups.
+    aliases, units = find_aliased(entries)
     progress.start(sum(entries[i].nbytes for i in units))
     try:
         digests = compute_digests(entries, units, progress.advance)
     finally:
         progress.stop()
-    found: list[Group] = list(groups)
-    remaining = list(units)
-
-    def claim(new: list[Group]) -> None:
-        nonlocal remaining
-        taken = {i for g in new for i in g.members[1:]}
-        remaining = [i for i in remaining if i not in taken]
+    scope = Scope(entries, units, digests, options.tol, options.row_tol, aliases)
+    found: list[Group] = []
+    for relation in detect.RELATIONS:
+        new = relation.detect(scope)
         found.extend(new)
-
-    for detector in EXACT_DETECTORS:
-        claim(detector(entries, remaining, digests))
-    if options.tol is not None:
-        claim(find_near(entries, remaining, digests, options.tol))
-    found.extend(find_rows(entries, remaining, digests, options.row_tol))
+        if relation.claims:
+            taken = {i for g in new for i in g.members[1:]}
+            scope = replace(scope, units=[i for i in scope.units if i not in taken])
     # Only tensors still stored after sharing: a pair with a rebuilt copy says nothing new.
-    candidates = find_candidates(entries, remaining, digests, found, options.candidates)
+    candidates = find_candidates(entries, scope.units, digests, found, options.candidates)
     return digests, found, candidates
 
 

@@ -5,14 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Group", "Relation", "RELATIONS", "RowStats", "Candidate"]
+__all__ = ["Group", "Transform", "SAME", "TRANSPOSE", "NEGATE", "RowStats", "Candidate"]
 
-Relation = Literal["aliased", "identical", "transposed", "negated", "scaled", "near", "rows"]
 
-# The order detectors run in, and the order of the per-relation totals: a
-# tensor claimed by an earlier relation is not offered to a later one, so no
-# byte is reclaimed twice.
-RELATIONS: tuple[Relation, ...] = ("aliased", "identical", "transposed", "negated", "scaled", "near", "rows")
+@dataclass(frozen=True)
+class Transform:
+    """How one member is rebuilt from its group's representative."""
+
+    # "same": the member equals the representative (exactly, or within tol for
+    # "near"); "transpose": its transpose; "negate": -representative, bit for
+    # bit; "scale": scale * representative, computed in the member's dtype.
+    kind: Literal["same", "transpose", "negate", "scale"] = "same"
+    scale: float = 1.0  # the factor of a "scale" transform; 1.0 otherwise
+
+
+SAME = Transform()
+TRANSPOSE = Transform("transpose")
+NEGATE = Transform("negate")
 
 
 @dataclass(frozen=True)
@@ -33,15 +42,13 @@ class RowStats:
 
 @dataclass(frozen=True)
 class Group:
-    relation: Relation
+    relation: str  # the name of the relation (detect.RELATIONS) that found it
     # Indices into the analysis' entry list. members[0] is the representative
     # that stays stored; every other member can be rebuilt from it.
     members: tuple[int, ...]
-    # For "scaled": member i equals scales[i] * representative, exactly in its
-    # dtype (scales[0] == 1.0). Empty for the other relations.
-    scales: tuple[float, ...] = ()
-    # For "near": member i is close to the representative's transpose.
-    transposed: tuple[bool, ...] = ()
+    # transforms[i] rebuilds member i from the representative; empty: every
+    # member is the representative itself (aliases, copies, rows groups).
+    transforms: tuple[Transform, ...] = ()
     max_abs_error: float = 0.0  # largest |representative - member| element (0 when exact)
     # Worst relative distance to a member (detect.common.relative_error:
     # ||a - b|| / max(||a||, ||b||), the measure --tol bounds); 0 when exact.
@@ -51,6 +58,10 @@ class Group:
     # members. Equal values, so neither error above sees them; an output that
     # divides by them flips between +inf and -inf.
     zero_signs: int = 0
+
+    def transform(self, k: int) -> Transform:
+        """How member ``k`` (a position in ``members``) is rebuilt from the representative."""
+        return self.transforms[k] if self.transforms else SAME
 
 
 @dataclass(frozen=True)

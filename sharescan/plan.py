@@ -2,20 +2,43 @@
 
 Every byte is counted once: aliases share one storage, and a storage claimed
 by one group is never offered to a later detector, so summing groups cannot
-double count. Row groups reclaim merged rows minus their index.
+double count. What a group reclaims is its relation's answer
+(``Relation.reclaimed``); this module keeps the ledger they all draw on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sharescan import detect
 from sharescan.detect.aliased import FreedBytes, overlapping_views
 from sharescan.digest import Digest
-from sharescan.groups import RELATIONS, Candidate, Group
+from sharescan.groups import Candidate, Group
 from sharescan.result import AnalysisResult, CandidateReport, GroupReport, Member, ModelReport, RowsReport, Settings, Totals
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["account"]
+
+
+class _Ledger:
+    """Bytes reclaimed so far: views of one buffer free only what no kept view needs, each storage once."""
+
+    def __init__(self, entries: Sequence[TensorEntry], groups: Sequence[Group]) -> None:
+        self.entries = entries
+        dropped = [i for g in groups if detect.relation_named(g.relation).drops_members for i in g.members[1:]]
+        self.freed = FreedBytes(entries, dropped)
+        self.seen: set[tuple[int, str]] = set()
+
+    def free(self, i: int) -> int:
+        e = self.entries[i]
+        storage = (e.model, e.storage)
+        if storage in self.seen:  # guarded by construction; kept as a hard invariant
+            raise AssertionError(f"storage of {e.name} reclaimed twice")
+        self.seen.add(storage)
+        return self.freed.free(i)
+
+    def shared_views(self, members: Sequence[int]) -> set[int]:
+        return overlapping_views(self.entries, members)
 
 
 def account(
@@ -28,67 +51,20 @@ def account(
     warnings: Sequence[str] = (),
 ) -> AnalysisResult:
     reclaimed_by_model = [0] * len(models)
-    by_relation = dict.fromkeys(RELATIONS, 0)
+    by_relation = {relation.name: 0 for relation in detect.RELATIONS}
     reports = []
-    seen: set[tuple[int, str]] = set()
-    # Views of one buffer: a removed view frees only the bytes no kept view needs.
-    freed = FreedBytes(entries, [i for g in groups if g.rows is None and g.relation != "aliased" for i in g.members[1:]])
-
-    def member(i: int, scale: float | None = None, transposed: bool = False) -> Member:
-        e = entries[i]
-        return Member(models[e.model].path, e.name, e.shape, e.dtype, scale, transposed)
-
+    ledger = _Ledger(entries, groups)
     for g in groups:
-        reclaimable = 0
-        rows = None
-        if g.rows is not None:
-            shared = overlapping_views(entries, g.members)  # the same bytes, not duplicates
-            for i, n in zip(g.members, g.rows.reclaimed):
-                n = 0 if i in shared else n
-                reclaimed_by_model[entries[i].model] += n
-                reclaimable += n
-            rows = RowsReport(g.rows.n_rows, g.rows.distinct_rows, g.rows.row_bytes, g.rows.index_bytes)
-        elif g.relation != "aliased":
-            for i in g.members[1:]:
-                e = entries[i]
-                storage = (e.model, e.storage)
-                if storage in seen:  # guarded by construction; kept as a hard invariant
-                    raise AssertionError(f"storage of {e.name} reclaimed twice")
-                seen.add(storage)
-                n = freed.free(i)
-                reclaimable += n
-                reclaimed_by_model[e.model] += n
-        by_relation[g.relation] += reclaimable
-        members = tuple(
-            member(i, g.scales[k] if g.scales else None, bool(g.transposed and g.transposed[k]))
-            for k, i in enumerate(g.members)
-        )
-        each = entries[g.members[0]].nbytes
-        reports.append(GroupReport(g.relation, members, each, reclaimable, g.max_abs_error, g.rel_error, rows))
-    order: dict[str, int] = {r: k for k, r in enumerate(RELATIONS)}  # keyed by GroupReport.relation (a str)
+        relation = detect.relation_named(g.relation)
+        reclaimed = relation.reclaimed(g, ledger)
+        for i, n in zip(g.members, reclaimed):
+            reclaimed_by_model[entries[i].model] += n
+        by_relation[g.relation] += sum(reclaimed)
+        members = tuple(_member(models, entries, i, *relation.member_fields(g.transform(k))) for k, i in enumerate(g.members))
+        reports.append(_group_report(entries, g, members, sum(reclaimed)))
+    order = {name: k for k, name in enumerate(by_relation)}
     reports.sort(key=lambda r: (-r.reclaimable_bytes, order[r.relation], r.members[0].model, r.members[0].name))
-
-    model_reports = []
-    for k, m in enumerate(models):
-        own = [(i, e) for i, e in enumerate(entries) if e.model == k]
-        unique: dict[str, int] = {}
-        for _, e in own:
-            unique[e.buffer_key] = max(unique.get(e.buffer_key, 0), e.stored_nbytes)
-        nonfinite = tuple(e.name for i, e in own if i in digests and digests[i].nonfinite)
-        model_reports.append(
-            ModelReport(
-                path=m.path,
-                format=m.format,
-                n_tensors=len(own),
-                stored_bytes=sum(e.nbytes for _, e in own),
-                unique_bytes=sum(unique.values()),
-                reclaimable_bytes=reclaimed_by_model[k],
-                file_bytes=m.file_bytes,
-                nonfinite=nonfinite,
-                reused_initializers=m.reused,
-                files=m.files,
-            )
-        )
+    model_reports = [_model_report(k, m, entries, digests, reclaimed_by_model[k]) for k, m in enumerate(models)]
     totals = Totals(
         stored_bytes=sum(m.stored_bytes for m in model_reports),
         unique_bytes=sum(m.unique_bytes for m in model_reports),
@@ -96,6 +72,38 @@ def account(
         by_relation=tuple(by_relation.items()),
     )
     candidate_reports = tuple(
-        CandidateReport(member(c.a), member(c.b), c.transposed, c.rel_distance, c.max_abs_diff) for c in candidates
+        CandidateReport(_member(models, entries, c.a), _member(models, entries, c.b), c.transposed, c.rel_distance, c.max_abs_diff) for c in candidates
     )
     return AnalysisResult(tuple(model_reports), tuple(reports), totals, settings, candidate_reports, tuple(warnings))
+
+
+def _member(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], i: int, scale: float | None = None, transposed: bool = False) -> Member:
+    """Entry ``i`` as a report member (its relation's ``member_fields`` give scale and transposed)."""
+    e = entries[i]
+    return Member(models[e.model].path, e.name, e.shape, e.dtype, scale, transposed)
+
+
+def _group_report(entries: Sequence[TensorEntry], g: Group, members: tuple[Member, ...], reclaimable: int) -> GroupReport:
+    rows = None if g.rows is None else RowsReport(g.rows.n_rows, g.rows.distinct_rows, g.rows.row_bytes, g.rows.index_bytes)
+    each = entries[g.members[0]].nbytes
+    return GroupReport(g.relation, members, each, reclaimable, g.max_abs_error, g.rel_error, rows)
+
+
+def _model_report(k: int, m: LoadedModel, entries: Sequence[TensorEntry], digests: Mapping[int, Digest], reclaimable: int) -> ModelReport:
+    own = [(i, e) for i, e in enumerate(entries) if e.model == k]
+    unique: dict[str, int] = {}
+    for _, e in own:
+        unique[e.buffer_key] = max(unique.get(e.buffer_key, 0), e.stored_nbytes)
+    nonfinite = tuple(e.name for i, e in own if i in digests and digests[i].nonfinite)
+    return ModelReport(
+        path=m.path,
+        format=m.format,
+        n_tensors=len(own),
+        stored_bytes=sum(e.nbytes for _, e in own),
+        unique_bytes=sum(unique.values()),
+        reclaimable_bytes=reclaimable,
+        file_bytes=m.file_bytes,
+        nonfinite=nonfinite,
+        reused_initializers=m.reused,
+        files=m.files,
+    )

@@ -156,7 +156,7 @@ def test_bool_and_small_int_dtypes(tmp_path: Path) -> None:
 
 
 def test_negated_copies_inside_a_crowd_of_near_equal_tensors_are_found_without_pairing_the_crowd(tmp_path: Path) -> None:
-    from sharescan.detect.negated import direction_pairs
+    from sharescan.detect.search import direction_pairs
     from sharescan.digest import compute_digests
     from sharescan.sources import LoadOptions, load_model
 

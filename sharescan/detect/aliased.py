@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from sharescan.detect.relation import BaseRelation, Ledger, Scope
 from sharescan.groups import Group
 from sharescan.table import TensorEntry
 
-__all__ = ["find_aliased", "FreedBytes", "overlapping_views"]
+__all__ = ["find_aliased", "FreedBytes", "overlapping_views", "Aliased", "RELATION"]
 
 
 def find_aliased(entries: Sequence[TensorEntry]) -> tuple[list[Group], list[int]]:
@@ -94,3 +95,20 @@ def overlapping_views(entries: Sequence[TensorEntry], members: Sequence[int]) ->
                 out.add(i)
                 break
     return out
+
+
+class Aliased(BaseRelation):
+    """Already one storage: nothing to rewrite, nothing to reclaim; listed so reports show the sharing."""
+
+    name = "aliased"
+    claims = False  # only the first entry of a storage is a unit: the others were never offered
+    drops_members = False
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return list(scope.aliases)  # found with the units, from the storage keys
+
+    def reclaimed(self, group: Group, ledger: Ledger) -> tuple[int, ...]:
+        return (0,) * len(group.members)
+
+
+RELATION = Aliased()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from sharescan.detect.common import distance, relative_error
-from sharescan.detect.near import sample_points
+from sharescan.detect.search import sample_points
 from sharescan.digest import Digest
 from sharescan.groups import Candidate, Group
 from sharescan.table import TensorEntry

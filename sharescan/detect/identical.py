@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sharescan.detect.common import same_bytes
+from sharescan.detect.relation import BaseRelation, Scope
 from sharescan.digest import Digest
 from sharescan.groups import Group
 from sharescan.table import TensorEntry
 
-__all__ = ["find_identical"]
+__all__ = ["find_identical", "Identical", "RELATION"]
 
 
 def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
@@ -36,3 +37,15 @@ def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests
             taken = set(same)  # a list here made 20,000 copies cost 200 million comparisons
             pending = [j for j in rest if j not in taken]
     return groups
+
+
+class Identical(BaseRelation):
+    """Copies: each dropped one's readers read the kept tensor (``onnx_rewrite.rename``)."""
+
+    name = "identical"
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return find_identical(scope.entries, scope.units, scope.digests)
+
+
+RELATION = Identical()

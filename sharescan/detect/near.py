@@ -6,7 +6,7 @@ compared unless their samples are close. Only candidates are read again and
 measured exactly: ``||a - b|| / max(||a||, ||b||)``.
 
 The sample distance estimates the true one. A pair is a candidate up to
-``MARGIN`` times the tolerance, so ordinary (dense) differences are never
+``search.MARGIN`` times the tolerance, so ordinary (dense) differences are never
 missed; a difference concentrated in a few elements that the sample happens
 to hit can overstate the distance and be missed.
 """
@@ -14,54 +14,21 @@ to hit can overstate the distance and be missed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from sharescan.detect.common import MIN_SEARCH_ELEMENTS, Distance, distance, value_units
-from sharescan.digest import Digest, float_values
-from sharescan.groups import Group
-from sharescan.neighbors import close_pairs, crowd_leaders, unit_rows
+from sharescan.detect.common import Distance, distance
+from sharescan.detect.relation import BaseRelation, Rebuild, Scope
+from sharescan.detect.search import MARGIN, sample_points, search_vectors
+from sharescan.digest import Digest
+from sharescan.groups import SAME, TRANSPOSE, Group, Transform
+from sharescan.neighbors import crowd_leaders, unit_rows
 from sharescan.table import TensorEntry
 
-__all__ = ["find_near", "MARGIN", "sample_points", "search_vectors", "Edge"]
-
-MARGIN = 3.0
-# The neighbour search runs on this many coordinates of each grid sample: in
-# fewer dimensions a unit vector's coordinates spread wider relative to the
-# radius, so the search prunes far better. Pairs it finds are then checked on
-# the whole grid sample, a finer estimate, before the exact measurement.
-SEARCH_COORDS = 64
-
-
-def search_vectors(vectors: np.ndarray, radius: float) -> np.ndarray:
-    """Pairs (i, j) whose unit-scaled rows are within radius, on a subsample first, then in full."""
-    full, _ = unit_rows(vectors)
-    step = max(1, vectors.shape[1] // SEARCH_COORDS)
-    sub, usable = unit_rows(vectors[:, ::step])
-    index = np.flatnonzero(usable)
-    pairs = close_pairs(sub[usable], radius)
-    a, b = index[pairs[:, 0]], index[pairs[:, 1]]
-    keep = np.linalg.norm(full[a] - full[b], axis=1) <= radius
-    return np.stack([a[keep], b[keep]], axis=1)
+__all__ = ["find_near", "Edge", "Near", "RELATION"]
 
 Edge = tuple[int, int, bool]  # (a, b, b is compared with a's transpose), a before b in unit order
-
-
-def sample_points(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> dict[tuple[str, tuple[int, ...]], list[tuple[int, bool, np.ndarray]]]:
-    """Per (dtype, shape): (unit, transposed, grid sample as float64 matrix).
-
-    A 2-D tensor also appears, transposed, among tensors of its transposed shape.
-    """
-    buckets: dict[tuple[str, tuple[int, ...]], list[tuple[int, bool, np.ndarray]]] = {}
-    for i in value_units(entries, units, digests, MIN_SEARCH_ELEMENTS):
-        e, sample = entries[i], digests[i].grid
-        assert sample is not None  # value_units keeps only units with a grid sample
-        grid = float_values(sample, e.dtype).astype(np.float64)
-        buckets.setdefault((e.dtype, e.shape), []).append((i, False, grid))
-        if len(e.shape) == 2 and min(e.shape) > 1:
-            buckets.setdefault((e.dtype, (e.shape[1], e.shape[0])), []).append((i, True, grid.T))
-    # A bucket of transposed points alone pairs nothing (two transposes compare like the originals).
-    return {k: v for k, v in buckets.items() if any(not t for _, t, _ in v)}
 
 
 # A crowd attaches to its leader when their unit samples are this many
@@ -165,5 +132,32 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
                     max_abs = max(max_abs, d.max_abs)
                     rel = max(rel, d.relative)
                     zero_signs += d.zero_signs
-        groups.append(Group("near", (rep, *members, *extra), transposed=tuple(flags), max_abs_error=max_abs, rel_error=rel, zero_signs=zero_signs))
+        transforms = tuple(TRANSPOSE if t else SAME for t in flags)
+        groups.append(Group("near", (rep, *members, *extra), transforms=transforms, max_abs_error=max_abs, rel_error=rel, zero_signs=zero_signs))
     return groups
+
+
+class Near(BaseRelation):
+    """Lossy: a dropped tensor's readers read the kept one (or its transpose)."""
+
+    name = "near"
+    lossless = False  # verification bounds the outputs' change by --max-error
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return [] if scope.tol is None else find_near(scope.entries, scope.units, scope.digests, scope.tol)
+
+    def member_fields(self, transform: Transform) -> tuple[float | None, bool]:
+        return None, transform.kind == "transpose"
+
+    def transform_of(self, scale: float | None, transposed: bool) -> Transform:
+        return TRANSPOSE if transposed else SAME
+
+    def rebuild(self, graph: Any, kept: str, dropped: str, transform: Transform, onnx_dtype: int) -> Rebuild:
+        if transform.kind != "transpose":
+            return super().rebuild(graph, kept, dropped, transform, onnx_dtype)
+        from sharescan.onnx_rewrite.rebuild import transpose_node
+
+        return Rebuild((transpose_node(kept, dropped),), f"Transpose({kept})")
+
+
+RELATION = Near()

@@ -7,55 +7,18 @@ Bitwise, so that ``Neg(w)`` rebuilds the copy exactly, zeros' signs included
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
-from sharescan.detect.common import MIN_SEARCH_ELEMENTS, bits, value_units
-from sharescan.digest import Digest, float_values
+from sharescan.detect.common import bits, value_units
+from sharescan.detect.relation import BaseRelation, Rebuild, Scope
+from sharescan.digest import Digest
 from sharescan.dtypes import DTYPES, negate_bits
-from sharescan.detect.near import search_vectors
-from sharescan.groups import Group
-from sharescan.neighbors import crowd_leaders, unit_rows
+from sharescan.groups import NEGATE, SAME, Group, Transform
 from sharescan.table import TensorEntry
 
-__all__ = ["find_negated", "direction_pairs"]
-
-# Grid samples of w and c*w point the same way up to the dtype's rounding;
-# this radius (on unit vectors) is far above rounding and far below unrelated.
-_DIRECTION_RADIUS = 1e-2
-
-
-def direction_pairs(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[tuple[int, int]]:
-    """Pairs (a, b), a before b, whose samples are parallel or antiparallel.
-
-    A crowd of mutually parallel tensors (thousands of near-equal biases) would
-    give every pair of the crowd: there, each tensor is paired with the
-    crowd's leader only (``crowd_leaders``), so the pairs stay linear in the
-    number of tensors.
-    """
-    buckets: dict[tuple[str, tuple[int, ...]], list[int]] = {}
-    for i in value_units(entries, units, digests, MIN_SEARCH_ELEMENTS):
-        buckets.setdefault((entries[i].dtype, entries[i].shape), []).append(i)
-    pairs: list[tuple[int, int]] = []
-    for members in buckets.values():
-        if len(members) < 2:
-            continue
-        # value_units keeps only units with a grid sample, so no grid here is None.
-        raw = np.array([float_values(cast(np.ndarray, digests[i].grid), entries[i].dtype).reshape(-1).astype(np.float64) for i in members])
-        pts, ok = unit_rows(raw)
-        # w and -w (or c*w, c < 0) point the same way once the first nonzero is positive.
-        first = np.argmax(pts != 0, axis=1)
-        pts *= np.where(pts[np.arange(len(pts)), first] < 0, -1.0, 1.0)[:, None]
-        index = np.flatnonzero(ok)
-        leader = crowd_leaders(pts[ok], _DIRECTION_RADIUS)
-        free = np.flatnonzero(leader == np.arange(len(leader)))
-        found = search_vectors(pts[ok][free], _DIRECTION_RADIUS)
-        pairs.extend((members[index[free[a]]], members[index[free[b]]]) for a, b in found)
-        pairs.extend((members[index[leader[k]]], members[index[k]]) for k in np.flatnonzero(leader != np.arange(len(leader))))
-    order = {u: k for k, u in enumerate(units)}
-    return sorted(((a, b) if order[a] < order[b] else (b, a) for a, b in pairs), key=lambda p: (order[p[0]], order[p[1]]))
-
+__all__ = ["find_negated", "Negated", "RELATION"]
 
 def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
     """Exact negations, joined on their grid samples' bits: linear in the number of tensors.
@@ -93,4 +56,29 @@ def find_negated(entries: Sequence[TensorEntry], units: Sequence[int], digests: 
             if np.array_equal(negated, bits(entries[b].read())):
                 partners.setdefault(a, []).append(b)
                 claimed.add(b)
-    return [Group("negated", (a, *bs)) for a, bs in partners.items() if a not in claimed]
+    return [Group("negated", (a, *bs), transforms=(SAME, *(NEGATE for _ in bs))) for a, bs in partners.items() if a not in claimed]
+
+
+class Negated(BaseRelation):
+    """Rebuilt by ``Neg(kept)``, where onnxruntime has the kernel."""
+
+    name = "negated"
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return find_negated(scope.entries, scope.units, scope.digests)
+
+    def transform_of(self, scale: float | None, transposed: bool) -> Transform:
+        return NEGATE
+
+    def supports(self, transform: Transform, onnx_dtype: int) -> bool:
+        from sharescan.onnx_rewrite.rebuild import ARITHMETIC_TYPES
+
+        return onnx_dtype in ARITHMETIC_TYPES
+
+    def rebuild(self, graph: Any, kept: str, dropped: str, transform: Transform, onnx_dtype: int) -> Rebuild:
+        from sharescan.onnx_rewrite.rebuild import neg_node
+
+        return Rebuild((neg_node(kept, dropped),), f"Neg({kept})")
+
+
+RELATION = Negated()

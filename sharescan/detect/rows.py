@@ -18,19 +18,21 @@ always come with near tensors.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xxhash
 
-from sharescan.detect.near import MARGIN
+from sharescan.detect.relation import BaseRelation, Ledger, Rebuild, Scope
+from sharescan.detect.search import MARGIN
 from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.groups import Group, RowStats
 from sharescan.neighbors import close_pairs, unit_rows
 from sharescan.table import TensorEntry
 
-__all__ = ["find_rows", "INDEX_ITEMSIZE"]
+__all__ = ["find_rows", "INDEX_ITEMSIZE", "Rows", "RELATION"]
 
 INDEX_ITEMSIZE = 4  # int32 row index
 
@@ -47,10 +49,37 @@ def find_rows(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
 
 
 def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping[int, Digest], row_tol: float | None) -> list[Group]:
+    """Row groups among tensors of one row shape and dtype."""
     owner = np.concatenate([np.full(entries[u].shape[0], k) for k, u in enumerate(members)])
-    local = np.concatenate([np.arange(entries[u].shape[0]) for u in members])
     samples = np.concatenate([digests[u].row_sample for u in members])
-    label = np.arange(len(owner))  # each row's representative row (global row number)
+    row = _row_reader(entries, members, owner)
+    label = _exact_labels(samples, row)
+    errors = np.zeros(len(owner))  # squared distance of each merged row to its representative
+    abs_errors = np.zeros(len(owner))
+    dtype = entries[members[0]].dtype
+    if row_tol is not None and DTYPES[dtype].is_float:
+        # Near: one row per exact class, searched on unit samples, confirmed in full.
+        _merge_near_rows(samples, owner, label, dtype, row, row_tol, errors, abs_errors)
+    row_bytes = entries[members[0]].nbytes // entries[members[0]].shape[0]
+    n_rows_of = np.array([entries[u].shape[0] for u in members], dtype=np.int64)
+    _keep_unprofitable(label, owner, n_rows_of, row_bytes, errors, abs_errors)
+    merged = label != np.arange(len(owner))
+    if not merged.any():
+        return []
+    merged_per = np.bincount(owner[merged], minlength=len(members))
+    sq_per = np.bincount(owner, weights=errors, minlength=len(members))
+    abs_per = np.zeros(len(members))
+    np.maximum.at(abs_per, owner, abs_errors)
+    norms = np.array([digests[u].norm for u in members])
+    return [
+        _group(members, ks, n_rows_of, merged_per, row_bytes, float(abs_per[ks].max()), _rel_error(sq_per[ks], norms[ks]))
+        for ks in _components(len(members), owner, label, merged)
+    ]
+
+
+def _row_reader(entries: Sequence[TensorEntry], members: list[int], owner: np.ndarray) -> Callable[[int], np.ndarray]:
+    """Row ``r`` of the family (global row number), reading each tensor once, when first needed."""
+    local = np.concatenate([np.arange(entries[u].shape[0]) for u in members])
     views: dict[int, np.ndarray] = {}
 
     def row(r: int) -> np.ndarray:
@@ -59,36 +88,40 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
             views[k] = matrix_view(entries[members[k]].read())
         return views[k][local[r]]
 
-    # Exact: rows whose samples agree, confirmed on their full bytes.
+    return row
+
+
+def _exact_labels(samples: np.ndarray, row: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Each row's representative row: rows whose samples agree, confirmed on their full bytes."""
+    label = np.arange(len(samples))
     _, inverse, counts = np.unique(_row_keys(samples), return_inverse=True, return_counts=True)
     for cls in np.flatnonzero(counts > 1):
         first_seen: dict[int, int] = {}
         for r in np.flatnonzero(inverse == cls):
             h = xxhash.xxh3_64_intdigest(np.ascontiguousarray(row(int(r))).view(np.uint8).data)
             label[r] = first_seen.setdefault(h, int(r))
-    # Near: one row per exact class, searched on unit samples, confirmed in full.
-    errors = np.zeros(len(owner))  # squared distance of each merged row to its representative
-    abs_errors = np.zeros(len(owner))
-    dtype = entries[members[0]].dtype
-    if row_tol is not None and DTYPES[dtype].is_float:
-        _merge_near_rows(samples, owner, label, dtype, row, row_tol, errors, abs_errors)
+    return label
+
+
+def _keep_unprofitable(label: np.ndarray, owner: np.ndarray, n_rows_of: np.ndarray, row_bytes: int, errors: np.ndarray, abs_errors: np.ndarray) -> None:
+    """Unmerge the rows of tensors whose merged rows do not outweigh their index.
+
+    Only such a tensor is rebuilt from the table; the others stay as they are
+    (other tensors may still read their rows). Per-tensor sums by bincount: a
+    mask over all rows per tensor would cost tensors x rows (quadratic in a
+    family of thousands of small tensors).
+    """
     merged = label != np.arange(len(owner))
-    row_bytes = entries[members[0]].nbytes // entries[members[0]].shape[0]
-    # Only a tensor whose merged rows outweigh its index is rebuilt from the
-    # table; the others stay as they are (other tensors may still read their rows).
-    # Per-tensor sums by bincount: a mask over all rows per tensor would cost
-    # tensors x rows (quadratic in a family of thousands of small tensors).
-    n_rows_of = np.array([entries[u].shape[0] for u in members], dtype=np.int64)
-    merged_per = np.bincount(owner[merged], minlength=len(members))
+    merged_per = np.bincount(owner[merged], minlength=len(n_rows_of))
     undo = merged_per * row_bytes <= INDEX_ITEMSIZE * n_rows_of
     back = np.flatnonzero(merged & undo[owner])
     label[back] = back
     errors[back] = abs_errors[back] = 0.0
-    merged = label != np.arange(len(owner))
-    if not merged.any():
-        return []
-    # Tensors linked by a shared row form one group.
-    parent = list(range(len(members)))
+
+
+def _components(n_members: int, owner: np.ndarray, label: np.ndarray, merged: np.ndarray) -> list[list[int]]:
+    """Tensors (positions in the family) linked by a shared row, one list per group."""
+    parent = list(range(n_members))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -101,29 +134,29 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
         parent[a] = b
     involved = {find(int(k)) for k in np.unique(owner[merged])}
     components: dict[int, list[int]] = {}
-    for k in range(len(members)):
+    for k in range(n_members):
         if find(k) in involved:
             components.setdefault(find(k), []).append(k)
-    merged_per = np.bincount(owner[merged], minlength=len(members))
-    sq_per = np.bincount(owner, weights=errors, minlength=len(members))
-    abs_per = np.zeros(len(members))
-    np.maximum.at(abs_per, owner, abs_errors)
-    groups = []
-    for ks in components.values():
-        n_rows = int(n_rows_of[ks].sum())
-        distinct = n_rows - int(merged_per[ks].sum())
-        rebuilt = [k for k in ks if merged_per[k]]
-        reclaimed = tuple(int(merged_per[k]) * row_bytes - INDEX_ITEMSIZE * int(n_rows_of[k]) if merged_per[k] else 0 for k in ks)
-        index_bytes = INDEX_ITEMSIZE * int(n_rows_of[rebuilt].sum())
-        rel = 0.0
-        for k in ks:
-            norm = digests[members[k]].norm
-            sq = float(sq_per[k])
-            if sq > 0 and norm > 0:
-                rel = max(rel, math.sqrt(sq) / norm)
-        stats = RowStats(n_rows, distinct, row_bytes, index_bytes, reclaimed)
-        groups.append(Group("rows", tuple(members[k] for k in ks), max_abs_error=float(abs_per[ks].max()), rel_error=rel, rows=stats))
-    return groups
+    return list(components.values())
+
+
+def _rel_error(sq: np.ndarray, norms: np.ndarray) -> float:
+    """Worst ||merged rows' change|| / ||tensor|| over the tensors."""
+    rel = 0.0
+    for s, norm in zip(sq, norms):
+        if s > 0 and norm > 0:
+            rel = max(rel, math.sqrt(float(s)) / float(norm))
+    return rel
+
+
+def _group(members: list[int], ks: list[int], n_rows_of: np.ndarray, merged_per: np.ndarray, row_bytes: int, max_abs: float, rel: float) -> Group:
+    n_rows = int(n_rows_of[ks].sum())
+    distinct = n_rows - int(merged_per[ks].sum())
+    rebuilt = [k for k in ks if merged_per[k]]
+    reclaimed = tuple(int(merged_per[k]) * row_bytes - INDEX_ITEMSIZE * int(n_rows_of[k]) if merged_per[k] else 0 for k in ks)
+    index_bytes = INDEX_ITEMSIZE * int(n_rows_of[rebuilt].sum())
+    stats = RowStats(n_rows, distinct, row_bytes, index_bytes, reclaimed)
+    return Group("rows", tuple(members[k] for k in ks), max_abs_error=max_abs, rel_error=rel, rows=stats)
 
 
 def _row_keys(samples: np.ndarray) -> np.ndarray:
@@ -137,7 +170,7 @@ def _row_keys(samples: np.ndarray) -> np.ndarray:
     return (words * mult).sum(axis=1, dtype=np.uint64)
 
 
-def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
+def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row: Callable[[int], np.ndarray], row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
     values, ok = unit_rows(float_values(samples[reps], dtype).astype(np.float32, copy=False))
     reps, values = reps[ok], values[ok]  # float32: samples only locate candidates
@@ -170,3 +203,35 @@ def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, 
             label[moved] = rep
             errors[moved] = diff * diff
             abs_errors[moved] = worst
+
+
+class Rows(BaseRelation):
+    """Tensors stored as their distinct rows plus an int32 index, rebuilt by ``Gather``."""
+
+    name = "rows"
+    claims = False  # a tensor stored as unique rows is still stored: later searches may use it
+    drops_members = False
+    # dedup stores rows bit for bit (identical rows only), so outputs do not
+    # move; near rows (--row-tol) are an analysis finding only.
+    lossless = True
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return find_rows(scope.entries, scope.units, scope.digests, scope.row_tol)
+
+    def reclaimed(self, group: Group, ledger: Ledger) -> tuple[int, ...]:
+        assert group.rows is not None  # every rows group carries its row statistics
+        shared = ledger.shared_views(group.members)  # the same bytes, not duplicates
+        return tuple(0 if i in shared else n for i, n in zip(group.members, group.rows.reclaimed))
+
+    def rewrite_tensor(self, graph: Any, initializer: Any) -> Rebuild | None:
+        from sharescan.onnx_rewrite.rows import unique_rows
+
+        rewrite = unique_rows(graph, initializer)
+        if rewrite is None:
+            return None
+        nodes, saved = rewrite
+        name = initializer.name
+        return Rebuild(tuple(nodes), f"Gather({name}_unique_rows, {name}_row_index)", saved)
+
+
+RELATION = Rows()

@@ -8,17 +8,19 @@ element and then checked over the whole tensor.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from sharescan.detect.common import same_bytes
-from sharescan.detect.negated import direction_pairs
+from sharescan.detect.relation import BaseRelation, Rebuild, Scope
+from sharescan.detect.search import direction_pairs
 from sharescan.digest import Digest
 from sharescan.dtypes import DTYPES, from_float, neighbours, to_float
-from sharescan.groups import Group
+from sharescan.groups import Group, Transform
 from sharescan.table import TensorEntry
 
-__all__ = ["find_scaled", "scale_exactly"]
+__all__ = ["find_scaled", "scale_exactly", "Scaled", "RELATION"]
 
 
 def scale_exactly(array: np.ndarray, dtype: str, c: float) -> np.ndarray:
@@ -62,7 +64,36 @@ def find_scaled(entries: Sequence[TensorEntry], units: Sequence[int], digests: M
                 claimed.add(b)
                 break
     return [
-        Group("scaled", (a, *(b for b, _ in bs)), (1.0, *(c for _, c in bs)))
+        # The representative is "1.0 times itself": reports list its factor too.
+        Group("scaled", (a, *(b for b, _ in bs)), transforms=tuple(Transform("scale", c) for c in (1.0, *(c for _, c in bs))))
         for a, bs in partners.items()
         if a not in claimed
     ]
+
+
+class Scaled(BaseRelation):
+    """Rebuilt by ``Mul(kept, c)`` with c stored in the tensor's type; reports give each member's c."""
+
+    name = "scaled"
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return find_scaled(scope.entries, scope.units, scope.digests)
+
+    def member_fields(self, transform: Transform) -> tuple[float | None, bool]:
+        return transform.scale, False
+
+    def transform_of(self, scale: float | None, transposed: bool) -> Transform:
+        return Transform("scale", scale or 0.0)
+
+    def supports(self, transform: Transform, onnx_dtype: int) -> bool:
+        from sharescan.onnx_rewrite.rebuild import ARITHMETIC_TYPES
+
+        return onnx_dtype in ARITHMETIC_TYPES
+
+    def rebuild(self, graph: Any, kept: str, dropped: str, transform: Transform, onnx_dtype: int) -> Rebuild:
+        from sharescan.onnx_rewrite.rebuild import mul_nodes
+
+        return Rebuild(tuple(mul_nodes(graph, kept, dropped, transform.scale, onnx_dtype)), f"Mul({kept}, {transform.scale:.6g})")
+
+
+RELATION = Scaled()

@@ -10,13 +10,15 @@ is ever made; each candidate is then compared element by element.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sharescan.detect.common import bits
+from sharescan.detect.relation import BaseRelation, Rebuild, Scope
 from sharescan.digest import Digest, content_hash
-from sharescan.groups import Group
+from sharescan.groups import SAME, TRANSPOSE, Group, Transform
 from sharescan.table import TensorEntry
 
-__all__ = ["find_transposed"]
+__all__ = ["find_transposed", "Transposed", "RELATION"]
 
 
 def _transposable(e: TensorEntry, d: Digest) -> bool:
@@ -45,5 +47,25 @@ def find_transposed(entries: Sequence[TensorEntry], units: Sequence[int], digest
         copies = [j for j in candidates if (rep == bits(entries[j].read())).all()]
         if copies:
             claimed.update([i, *copies])
-            groups.append(Group("transposed", (i, *copies)))
+            groups.append(Group("transposed", (i, *copies), transforms=(SAME, *(TRANSPOSE for _ in copies))))
     return groups
+
+
+class Transposed(BaseRelation):
+    """Rebuilt by ``Transpose(kept)``; the report needs no per-member flag (the relation says it)."""
+
+    name = "transposed"
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return find_transposed(scope.entries, scope.units, scope.digests)
+
+    def transform_of(self, scale: float | None, transposed: bool) -> Transform:
+        return TRANSPOSE
+
+    def rebuild(self, graph: Any, kept: str, dropped: str, transform: Transform, onnx_dtype: int) -> Rebuild:
+        from sharescan.onnx_rewrite.rebuild import transpose_node
+
+        return Rebuild((transpose_node(kept, dropped),), f"Transpose({kept})")
+
+
+RELATION = Transposed()

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sharescan import detect
 from sharescan.errors import InputError, VerificationError
 from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.dedup_result import DedupResult, DroppedMerge, Merge
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
 from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors, tensor_nbytes
 from sharescan.onnx_rewrite.ram import measure_ram
-from sharescan.onnx_rewrite.rebuild import rebuild_node
 from sharescan.onnx_rewrite.rename import point_at
-from sharescan.onnx_rewrite.rows import unique_rows
 from sharescan.onnx_rewrite.strip import strip_debug
 from sharescan.onnx_rewrite.verify import Reference, Verdict, check_model, check_result, reference_runs
 
@@ -33,8 +32,7 @@ __all__ = ["DedupOptions", "DedupResult", "DroppedMerge", "Merge", "dedup", "onn
 
 logger = logging.getLogger(__name__)
 
-_TWO_GB = 2**31 - 1
-_ARITHMETIC_TYPES = {1, 10, 11}  # float32, float16, float64: Neg and Mul run on onnxruntime's CPU  # protobuf's limit: larger models must keep their tensors outside
+_TWO_GB = 2**31 - 1  # protobuf's limit: larger models must keep their tensors outside
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,8 @@ def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_p
         # rewritten proto need not stay beside them (a third of the peak RSS).
         first = _attempt(model, result, options, frozenset(), work / "all", out, reference, bool(data_files))
         del model
-        chosen, dropped = first, []
+        dropped: list[DroppedMerge] = []
+        chosen = first
         if first.failure:
             chosen, dropped = _drop_failing(src, result, options, work, out, reference, first, bool(data_files))
         warnings: list[str] = []
@@ -184,7 +183,8 @@ def _attempt(model: Any, result: Any, options: DedupOptions, skip: frozenset[str
     folder.mkdir()
     staged = _save(model, folder / out.name, external=after > _TWO_GB // 2 or external_data)
     del model
-    lossy = any(m.relation == "near" for m in merges)
+    # What verification expects: bit-identical outputs unless a merge's relation is lossy.
+    lossy = any(not detect.relation_named(m.relation).lossless for m in merges)
     try:
         check_model(staged[0], label=str(out))
     except VerificationError as e:
@@ -261,11 +261,12 @@ def _share(model: Any, result: Any, options: DedupOptions, skip: frozenset[str] 
     fed = overridable(model)
     stored = {name: v for name, v in stored_tensors(graph).items() if name not in fed}
     merges: list[Merge] = []
-    kept_for: dict[str, str] = {}  # identical and near copies -> the tensor their readers read now
-    front: list[Any] = []  # Transpose/Neg/Mul nodes
-    rows_front: list[Any] = []  # Gather nodes: first, since a rebuild may read their output
+    kept_for: dict[str, str] = {}  # copies rebuilt by no node -> the tensor their readers read now
+    front: list[Any] = []  # nodes that rebuild dropped members (Transpose, Neg, Mul)
+    rows_front: list[Any] = []  # whole-tensor rewrites (Gather): first, since a rebuild may read their output
     for g in result.groups:
-        if g.relation in ("aliased", "rows"):
+        relation = detect.relation_named(g.relation)
+        if not relation.drops_members:
             continue
         keep = g.members[0].name
         for m in g.members[1:]:
@@ -276,32 +277,31 @@ def _share(model: Any, result: Any, options: DedupOptions, skip: frozenset[str] 
                 continue
             stored[keep] = ("initializer", graph.initializer[-1]) if kind == "constant" else stored[keep]
             drop_kind, drop_obj = stored.pop(m.name)
-            relation = "transposed" if g.relation == "near" and m.transposed else g.relation
+            transform = relation.transform_of(m.scale, m.transposed)
             onnx_dtype = stored[keep][1].data_type
-            if relation in ("negated", "scaled") and onnx_dtype not in _ARITHMETIC_TYPES:
+            if not relation.supports(transform, onnx_dtype):
                 stored[m.name] = (drop_kind, drop_obj)
-                continue  # onnxruntime has no Neg/Mul kernel for this type on CPU
-            if relation in ("identical", "near"):
-                _drop(graph, drop_kind, drop_obj)
-                kept_for[m.name] = keep
-                how = f"reads {keep}"
+                continue  # e.g. onnxruntime has no Neg/Mul kernel for this type on CPU
+            _drop(graph, drop_kind, drop_obj)
+            rebuild = relation.rebuild(graph, keep, m.name, transform, onnx_dtype)
+            if rebuild.nodes:
+                front.extend(rebuild.nodes)
             else:
-                _drop(graph, drop_kind, drop_obj)
-                front.extend(rebuild_node(graph, relation, keep, m.name, m.scale, onnx_dtype))
-                how = {"transposed": f"Transpose({keep})", "negated": f"Neg({keep})", "scaled": f"Mul({keep}, {m.scale or 0:.6g})"}[relation]
-            err = (g.max_abs_error, g.rel_error) if g.relation == "near" else (0.0, 0.0)
-            merges.append(Merge(g.relation, keep, m.name, g.bytes_each, how, *err))
+                kept_for[m.name] = keep
+            err = (0.0, 0.0) if relation.lossless else (g.max_abs_error, g.rel_error)
+            merges.append(Merge(g.relation, keep, m.name, g.bytes_each, rebuild.how, *err))
     point_at(graph, kept_for)
     if options.rows:
         for name, (kind, obj) in list(stored.items()):
             if kind != "initializer" or name in skip:
                 continue
-            rewrite = unique_rows(graph, obj)
-            if rewrite is not None:
-                nodes, saved = rewrite
-                _drop(graph, kind, obj)
-                rows_front.extend(nodes)
-                merges.append(Merge("rows", "", name, saved, f"Gather({name}_unique_rows, {name}_row_index)"))
+            for relation in detect.RELATIONS:
+                rewrite = relation.rewrite_tensor(graph, obj)
+                if rewrite is not None:
+                    _drop(graph, kind, obj)
+                    rows_front.extend(rewrite.nodes)
+                    merges.append(Merge(relation.name, "", name, rewrite.saved, rewrite.how))
+                    break
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(rows_front + front):
         graph.node.insert(0, node)
