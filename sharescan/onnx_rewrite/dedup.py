@@ -252,7 +252,7 @@ def _load(src: Path) -> tuple[Any, list[str]]:
 
 
 def _share(model: Any, result: Any, options: DedupOptions, skip: frozenset[str] = frozenset()) -> list[Merge]:
-    """Apply the analysis's groups (and, with ``rows``, unique rows) to the main graph; returns the merges.
+    """Apply the analysis's groups (and, with ``rows``, whole-tensor rewrites) to the main graph; returns the merges.
 
     ``skip`` names tensors to leave stored (merges verification refused).
     """
@@ -260,51 +260,63 @@ def _share(model: Any, result: Any, options: DedupOptions, skip: frozenset[str] 
     # Initializers a caller may feed (IR 4+, listed as inputs) are defaults, not constants: they stay.
     fed = overridable(model)
     stored = {name: v for name, v in stored_tensors(graph).items() if name not in fed}
-    merges: list[Merge] = []
     kept_for: dict[str, str] = {}  # copies rebuilt by no node -> the tensor their readers read now
     front: list[Any] = []  # nodes that rebuild dropped members (Transpose, Neg, Mul)
-    rows_front: list[Any] = []  # whole-tensor rewrites (Gather): first, since a rebuild may read their output
-    for g in result.groups:
-        relation = detect.relation_named(g.relation)
-        if not relation.drops_members:
-            continue
-        keep = g.members[0].name
-        for m in g.members[1:]:
-            if keep not in stored or m.name not in stored or m.name in skip:
-                continue  # subgraph tensors and aliases stay as they are
-            kind, obj = stored[keep]
-            if kind == "constant" and not _constant_to_initializer(graph, obj):
-                continue
-            stored[keep] = ("initializer", graph.initializer[-1]) if kind == "constant" else stored[keep]
-            drop_kind, drop_obj = stored.pop(m.name)
-            transform = relation.transform_of(m.scale, m.transposed)
-            onnx_dtype = stored[keep][1].data_type
-            if not relation.supports(transform, onnx_dtype):
-                stored[m.name] = (drop_kind, drop_obj)
-                continue  # e.g. onnxruntime has no Neg/Mul kernel for this type on CPU
-            _drop(graph, drop_kind, drop_obj)
-            rebuild = relation.rebuild(graph, keep, m.name, transform, onnx_dtype)
-            if rebuild.nodes:
-                front.extend(rebuild.nodes)
-            else:
-                kept_for[m.name] = keep
-            err = (0.0, 0.0) if relation.lossless else (g.max_abs_error, g.rel_error)
-            merges.append(Merge(g.relation, keep, m.name, g.bytes_each, rebuild.how, *err))
+    merges = [m for g in result.groups for m in _share_group(graph, g, stored, skip, kept_for, front)]
     point_at(graph, kept_for)
+    rows_front: list[Any] = []  # whole-tensor rewrites (Gather): first, since a rebuild may read their output
     if options.rows:
-        for name, (kind, obj) in list(stored.items()):
-            if kind != "initializer" or name in skip:
-                continue
-            for relation in detect.RELATIONS:
-                rewrite = relation.rewrite_tensor(graph, obj)
-                if rewrite is not None:
-                    _drop(graph, kind, obj)
-                    rows_front.extend(rewrite.nodes)
-                    merges.append(Merge(relation.name, "", name, rewrite.saved, rewrite.how))
-                    break
+        merges += _rewrite_tensors(graph, stored, skip, rows_front)
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(rows_front + front):
         graph.node.insert(0, node)
+    return merges
+
+
+def _share_group(graph: Any, g: Any, stored: dict[str, Any], skip: frozenset[str], kept_for: dict[str, str], front: list[Any]) -> list[Merge]:
+    """Drop the group's other members, each rebuilt as its relation says; updates ``stored``, ``kept_for`` and ``front``."""
+    relation = detect.relation_named(g.relation)
+    if not relation.drops_members:
+        return []
+    keep = g.members[0].name
+    merges = []
+    for m in g.members[1:]:
+        if keep not in stored or m.name not in stored or m.name in skip:
+            continue  # subgraph tensors and aliases stay as they are
+        kind, obj = stored[keep]
+        if kind == "constant" and not _constant_to_initializer(graph, obj):
+            continue
+        stored[keep] = ("initializer", graph.initializer[-1]) if kind == "constant" else stored[keep]
+        drop_kind, drop_obj = stored.pop(m.name)
+        transform = relation.transform_of(m.scale, m.transposed)
+        onnx_dtype = stored[keep][1].data_type
+        if not relation.supports(transform, onnx_dtype):
+            stored[m.name] = (drop_kind, drop_obj)
+            continue  # e.g. onnxruntime has no Neg/Mul kernel for this type on CPU
+        _drop(graph, drop_kind, drop_obj)
+        rebuild = relation.rebuild(graph, keep, m.name, transform, onnx_dtype)
+        if rebuild.nodes:
+            front.extend(rebuild.nodes)
+        else:
+            kept_for[m.name] = keep
+        err = (0.0, 0.0) if relation.lossless else (g.max_abs_error, g.rel_error)
+        merges.append(Merge(g.relation, keep, m.name, g.bytes_each, rebuild.how, *err))
+    return merges
+
+
+def _rewrite_tensors(graph: Any, stored: dict[str, Any], skip: frozenset[str], front: list[Any]) -> list[Merge]:
+    """Each stored initializer rewritten on its own by the first relation that can (unique rows + Gather)."""
+    merges = []
+    for name, (kind, obj) in list(stored.items()):
+        if kind != "initializer" or name in skip:
+            continue
+        for relation in detect.RELATIONS:
+            rewrite = relation.rewrite_tensor(graph, obj)
+            if rewrite is not None:
+                _drop(graph, kind, obj)
+                front.extend(rewrite.nodes)
+                merges.append(Merge(relation.name, "", name, rewrite.saved, rewrite.how))
+                break
     return merges
 
 
