@@ -67,7 +67,6 @@ def identical_safetensors(path: Path, n: int = 20_000, size: int = 64) -> Path:
 
 
 def many_initializers_onnx(path: Path, n: int = 100_000, size: int = 8) -> Path:
-    import onnx
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(0)

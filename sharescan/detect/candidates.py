@@ -105,7 +105,8 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
         if not est.size:
             continue
 
-        def merged(k: int) -> bool:
+        # Defaults bind this bucket's arrays (the function is used only in this iteration).
+        def merged(k: int, unit: np.ndarray = unit, i: np.ndarray = i, j: np.ndarray = j) -> bool:
             """Both tensors are already in one group: nothing left to tie."""
             return not groups_of.get(int(unit[i[k]]), none).isdisjoint(groups_of.get(int(unit[j[k]]), none))
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from sharescan import detect
 from sharescan.errors import InputError, VerificationError
-from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.dedup_result import DedupResult, DroppedMerge, Merge
 from sharescan.onnx_rewrite.fold import FoldResult, simplify
 from sharescan.onnx_rewrite.graph import list_initializers_as_inputs, overridable, stored_tensors, tensor_nbytes
@@ -27,6 +26,7 @@ from sharescan.onnx_rewrite.ram import measure_ram
 from sharescan.onnx_rewrite.rename import point_at
 from sharescan.onnx_rewrite.strip import strip_debug
 from sharescan.onnx_rewrite.verify import Reference, Verdict, check_model, check_result, reference_runs
+from sharescan.outputs import check_output
 
 __all__ = ["DedupOptions", "DedupResult", "DroppedMerge", "Merge", "dedup", "onnx_file_bytes"]
 

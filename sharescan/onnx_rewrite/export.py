@@ -16,18 +16,18 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from sharescan.errors import InputError
-from sharescan.outputs import check_output
 from sharescan.onnx_rewrite.dedup import DedupOptions, DedupResult, dedup
 from sharescan.onnx_rewrite.feeds import random_array
 from sharescan.onnx_rewrite.verify import torch_vs_onnxruntime
+from sharescan.outputs import check_output
 from sharescan.torch_module import load_module
 
 __all__ = ["ExportOptions", "ExportResult", "export"]

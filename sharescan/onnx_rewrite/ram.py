@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
 import numpy as np
 
 __all__ = ["RECOMMENDED_OPTIONS", "measure_ram"]

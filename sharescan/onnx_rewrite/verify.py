@@ -254,7 +254,7 @@ def check_result(path: Path, reference: Reference, lossy: bool, max_error: float
     """Run the rewritten model on every reference feed set; (verdict, why it fails or "")."""
     first = reference.first
     inputs = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in first.items())
-    base = dict(runs=tuple(s.label for s in reference.sets), feeds_source=reference.source, branch_inputs=reference.branch_inputs, skipped=reference.skipped)
+    base: dict[str, Any] = dict(runs=tuple(s.label for s in reference.sets), feeds_source=reference.source, branch_inputs=reference.branch_inputs, skipped=reference.skipped)
     try:
         session = _session(path)
         names = [o.name for o in session.get_outputs()]

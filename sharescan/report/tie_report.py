@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sharescan.tying.result import TieResult
 from sharescan.report.markdown_table import markdown_table
+from sharescan.tying.result import TieResult
 from sharescan.units import human_bytes
 
 __all__ = ["tie_summary", "render_tie_terminal", "render_tie_markdown", "GROUP_HEADER", "METRIC_HEADER"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ def _count(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: str, path: Path, folder: Path, external: set[Path]):
+def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: str, path: Path, folder: Path, external: set[Path]) -> Callable[[], np.ndarray]:
     info = {kv.key: kv.value for kv in tensor.external_data}
     location = info.get("location", "")
     if "\x00" in location:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,17 +65,17 @@ def distillation_task(path: str, teachers: dict[str, Any], keys: list[str], batc
     with torch.no_grad():
         targets = {k: teachers[k](torch.as_tensor(arrays[k]).to(device(teachers[k]))).detach().cpu() for k in keys}
 
-    def batches(key: str, epoch: int):
+    def batches(key: str, epoch: int) -> Iterator[tuple[Any, Any]]:
         x, y = torch.as_tensor(arrays[key][: split[key]]), targets[key][: split[key]]
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
             yield x[idx], y[idx]
 
-    def loss(outputs, wanted):
+    def loss(outputs: Any, wanted: Any) -> Any:
         return torch.nn.functional.mse_loss(outputs, wanted)
 
-    def metric(key: str, model) -> float:
+    def metric(key: str, model: Any) -> float:
         # Agreement with the original on held-out inputs: 100 * (1 - relative error).
         x, y = torch.as_tensor(arrays[key][split[key] :] if split[key] < len(arrays[key]) else arrays[key]), targets[key]
         y = y[split[key] :] if split[key] < len(arrays[key]) else y
