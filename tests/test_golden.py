@@ -1,4 +1,4 @@
-"""Terminal and Markdown reports pinned against golden files.
+"""Terminal, Markdown and JSON reports pinned against golden files.
 
 Regenerate after an intended change with ``pytest tests/test_golden.py --overwrite``
 and review the diff.
@@ -81,3 +81,24 @@ def test_terminal_report_matches_golden(case: str, overwrite: bool, in_root: Non
 def test_markdown_report_matches_golden(case: str, overwrite: bool, in_root: None) -> None:
     result = sharescan.analyze(CASES[case])
     _check(f"{case}.md", render_markdown(result, top=12), overwrite)
+
+
+def _rounded(value: object) -> object:
+    """JSON with floats at 6 significant digits: BLAS summation order may move the last bits between CPUs."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_json_report_matches_golden(case: str, overwrite: bool, in_root: None) -> None:
+    import json
+
+    from sharescan.report.json_report import render_json
+
+    data = _rounded(json.loads(render_json(sharescan.analyze(CASES[case]))))
+    _check(f"{case}.json", json.dumps(data, indent=2, sort_keys=False) + "\n", overwrite)
