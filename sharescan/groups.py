@@ -73,3 +73,9 @@ class Candidate:
     transposed: bool  # b is compared with a's transpose
     rel_distance: float  # ||a - b|| / max(||a||, ||b||), exact
     max_abs_diff: float
+    saved_bytes: int = 0  # what sharing the pair as one tensor would save: one member's bytes
+
+    @property
+    def score(self) -> float:
+        """Bytes saved per unit of relative distance: what candidates are ranked by."""
+        return self.saved_bytes / self.rel_distance if self.rel_distance > 0 else float("inf")

@@ -72,7 +72,8 @@ def account(
         by_relation=tuple(by_relation.items()),
     )
     candidate_reports = tuple(
-        CandidateReport(_member(models, entries, c.a), _member(models, entries, c.b), c.transposed, c.rel_distance, c.max_abs_diff) for c in candidates
+        CandidateReport(_member(models, entries, c.a), _member(models, entries, c.b), c.transposed, c.rel_distance, c.max_abs_diff, c.saved_bytes, c.score)
+        for c in candidates
     )
     return AnalysisResult(tuple(model_reports), tuple(reports), totals, settings, candidate_reports, tuple(warnings))
 

@@ -47,6 +47,8 @@ class CandidateReport:
     transposed: bool  # b is compared with a's transpose
     rel_distance: float  # ||a - b|| / max(||a||, ||b||)
     max_abs_diff: float
+    saved_bytes: int = 0  # what tying the pair into one tensor would save
+    score: float = 0.0  # saved_bytes / rel_distance: candidates are listed by it, highest first
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,8 @@ class CandidateReport:
             "transposed": self.transposed,
             "rel_distance": self.rel_distance,
             "max_abs_diff": self.max_abs_diff,
+            "saved_bytes": self.saved_bytes,
+            "score": self.score,
         }
 
 
@@ -152,7 +156,7 @@ class AnalysisResult:
     groups: tuple[GroupReport, ...]  # sorted by reclaimable bytes, largest first
     totals: Totals
     settings: Settings
-    candidates: tuple[CandidateReport, ...] = ()  # closest pairs not merged, closest first
+    candidates: tuple[CandidateReport, ...] = ()  # pairs worth tying, most bytes saved per unit of distance first
     warnings: tuple[str, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:

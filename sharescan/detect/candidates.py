@@ -1,9 +1,12 @@
-"""Closest pairs of same-shape tensors that are too far apart to merge.
+"""Pairs of same-shape tensors too far apart to merge but close enough to tie.
 
 These are the pairs worth pulling together by penalised fine-tuning (``tie``):
 two fine-tunes of one base, two models for related tasks, layers of one
-stack. Distances are first estimated from the grid samples; the closest
-estimates are then measured exactly and sorted.
+stack. Only pairs within ``MAX_CANDIDATE_DISTANCE`` are listed, ranked by the
+bytes tying would save per unit of relative distance (``Candidate.score``),
+so a large matrix a little further apart outranks a LayerNorm vector that is
+a little closer. Distances are first estimated from the grid samples; the
+best estimates are then measured exactly and sorted.
 
 Within a bucket of at most ``_EXHAUSTIVE`` tensors every pair is estimated;
 in larger buckets each tensor's nearest neighbours along a few random
@@ -23,8 +26,17 @@ from sharescan.digest import Digest
 from sharescan.groups import Candidate, Group
 from sharescan.table import TensorEntry
 
-__all__ = ["find_candidates"]
+__all__ = ["MAX_CANDIDATE_DISTANCE", "find_candidates"]
 
+# Relative distance ||a - b|| / max(||a||, ||b||) beyond which a pair is not a
+# candidate. Two unrelated tensors of equal norm sit at sqrt(2) = 1.41; at 0.5
+# their cosine is still 0.875 (1 - d^2 / 2), and replacing both by their mean
+# moves each by a quarter of its norm, which fine-tuning can recover. Beyond
+# it the two share too little for one parameter to stand for both.
+MAX_CANDIDATE_DISTANCE = 0.5
+# Estimates come from samples and do not bound the exact distance: a pair is
+# measured if its estimate is within this factor of the limit.
+_ESTIMATE_SLACK = 1.5
 _EXHAUSTIVE = 2048
 _PROJECTIONS = 4
 _WINDOW = 4
@@ -87,20 +99,21 @@ def _best(est: np.ndarray, wanted: int, skip: Callable[[int], bool]) -> list[int
 
 
 def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], groups: Sequence[Group], count: int) -> list[Candidate]:
+    """The ``count`` pairs within ``MAX_CANDIDATE_DISTANCE`` that save the most bytes per unit of distance."""
     if count <= 0:
         return []
     groups_of = _memberships(groups)
     none: frozenset[int] = frozenset()
     order = {u: k for k, u in enumerate(units)}
     wanted = count * _MEASURED_PER_REPORTED
-    estimates: list[tuple[float, int, int, bool]] = []
+    estimates: list[tuple[float, float, int, int, bool]] = []  # (-estimated score, estimate, a, b, transposed)
     for points in sample_points(entries, units, digests).values():
         if len(points) < 2:
             continue
         est, i, j = _estimates(entries, digests, points)
         unit = np.array([u for u, _, _ in points])
         flip = np.array([t for _, t, _ in points])
-        valid = (unit[i] != unit[j]) & ~(flip[i] & flip[j]) & np.isfinite(est)
+        valid = (unit[i] != unit[j]) & ~(flip[i] & flip[j]) & np.isfinite(est) & (est <= _ESTIMATE_SLACK * MAX_CANDIDATE_DISTANCE)
         est, i, j = est[valid], i[valid], j[valid]
         if not est.size:
             continue
@@ -110,19 +123,21 @@ def find_candidates(entries: Sequence[TensorEntry], units: Sequence[int], digest
             """Both tensors are already in one group: nothing left to tie."""
             return not groups_of.get(int(unit[i[k]]), none).isdisjoint(groups_of.get(int(unit[j[k]]), none))
 
+        # A bucket holds one dtype and shape, so within it the closest pairs score best.
         for k in _best(est, wanted, merged):
             ua, ub = int(unit[i[k]]), int(unit[j[k]])
             a, b = (ua, ub) if order[ua] < order[ub] else (ub, ua)
-            estimates.append((float(est[k]), a, b, bool(flip[i[k]] != flip[j[k]])))
+            e = float(est[k])
+            estimates.append((-entries[a].nbytes / e if e > 0 else -math.inf, e, a, b, bool(flip[i[k]] != flip[j[k]])))
     estimates.sort()
     measured: dict[tuple[int, int, bool], Candidate] = {}
-    for _, a, b, t in estimates:
+    for _, _, a, b, t in estimates:
         if len(measured) >= wanted:
             break
         if (a, b, t) in measured:
             continue
         d = distance(entries[a], entries[b], transposed=t)
         # At distance 0 (equal values, other zero signs) tying has nothing to pull together.
-        if 0 < d.relative < math.inf and np.isfinite(d.max_abs):
-            measured[(a, b, t)] = Candidate(a, b, t, d.relative, d.max_abs)
-    return sorted(measured.values(), key=lambda c: (c.rel_distance, order[c.a], order[c.b]))[:count]
+        if 0 < d.relative <= MAX_CANDIDATE_DISTANCE and np.isfinite(d.max_abs):
+            measured[(a, b, t)] = Candidate(a, b, t, d.relative, d.max_abs, min(entries[a].nbytes, entries[b].nbytes))
+    return sorted(measured.values(), key=lambda c: (-c.score, c.rel_distance, order[c.a], order[c.b]))[:count]
