@@ -108,7 +108,7 @@ def test_analyze_html_refuses_to_overwrite_an_input_or_the_markdown_report(tmp_p
     proc = run_cli("analyze", str(model), "--html", str(model))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "--html path" in proc.stderr
     assert model.read_bytes() == before
-    same = tmp_path / "r.out"
+    same = tmp_path / "r.md"
     proc = run_cli("analyze", str(model), "--html", str(same), "--report", str(same))
     assert proc.returncode == 2 and "--html and --report name the same file" in proc.stderr
     assert not same.exists()
