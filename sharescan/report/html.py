@@ -260,7 +260,7 @@ def _heatmap(result: AnalysisResult) -> list[str]:
     out = [
         '<p class="note">Relative L2 distance ||a - b|| / max(||a||, ||b||) between tensors the analysis compared: blue = merged exactly '
         "(after the group's transpose, negation or scale), white to red = farther apart (up to "
-        f"{top:.3g}), outlined = closest pairs not merged (candidates for tying), grey = not compared. Labels are coloured by model.</p>"
+        f"{top:.3g}), outlined = closest pairs not merged (candidates for tying), light grey = not compared, darker grey = the tensor itself. Labels are coloured by model.</p>"
     ]
     if heat.dropped:
         out.append(f'<p class="note">{heat.dropped} more tensor(s) left out to keep the map readable; the JSON has all.</p>')
@@ -270,6 +270,8 @@ def _heatmap(result: AnalysisResult) -> list[str]:
         short = label if len(label) <= 40 else label[:39] + "\u2026"
         color = _MODEL_COLORS[model % len(_MODEL_COLORS)]
         out.append(f'<text x="{_LABEL_W - 6}" y="{k * _CELL + 11}" text-anchor="end" style="font-size:10px;fill:{color}">{escape(short)}<title>{escape(label)}</title></text>')
+    # The diagonal (a tensor with itself) in a quiet tone, so each shape's block is easy to find.
+    out += [f'<rect class="self" x="{_LABEL_W + k * _CELL + 1}" y="{k * _CELL + 1}" width="{_CELL - 2}" height="{_CELL - 2}" fill="#c8d1da"/>' for k in range(n)]
     for c in heat.cells:
         x, y = _LABEL_W + c.col * _CELL, c.row * _CELL
         stroke = ' stroke="#1b1f24" stroke-width="2"' if c.candidate else ""
