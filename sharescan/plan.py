@@ -52,6 +52,7 @@ def account(
 ) -> AnalysisResult:
     reclaimed_by_model = [0] * len(models)
     by_relation = {relation.name: 0 for relation in detect.RELATIONS}
+    across_models = 0  # reclaimed by groups whose members live in more than one model
     reports = []
     ledger = _Ledger(entries, groups)
     for g in groups:
@@ -60,6 +61,8 @@ def account(
         for i, n in zip(g.members, reclaimed):
             reclaimed_by_model[entries[i].model] += n
         by_relation[g.relation] += sum(reclaimed)
+        if len({entries[i].model for i in g.members}) > 1:
+            across_models += sum(reclaimed)
         members = tuple(_member(models, entries, i, *relation.member_fields(g.transform(k))) for k, i in enumerate(g.members))
         reports.append(_group_report(entries, g, members, sum(reclaimed)))
     order = {name: k for k, name in enumerate(by_relation)}
@@ -70,6 +73,8 @@ def account(
         unique_bytes=sum(m.unique_bytes for m in model_reports),
         reclaimable_bytes=sum(reclaimed_by_model),
         by_relation=tuple(by_relation.items()),
+        reclaimable_within_models_bytes=sum(reclaimed_by_model) - across_models,
+        reclaimable_across_models_bytes=across_models,
     )
     candidate_reports = tuple(
         CandidateReport(_member(models, entries, c.a), _member(models, entries, c.b), c.transposed, c.rel_distance, c.max_abs_diff, c.saved_bytes, c.score)

@@ -120,6 +120,10 @@ class Totals:
     unique_bytes: int
     reclaimable_bytes: int
     by_relation: tuple[tuple[str, int], ...]  # (relation, reclaimable bytes), every relation listed
+    # The same bytes split by where the copies live: a group whose members span
+    # several models is "across" (one model in two formats); the rest is "within".
+    reclaimable_within_models_bytes: int = 0
+    reclaimable_across_models_bytes: int = 0
 
     @property
     def after_bytes(self) -> int:
@@ -138,6 +142,8 @@ class Totals:
             "after_sharing_bytes": self.after_bytes,
             "reclaimable_fraction": round(self.reclaimable_fraction, 6),
             "reclaimable_by_relation": dict(self.by_relation),
+            "reclaimable_within_models_bytes": self.reclaimable_within_models_bytes,
+            "reclaimable_across_models_bytes": self.reclaimable_across_models_bytes,
         }
 
 

@@ -110,3 +110,88 @@ def test_progress_bar_stays_off_stderr_when_not_a_terminal() -> None:
     proc = run_cli("analyze", str(FIXTURES / "tiny_lm.safetensors"), "--json", isolated=True)
     assert proc.returncode == 0
     assert proc.stderr == ""
+
+
+def test_first_line_is_the_answer_and_one_model_in_two_formats_saves_across_models() -> None:
+    proc = run_cli("analyze", FOLDED, "fixtures/tiny_lm.pt")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("Reclaimable: ") and "% of unique bytes" in first and "after sharing" in first
+    totals = json.loads(run_cli("analyze", FOLDED, "fixtures/tiny_lm.pt", "--json").stdout)["totals"]
+    across, within = totals["reclaimable_across_models_bytes"], totals["reclaimable_within_models_bytes"]
+    assert across + within == totals["reclaimable_bytes"]
+    assert across > 10 * within  # the export copies the checkpoint: the saving lies across the two files
+    assert f"across models {across / 1024:.2f} KiB" in proc.stdout
+
+
+def test_quiet_prints_only_the_summary_line() -> None:
+    proc = run_cli("-q", "analyze", FOLDED, "fixtures/tiny_lm.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1 and proc.stdout.startswith("Reclaimable: ") and "across models" in proc.stdout
+
+
+@pytest.mark.parametrize(("flags", "level"), [((), "WARNING"), (("-q",), "ERROR"), (("-v",), "INFO"), (("-vv",), "DEBUG")])
+def test_quiet_and_verbose_set_the_log_level(flags: tuple[str, ...], level: str) -> None:
+    import logging
+
+    logger = logging.getLogger("sharescan")
+    before = logger.level
+    try:
+        assert run_cli(*flags, "analyze", FOLDED, "--json").returncode == 0
+        assert logging.getLevelName(logger.level) == level
+    finally:
+        logger.setLevel(before)  # other tests read these loggers
+
+
+def test_groups_under_min_bytes_fold_into_one_line_in_the_terminal_only(tmp_path: Path) -> None:
+    groups = json.loads(run_cli("analyze", FOLDED, "--json").stdout)["groups"]
+    small = [g for g in groups if g["reclaimable_bytes"] < 1500]
+    assert 0 < len(small) < len(groups)
+    report = tmp_path / "r.md"
+    proc = run_cli("analyze", FOLDED, "--min-bytes", "1500", "--top", "1000", "--report", str(report))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(small)} group(s) under 1.46 KiB each reclaim" in proc.stdout
+    assert f"## Groups ({len(groups)})" in report.read_text() and f"| {len(groups)} |" in report.read_text()  # Markdown keeps all
+    table = proc.stdout[proc.stdout.index("Groups (") : proc.stdout.index("group(s) under")]
+    assert f"\n{len(groups) - len(small)}  " in table and f"\n{len(groups) - len(small) + 1}  " not in table  # large groups only
+    default = run_cli("analyze", FOLDED).stdout  # 1 KiB by default
+    assert f"{sum(g['reclaimable_bytes'] < 1024 for g in groups)} group(s) under 1.00 KiB each" in default
+
+
+@pytest.mark.parametrize("value", ["5%", "ten", "0.5"])
+def test_min_bytes_takes_bytes_only(value: str) -> None:
+    proc = run_cli("analyze", FOLDED, "--min-bytes", value)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --min-bytes") and len(proc.stderr.splitlines()) == 1
+
+
+def test_fail_above_below_one_byte_is_refused_with_a_hint() -> None:
+    proc = run_cli("analyze", FOLDED, "--fail-above", "0.5")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == "error: --fail-above '0.5': 0.5 bytes? write 50% or 0.5MB\n"
+
+
+@pytest.mark.parametrize("name", ["r.html", "r.json", "r"])
+def test_report_refuses_a_name_that_is_not_markdown(tmp_path: Path, name: str) -> None:
+    proc = run_cli("analyze", FOLDED, "--report", str(tmp_path / name))
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: --report")
+    assert ("--html" in proc.stderr) == name.endswith(".html")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_width_is_columns_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = run_cli("analyze", FOLDED, "fixtures/tiny_lm.pt").stdout.splitlines()
+    monkeypatch.delenv("COLUMNS")
+    wide = run_cli("analyze", FOLDED, "fixtures/tiny_lm.pt").stdout.splitlines()
+    assert max(map(len, narrow)) <= 80 < max(map(len, wide)) <= 120
+
+
+def test_dedup_table_keeps_names_whole_at_120_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    proc = run_cli("dedup", FOLDED, "-o", str(tmp_path / "d.onnx"), "--no-ram")
+    assert proc.returncode == 0, proc.stderr
+    assert "onnx::MatMul_307" in proc.stdout and "…" not in proc.stdout
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = run_cli("dedup", FOLDED, "-o", str(tmp_path / "e.onnx"), "--no-ram").stdout
+    table = narrow[narrow.index("Merges ("):].splitlines()
+    assert max(map(len, table)) <= 80 and "Transpose(" in narrow

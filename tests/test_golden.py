@@ -15,6 +15,7 @@ import pytest
 import sharescan
 from sharescan.report.markdown import render_markdown
 from sharescan.report.terminal import render_terminal
+from sharescan.result import AnalysisResult
 from tests.conftest import ROOT
 from tests.helpers import save_safetensors
 
@@ -56,25 +57,37 @@ def _planted(folder: Path) -> str:
     return "planted.safetensors"
 
 
-def test_value_relations_reports_match_golden(overwrite: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+# A terminal report is pinned at the narrowest width it must read well at, and at a pipe's default.
+WIDTHS = (80, 120)
+
+
+def _terminal(result: AnalysisResult, width: int, top: int = 50) -> str:
     from rich.console import Console
 
+    buffer = io.StringIO()
+    render_terminal(result, Console(file=buffer, width=width, color_system=None, force_terminal=False), top=top)
+    return buffer.getvalue()
+
+
+def test_value_relations_reports_match_golden(overwrite: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = sharescan.analyze([_planted(tmp_path)])
-    buffer = io.StringIO()
-    render_terminal(result, Console(file=buffer, width=110, color_system=None, force_terminal=False))
-    _check("planted.out", buffer.getvalue(), overwrite)
+    for width in WIDTHS:
+        _check(f"planted_{width}.out", _terminal(result, width), overwrite)
     _check("planted.md", render_markdown(result), overwrite)
 
 
+@pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_terminal_report_matches_golden(case: str, overwrite: bool, in_root: None) -> None:
-    from rich.console import Console
+def test_terminal_report_matches_golden(case: str, width: int, overwrite: bool, in_root: None) -> None:
+    _check(f"{case}_{width}.out", _terminal(sharescan.analyze(CASES[case]), width, top=12), overwrite)
 
-    result = sharescan.analyze(CASES[case])
-    buffer = io.StringIO()
-    render_terminal(result, Console(file=buffer, width=110, color_system=None, force_terminal=False), top=12)
-    _check(f"{case}.out", buffer.getvalue(), overwrite)
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_terminal_report_fits_its_width(case: str, width: int, in_root: None) -> None:
+    lines = _terminal(sharescan.analyze(CASES[case]), width, top=12).splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= width
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -102,3 +115,15 @@ def test_json_report_matches_golden(case: str, overwrite: bool, in_root: None) -
 
     data = _rounded(json.loads(render_json(sharescan.analyze(CASES[case]))))
     _check(f"{case}.json", json.dumps(data, indent=2, sort_keys=False) + "\n", overwrite)
+
+
+def test_long_names_are_shortened_in_the_middle_and_only_when_needed() -> None:
+    from sharescan.report.layout import fit_label, fit_words, shorten_middle
+
+    name = "model.encoder.layers.11.self_attn.q_proj.weight"
+    short = shorten_middle(name, 21)
+    assert len(short) == 21 and short == "model.enco…roj.weight" and "…" in short
+    assert shorten_middle(name, len(name)) == name
+    assert fit_label("a.weight", "[4x4 float32]", 40) == "a.weight [4x4 float32]"
+    assert fit_label("a.weight", "[4x4 float32]", 12) == "a.weight\n[4x4 float32]"
+    assert fit_words("Transpose(onnx::MatMul_287)", 18) == "Transpose(\nonnx::MatMul_287)"

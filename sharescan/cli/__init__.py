@@ -10,6 +10,7 @@ numpy and the loaders are imported inside each command, so
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import click
 
 from sharescan import __version__
 from sharescan.cli._errors import debugging, describe
+from sharescan.cli._output import QUIET
 from sharescan.cli.analyze import analyze
 from sharescan.cli.dedup import dedup
 from sharescan.cli.export import export
@@ -33,8 +35,30 @@ COMPLETE_VAR = f"_{PROG_NAME.upper()}_COMPLETE"
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG_NAME)
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Errors only; print the summary line instead of the report tables.")
+@click.option("-v", "--verbose", count=True, help="Log progress (-v) or details (-vv) on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, quiet: bool, verbose: int) -> None:
     """Find parameters that trained models store more than once, and what sharing them reclaims."""
+    if quiet and verbose:
+        raise InputError("-q and -v contradict each other; pass one of them")
+    _log_to_stderr(logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    ctx.meta[QUIET] = quiet
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as ``warning: ...`` lines on stderr, like the CLI's own; stderr is looked up per record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname.lower()}: {record.getMessage()}", err=True)
+
+
+def _log_to_stderr(level: int) -> None:
+    """sharescan's own loggers at ``level``; libraries it calls (onnx, torch) keep theirs."""
+    logger = logging.getLogger("sharescan")
+    logger.setLevel(level)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
 
 
 for _command in (analyze, dedup, export, tie):

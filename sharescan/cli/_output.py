@@ -10,6 +10,7 @@ form is asked for. Errors are not printed here: commands raise them and
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,12 @@ import click
 
 from sharescan.errors import InputError
 
-__all__ = ["Rendering", "emit", "check_report_target", "analysis_rendering", "dedup_rendering", "tie_rendering"]
+# Key in the root click context's ``meta``: -q asks for the summary line only.
+QUIET = "sharescan.quiet"
+# --report writes Markdown; these are the names a Markdown file goes by.
+REPORT_SUFFIXES = (".md", ".markdown", ".txt")
+
+__all__ = ["QUIET", "REPORT_SUFFIXES", "Rendering", "emit", "check_report_target", "analysis_rendering", "dedup_rendering", "tie_rendering"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Rendering:
     terminal: Callable[[Any], None]  # prints to a rich Console
     markdown: Callable[[], str]  # the Markdown report
     warnings: Sequence[str] = ()  # one line each, on stderr
+    summary: Callable[[], str] | None = None  # the one line -q prints; None: -q prints the whole terminal report
 
 
 def emit(rendering: Rendering, as_json: bool, report_path: Path | None) -> None:
@@ -39,6 +46,8 @@ def emit(rendering: Rendering, as_json: bool, report_path: Path | None) -> None:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         sys.stdout.write(rendering.json())
+    elif _quiet() and rendering.summary is not None:
+        click.echo(rendering.summary())
     else:
         rendering.terminal(_console())
     if report_path is not None:
@@ -49,6 +58,9 @@ def check_report_target(report: Path | None, *paths: str | None) -> None:
     """--report may not name, or replace, any file this command reads or writes; checked before any work."""
     if report is None:
         return
+    if report.suffix.lower() not in REPORT_SUFFIXES:
+        hint = "; for an HTML report use --html" if report.suffix.lower() in (".html", ".htm") else ""
+        raise InputError(f"--report {report}: writes Markdown, so the name must end in {', '.join(REPORT_SUFFIXES)}{hint}")
     from sharescan.outputs import check_output, companion_files
 
     named = [p for p in paths if p]
@@ -66,36 +78,60 @@ def _write_report(path: Path, text: str) -> None:
         raise InputError(f"{path}: could not write the report ({e.strerror}); check the folder or choose another --report path") from None
 
 
+def _quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get(QUIET))
+
+
 def _console() -> Any:
-    """The terminal console; 120 columns when stdout is a file or a pipe (rich would use 80)."""
+    """The terminal console: the terminal's width; for a file or a pipe, ``COLUMNS`` if set, else 120 (rich would use 80)."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=120)
+    if sys.stdout.isatty():
+        return Console()
+    columns = os.environ.get("COLUMNS", "")
+    return Console(width=int(columns) if columns.isdigit() and int(columns) > 0 else 120)
 
 
 def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def analysis_rendering(result: Any, top: int) -> Rendering:
-    """``analyze``: groups and totals; tables cut at ``top`` rows (JSON has all)."""
+def analysis_rendering(result: Any, top: int, min_bytes: int) -> Rendering:
+    """``analyze``: groups and totals; tables cut at ``top`` rows, the terminal's also folds groups under ``min_bytes`` (JSON has all)."""
     from sharescan.report.json_report import render_json
     from sharescan.report.markdown import render_markdown
+    from sharescan.report.rows import headline
     from sharescan.report.terminal import render_terminal
 
-    return Rendering(lambda: render_json(result), lambda console: render_terminal(result, console, top), lambda: render_markdown(result, top), result.warnings)
+    return Rendering(
+        lambda: render_json(result),
+        lambda console: render_terminal(result, console, top, min_bytes),
+        lambda: render_markdown(result, top),
+        result.warnings,
+        lambda: " ".join(headline(result)),
+    )
 
 
 def dedup_rendering(result: Any, note: str | None = None, data: dict[str, Any] | None = None) -> Rendering:
     """``dedup``; ``export`` adds a ``note`` comparing torch with onnxruntime and its own JSON ``data``."""
-    from sharescan.report.dedup_report import render_dedup_markdown, render_dedup_terminal
+    from sharescan.report.dedup_report import dedup_summary, render_dedup_markdown, render_dedup_terminal
 
     def terminal(console: Any) -> None:
         render_dedup_terminal(result, console)
         if note:
             console.print(note, highlight=False)
 
-    return Rendering(lambda: _dumps(data if data is not None else result.to_dict()), terminal, lambda: render_dedup_markdown(result) + (f"\n{note}\n" if note else ""), result.warnings)
+    def summary() -> str:
+        return f"{result.input} -> {result.output}: " + dedup_summary(result)[1]
+
+    return Rendering(
+        lambda: _dumps(data if data is not None else result.to_dict()),
+        terminal,
+        lambda: render_dedup_markdown(result) + (f"\n{note}\n" if note else ""),
+        result.warnings,
+        summary,
+    )
 
 
 def tie_rendering(result: Any) -> Rendering:

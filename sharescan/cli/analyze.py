@@ -25,6 +25,7 @@ Examples:
   sharescan analyze base.pt finetuned.pt --report report.md
   sharescan analyze model.onnx --html report.html
   sharescan analyze ckpt.pt --key model --fail-above 5%
+  sharescan -q analyze a.onnx b.safetensors --min-bytes 10KB
 \b
 Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @models_arg
@@ -39,14 +40,19 @@ Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @click.option("--exact", is_flag=True, help="Exact relations only: no near-equal tensors or rows.")
 @click.option("--candidates", default=5, show_default=True, type=int, help="Closest not-merged same-shape pairs to list as candidates for tying (0: none).")
 @click.option("--top", default=50, show_default=True, type=click.IntRange(min=1), help="Groups shown in the terminal and Markdown tables (JSON has all).")
-def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, html_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, tol: float | None, row_tol: float | None, exact: bool, candidates: int, top: int) -> None:
+@click.option("--min-bytes", default="1KiB", show_default=True, help="Terminal only: fold groups reclaiming less than this into one line (1500, 10KB, 1KiB); JSON and --report list every group.")
+def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, html_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, tol: float | None, row_tol: float | None, exact: bool, candidates: int, top: int, min_bytes: str) -> None:
     """Analyse MODEL files or folders (PyTorch, TorchScript, .pt2, safetensors, ONNX, Hugging Face folders)."""
-    from sharescan.units import parse_threshold
+    from sharescan.units import parse_bytes, parse_threshold
 
     try:
         threshold = None if fail_above is None else parse_threshold(fail_above)
-    except ValueError:
-        raise InputError(f"--fail-above {fail_above!r}: expected bytes like 1500, 10MB, 10MiB, or a percentage like 5%") from None
+    except ValueError as e:
+        raise InputError(f"--fail-above {fail_above!r}: {e}") from None
+    try:
+        fold_below = parse_bytes(min_bytes)
+    except ValueError as e:
+        raise InputError(f"--min-bytes {min_bytes!r}: {e}") from None
     check_report_target(report_path, *models)
     _check_html_target(html_path, report_path, models)
     if exact and (tol is not None or row_tol is not None):
@@ -63,7 +69,7 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, ht
         candidates=candidates,
     )
     result = run_analysis(list(models), options, scan_progress())
-    emit(analysis_rendering(result, top), as_json, report_path)
+    emit(analysis_rendering(result, top, fold_below), as_json, report_path)
     if html_path is not None:
         _write_html(html_path, result, top)
     totals = result.totals

@@ -73,15 +73,25 @@ def dedup_rows(r: DedupResult) -> list[tuple[str, ...]]:
 
 
 def render_dedup_terminal(r: DedupResult, console: Any, top: int = 50) -> None:
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
+
+    from sharescan.report.layout import column_width, fit_words, share_width
 
     console.print("[bold]sharescan dedup[/bold]  (KiB/MiB/GiB = 1024-based)")
     for line in dedup_summary(r):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     if r.merges:
-        table = Table(*MERGE_HEADER, title=f"Merges ({len(r.merges)})", title_justify="left")
-        for row in dedup_rows(r)[:top]:
-            table.add_row(*row)
+        rows = dedup_rows(r)[:top]
+        names = (2, 3)  # "dropped" and "now" hold tensor names: shortened in the middle, and only if they do not fit
+        fixed = [column_width(h, [row[k] for row in rows]) for k, h in enumerate(MERGE_HEADER) if k not in names]
+        room = dict(zip(names, share_width(console.width, fixed, [column_width(MERGE_HEADER[k], [row[k] for row in rows]) for k in names])))
+        table = Table(title=f"Merges ({len(r.merges)})", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for name in MERGE_HEADER:
+            table.add_column(name, min_width=max(len(w) for w in name.split()))
+        for row in rows:
+            table.add_row(*[escape(fit_words(c, room[k]) if k in names else c) for k, c in enumerate(row)])
         console.print(table)
     else:
         console.print("Nothing to merge: the model stores no tensor twice.")

@@ -5,24 +5,61 @@ from __future__ import annotations
 from sharescan.result import AnalysisResult, GroupReport, Member
 from sharescan.units import human_bytes
 
-__all__ = ["member_label", "group_row", "model_rows", "summary_lines", "candidate_rows", "nonfinite_lines", "GROUP_HEADER", "MODEL_HEADER", "CANDIDATE_HEADER"]
+__all__ = ["member_label", "member_parts", "headline", "relation_lines", "error_cell", "group_row", "model_rows", "summary_lines", "candidate_rows", "nonfinite_lines", "GROUP_HEADER", "MODEL_HEADER", "CANDIDATE_HEADER"]
 
 GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "max abs err", "rel err")
 CANDIDATE_HEADER = ("#", "a", "b", "rel distance", "max abs diff")
 MODEL_HEADER = ("#", "model", "format", "tensors", "stored", "unique", "reclaimable", "file")
 
 
-def member_label(m: Member, result: AnalysisResult) -> str:
+def member_parts(m: Member, result: AnalysisResult) -> tuple[str, str]:
+    """A member as (name, what it is): ``m0:blocks.0.fc1.weight``, ``[192x48 float32]``.
+
+    The name is one word a table must never split; the rest may go on its own line.
+    """
     shape = "x".join(str(d) for d in m.shape) or "scalar"
-    label = f"{m.name} [{shape} {m.dtype}]"
+    name, rest = m.name, f"[{shape} {m.dtype}]"
     if len(result.models) > 1:
         index = next(k for k, r in enumerate(result.models) if r.path == m.model)
-        label = f"m{index}:{label}"
+        name = f"m{index}:{name}"
     if m.scale is not None and m.scale != 1.0:
-        label += f" = {m.scale:.6g} x first"
+        rest += f" = {m.scale:.6g} x first"
     if m.transposed:
-        label += " ~ first.T"
-    return label
+        rest += " ~ first.T"
+    return name, rest
+
+
+def member_label(m: Member, result: AnalysisResult) -> str:
+    name, rest = member_parts(m, result)
+    return f"{name} {rest}"
+
+
+def headline(result: AnalysisResult) -> list[str]:
+    """The answer, as phrases of one line: what sharing reclaims, what is left, and whether it lies within or across models.
+
+    Phrases, so that a narrow terminal breaks the line between them, never inside a figure.
+    """
+    t = result.totals
+    phrases = [f"Reclaimable: {human_bytes(t.reclaimable_bytes)}", f"({100 * t.reclaimable_fraction:.2f}% of unique bytes),", f"{human_bytes(t.after_bytes)} after sharing"]
+    if len(result.models) > 1:
+        phrases[-1] += ";"
+        phrases += [f"across models {human_bytes(t.reclaimable_across_models_bytes)},", f"within models {human_bytes(t.reclaimable_within_models_bytes)}"]
+    return phrases
+
+
+def relation_lines(g: GroupReport) -> str:
+    """The relation cell in short lines, for narrow terminal columns."""
+    if g.rows is None:
+        return g.relation
+    r = g.rows
+    return f"rows\n{r.n_rows:,} -> {r.distinct_rows:,}\ndistinct\nindex {human_bytes(r.index_bytes)}"
+
+
+def error_cell(g: GroupReport) -> str:
+    """``exact``, or the largest absolute and relative errors on two lines."""
+    if g.max_abs_error == 0 and g.rel_error == 0:
+        return "exact"
+    return f"{g.max_abs_error:.3g} abs\n{g.rel_error:.3g} rel"
 
 
 def _relation_cell(g: GroupReport) -> str:
