@@ -40,10 +40,10 @@ def headline(result: AnalysisResult) -> list[str]:
     Phrases, so that a narrow terminal breaks the line between them, never inside a figure.
     """
     t = result.totals
-    phrases = [f"Reclaimable: {human_bytes(t.reclaimable_bytes)}", f"({100 * t.reclaimable_fraction:.2f}% of unique bytes),", f"{human_bytes(t.after_bytes)} after sharing"]
+    phrases = [f"Reclaimable: {human_bytes(t.reclaimable_bytes)}", f"({100 * t.reclaimable_fraction:.2f}% of unique),", f"{human_bytes(t.after_bytes)} after sharing"]
     if len(result.models) > 1:
         phrases[-1] += ";"
-        phrases += [f"across models {human_bytes(t.reclaimable_across_models_bytes)},", f"within models {human_bytes(t.reclaimable_within_models_bytes)}"]
+        phrases += [f"{human_bytes(t.reclaimable_across_models_bytes)} across models,", f"{human_bytes(t.reclaimable_within_models_bytes)} within"]
     return phrases
 
 
