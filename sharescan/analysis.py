@@ -129,7 +129,7 @@ def _detect(entries: list[TensorEntry], options: AnalysisOptions, progress: Prog
 
 
 def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests: Mapping[int, Digest]) -> list[str]:
-    out = []
+    out = [note for m in models for note in m.notes]
     for k, m in enumerate(models):
         bad = [entries[i].name for i, d in digests.items() if d.has_nan and entries[i].model == k]
         if bad:

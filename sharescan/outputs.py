@@ -3,7 +3,8 @@
 Every command that writes runs :func:`check_output` on each file it will
 create before doing any work. An input is more than the path the user typed:
 an ONNX model's external-data files, a sharded model's shards and index, every
-file of a model folder. Paths are compared resolved (symlinks, ``..``) and by
+file of a model folder, the snapshot a Hugging Face repo id or cache folder
+stands for (its files are symlinks into the cache's blobs). Paths are compared resolved (symlinks, ``..``) and by
 inode (hard links), so no spelling of a path lets an output replace the bytes
 of an input. An ONNX output also writes ``<name>.data`` beside it when its
 tensors go to external data; that file is checked too.
@@ -72,15 +73,22 @@ def _index_shards(path: Path) -> list[Path]:
 
 def input_files(inputs: Sequence[str | Path]) -> list[Path]:
     """Every file the commands read for these inputs: models, external data, shards, folder contents."""
+    from sharescan.sources.hf import find_snapshot
+
     out: list[Path] = []
     for p in inputs:
         path = Path(p)
         out.append(path)
         try:
-            if path.is_dir():
+            # A repo id or a cache folder reads a snapshot: its files link into the cache's blobs/.
+            snapshot = find_snapshot(str(p))
+            folders = [f for f in (path, snapshot) if f is not None and f.is_dir()]
+            for folder in folders:
                 for depth in range(_FOLDER_DEPTH):
-                    out.extend(q for q in path.glob("/".join(["*"] * (depth + 1))) if q.is_file())
-            elif path.name.endswith(".index.json"):
+                    out.extend(q for q in folder.glob("/".join(["*"] * (depth + 1))) if q.is_file())
+            if folders:
+                continue
+            if path.name.endswith(".index.json"):
                 out.extend(_index_shards(path))
             elif path.suffix.lower() == ".onnx" and path.is_file():
                 out.extend(_onnx_data_files(path))

@@ -73,3 +73,4 @@ class LoadedModel:
     # ONNX: initializers read by more than one node (already shared in the graph).
     reused: tuple[tuple[str, int], ...] = ()
     files: tuple[str, ...] = ()  # every file read: the model, shards, external data
+    notes: tuple[str, ...] = ()  # what the loader inferred and the file does not say (a tied head); warnings

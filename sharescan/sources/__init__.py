@@ -1,5 +1,6 @@
 """Pick the loader for a path. Loaders are imported only when their format is
-seen, so that analysing ONNX or safetensors never imports torch."""
+seen, so that analysing ONNX or safetensors never imports torch (and only a
+repo id imports huggingface_hub)."""
 
 from __future__ import annotations
 
@@ -50,17 +51,29 @@ def detect_format(path: Path) -> str:
 
 
 def load_model(path_text: str, model: int, options: LoadOptions) -> LoadedModel:
+    """Load a model file or folder; else, when the text is a repo id, its snapshot in the local Hugging Face cache."""
     path = Path(path_text)
-    if "\x00" in path_text or not path.exists():
-        shown = repr(path_text) if "\x00" in path_text else path_text  # a NUL byte is shown escaped
-        raise InputError(f"{shown}: no such file or folder; check the path")
+    if "\x00" in path_text:
+        raise InputError(f"{path_text!r}: no such file or folder; check the path")  # a NUL byte is shown escaped
+    if not path.exists():  # a local path that exists always wins over a repo id
+        from sharescan.sources import hf
+
+        ref = hf.repo_ref(path_text)
+        if ref is None:
+            raise InputError(f"{path_text}: no such file or folder; check the path")
+        path, shown = hf.resolve_repo(ref, path_text), path_text
+    else:
+        shown = str(path)
     try:
         # Before anything is opened: a FIFO blocks open(), /dev/zero never ends.
         if not stat.S_ISDIR(path.stat().st_mode):
             regular_file(path)
         fmt = detect_format(path)
         if fmt == "folder":
-            return _load_folder(path, model, options)
+            from sharescan.sources import hf
+
+            folder = hf.cache_folder_snapshot(path) if hf.is_cache_folder(path) else path
+            return _load_folder(folder, model, options, shown)
         if path.stat().st_size == 0:
             raise InputError(f"{path}: empty file; re-save or re-download it")
         return _load_file(path, fmt, model, options, path_text)
@@ -93,9 +106,15 @@ def _load_file(path: Path, fmt: str, model: int, options: LoadOptions, shown: st
     return torch_source.load_pytorch(path, model, options.key, options.trust_pickle)
 
 
-def _load_folder(path: Path, model: int, options: LoadOptions) -> LoadedModel:
-    """A Hugging Face model folder: sharded or single safetensors, else PyTorch weights."""
-    shown = str(path)
+def _load_folder(path: Path, model: int, options: LoadOptions, shown: str) -> LoadedModel:
+    """A Hugging Face model folder, with the output head its config.json ties to the embedding."""
+    from sharescan.sources.hf import with_tied_head
+
+    return with_tied_head(_load_folder_weights(path, model, options, shown), path)
+
+
+def _load_folder_weights(path: Path, model: int, options: LoadOptions, shown: str) -> LoadedModel:
+    """The weights of a model folder: sharded or single safetensors, else PyTorch weights."""
     for index in ("model.safetensors.index.json",):
         if (path / index).is_file():
             return _load_file(path / index, "safetensors-index", model, options, shown)

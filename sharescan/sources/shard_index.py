@@ -59,7 +59,9 @@ def _shard_path(index: Path, folder: Path, shard: str) -> Path:
     if not plain or ".." in PurePosixPath(shard.replace("\\", "/")).parts:
         raise InputError(f"{index}: shard path {shard!r} is not a file name inside the model folder; refusing to read it: re-download the index")
     path = Path(os.path.realpath(folder / shard))
-    if folder not in path.parents:
+    # A snapshot in the Hugging Face cache links each file into its repo's blobs/.
+    blobs = folder.parent.parent / "blobs" if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--") else None
+    if folder not in path.parents and (blobs is None or path.parent != blobs):
         raise InputError(f"{index}: shard {shard!r} leaves the model folder (through a symlink); refusing to read it: copy the shard into the folder")
     if not path.exists():
         raise InputError(f"{index}: shard {shard!r} is missing; download the whole folder")
