@@ -1,4 +1,4 @@
-"""What the library raises when it refuses: one base, three kinds.
+"""What the library raises when it refuses: one base, three kinds, and a failed quality gate.
 
 Every message is one line that says what went wrong, where, and what to do;
 the CLI prints it as ``error: <message>`` (see ``sharescan/cli/_errors.py``
@@ -8,7 +8,7 @@ them, or one kind.
 
 from __future__ import annotations
 
-__all__ = ["SharescanError", "InputError", "VerificationError", "TrainingError"]
+__all__ = ["SharescanError", "InputError", "VerificationError", "TrainingError", "QualityError"]
 
 
 class SharescanError(Exception):
@@ -29,3 +29,11 @@ class VerificationError(SharescanError):
 
 class TrainingError(SharescanError):
     """Fine-tuning that cannot go on: a loss that turned NaN/Inf or diverged; nothing written."""
+
+
+class QualityError(SharescanError):
+    """The run completed but its result fails a quality gate (``tie --max-drop``); nothing written.
+
+    Apart from the three refusals above: the input and options were fine, so
+    the CLI exits 1, as a failed ``analyze --fail-above`` gate does.
+    """

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import sharescan
-from sharescan.result import AnalysisResult
 from sharescan.analysis import AnalysisOptions
 from sharescan.detect.candidates import MAX_CANDIDATE_DISTANCE
+from sharescan.result import AnalysisResult
 from tests.helpers import run_cli, save_safetensors
 
 rng = np.random.default_rng(7)

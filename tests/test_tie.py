@@ -18,7 +18,9 @@ from tests.helpers import run_cli
 
 PAIR = [str(FIXTURES / "pair_a.pt"), str(FIXTURES / "pair_b.pt")]
 ARCH = "fixtures.architectures:DigitsMLP"
-FAST = dict(arch=ARCH, task="tests.tie_tasks:small_pair", groups="A:features.* = B:features.*", epochs=3, finetune_shared=1)
+# Few epochs, for speed: accuracy is not what these tests check (--max-drop is
+# tested on its own; the full run is held to one point below).
+FAST = dict(arch=ARCH, task="tests.tie_tasks:small_pair", groups="A:features.* = B:features.*", epochs=3, finetune_shared=1, max_drop=100.0)
 
 
 def test_penalty_is_the_pairwise_form_up_to_a_constant() -> None:
@@ -54,7 +56,7 @@ def test_safetensors_output_keeps_sharing_through_metadata(tmp_path: Path) -> No
 def test_distillation_needs_no_labels(tmp_path: Path) -> None:
     data = np.load(FIXTURES / "digits_pair.npz")
     np.savez(tmp_path / "calib.npz", A=data["x_test_a"], B=data["x_test_b"])
-    options = TieOptions(arch=ARCH, inputs=str(tmp_path / "calib.npz"), groups="A:features.2.* = B:features.2.*", epochs=2, finetune_shared=0, lam=10.0)
+    options = TieOptions(arch=ARCH, inputs=str(tmp_path / "calib.npz"), groups="A:features.2.* = B:features.2.*", epochs=2, finetune_shared=0, lam=10.0, max_drop=100.0)
     r = tie(PAIR, str(tmp_path / "d.pt"), options)
     assert r.metric_name.startswith("agreement")
     assert r.metric_before["A"] == pytest.approx(100.0)
@@ -73,6 +75,37 @@ def test_lambda_auto_raises_lambda_until_the_gap_closes(tmp_path: Path) -> None:
     assert list(r.lambdas) == sorted(r.lambdas) and r.lambdas[-1] > r.lambdas[0]
     assert len(r.lambdas) == 12
     assert max(g.gap_per_epoch[-1] for g in r.groups) <= 1e-2
+    assert [g.gap_at_sharing for g in r.groups] == [g.gap_per_epoch[-1] for g in r.groups]  # measured right before sharing
+    assert r.warnings == () and not any(g.above_target for g in r.groups)
+
+
+# Everything shared after one unpenalised epoch: gaps of 0.16 to 0.55 when shared,
+# and model B falls from 95.6% to 80.0% (15.6 points, over the default --max-drop 5).
+UNTIED = ["--groups", "A:features.* = B:features.*; A:head.* = B:head.*", "--epochs", "1", "--lambda", "0", "--finetune-shared", "0"]
+
+
+def test_a_drop_beyond_max_drop_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    outputs = ["-o", str(tmp_path / "t.pt"), "--onnx", str(tmp_path / "t.onnx"), "--report", str(tmp_path / "t.md")]
+    proc = run_cli("tie", *PAIR, "--arch", ARCH, "--task", "tests.tie_tasks:small_pair", *UNTIED, *outputs)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: model B lost 15.56 points") and "--max-drop 5" in proc.stderr and "--force" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_writes_and_warns_about_gaps_above_target_and_the_drop(tmp_path: Path) -> None:
+    proc = run_cli("tie", *PAIR, "--arch", ARCH, "--task", "tests.tie_tasks:small_pair", *UNTIED, "--force", "-o", str(tmp_path / "t.pt"), "--json", "--report", str(tmp_path / "t.md"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "t.pt").is_file()
+    data = json.loads(proc.stdout)
+    assert data["forced"] is True and data["worst_drop"]["model"] == "B" and data["worst_drop"]["points"] > 5
+    assert all(g["above_target"] and g["gap_at_sharing"] > 0.1 for g in data["groups"])
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == len(data["warnings"]) == len(data["groups"]) + 1  # one per group, one for the drop
+    assert "A:features.0.weight = B:features.0.weight: relative gap 0.545 when shared, 545x --target-gap 0.001" in proc.stderr
+    assert "written because of --force" in warnings[-1]
+    report = (tmp_path / "t.md").read_text()
+    assert "## Warnings" in report and "0.545 (above target)" in report
 
 
 def test_each_model_trains_on_its_own_batches(tmp_path: Path) -> None:
@@ -130,7 +163,7 @@ def test_integer_members_are_refused() -> None:
 
 
 def test_cli_tie_json_and_report(tmp_path: Path) -> None:
-    proc = run_cli("tie", *PAIR, "--arch", ARCH, "--task", "tests.tie_tasks:small_pair", "--groups", "A:features.* = B:features.*", "--epochs", "2", "--finetune-shared", "0", "--lambda", "10", "-o", str(tmp_path / "t.pt"), "--json", "--report", str(tmp_path / "t.md"))
+    proc = run_cli("tie", *PAIR, "--arch", ARCH, "--task", "tests.tie_tasks:small_pair", "--groups", "A:features.* = B:features.*", "--epochs", "2", "--finetune-shared", "0", "--lambda", "10", "--max-drop", "100", "-o", str(tmp_path / "t.pt"), "--json", "--report", str(tmp_path / "t.md"))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["bytes_before"] == 52560 and data["bytes_after"] == 27600

@@ -13,11 +13,11 @@ from typing import NamedTuple
 
 import click
 
-from sharescan.errors import SharescanError
+from sharescan.errors import QualityError, SharescanError
 
 __all__ = ["EXIT_FAIL_ABOVE", "EXIT_ERROR", "EXIT_INTERRUPTED", "ThresholdExceeded", "Failure", "describe", "debugging"]
 
-EXIT_FAIL_ABOVE = 1  # analyze --fail-above: the result is complete, the gate failed
+EXIT_FAIL_ABOVE = 1  # analyze --fail-above, tie --max-drop: the result is complete, the gate failed
 EXIT_ERROR = 2  # unusable input or options, a failed verification, a diverged loss: nothing written
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
@@ -45,6 +45,8 @@ def describe(e: BaseException) -> Failure:
     """The line to print on stderr and the exit code for an exception a command raised."""
     if isinstance(e, ThresholdExceeded):
         return Failure(e.message, EXIT_FAIL_ABOVE, True)
+    if isinstance(e, QualityError):  # tie --max-drop: nothing written
+        return Failure(f"error: {e.message}", EXIT_FAIL_ABOVE, True)
     if isinstance(e, (KeyboardInterrupt, click.exceptions.Abort)):
         return Failure("aborted", EXIT_INTERRUPTED, True)
     if isinstance(e, SharescanError):  # InputError, VerificationError, TrainingError

@@ -10,7 +10,7 @@ from sharescan.units import human_bytes
 
 __all__ = ["tie_summary", "render_tie_terminal", "render_tie_markdown", "GROUP_HEADER", "METRIC_HEADER"]
 
-GROUP_HEADER = ("group", "gap before", "gap per epoch (first ... last)", "gap after sharing")
+GROUP_HEADER = ("group", "gap before", "gap per epoch (first ... last)", "gap when shared")
 METRIC_HEADER = ("model", "before", "after fine-tuning", "after sharing", "after shared fine-tuning")
 
 
@@ -23,6 +23,10 @@ def tie_summary(r: TieResult) -> list[str]:
         f"lambda per epoch: {', '.join(f'{x:g}' for x in r.lambdas)} ({r.epochs_run} epochs on {r.device}, {r.seconds:.1f} s)",
         f"written: {r.output}" + (f"; ONNX {r.onnx_output} (onnxruntime vs torch max abs diff {r.onnx_max_abs_diff:.3g})" if r.onnx_output else ""),
     ]
+    key, drop = r.worst_drop
+    if key:
+        limit = "" if r.max_drop is None else f" (--max-drop {r.max_drop:g}{', exceeded: written with --force' if r.forced else ''})"
+        lines.append(f"largest {r.metric_name} drop: {drop:.2f} points, model {key}{limit}")
     return lines
 
 
@@ -31,7 +35,7 @@ def _group_rows(r: TieResult) -> list[tuple[str, ...]]:
         gaps = g.gap_per_epoch
         return "-" if not gaps else (f"{gaps[0]:.3g} ... {gaps[-1]:.3g}" if len(gaps) > 1 else f"{gaps[0]:.3g}")
 
-    return [(g.label, f"{g.gap_before:.3g}", trace(g), f"{g.gap_after_sharing:.3g}") for g in r.groups]
+    return [(g.label, f"{g.gap_before:.3g}", trace(g), f"{g.gap_at_sharing:.3g}" + (" (above target)" if g.above_target else "")) for g in r.groups]
 
 
 def _metric_rows(r: TieResult) -> list[tuple[str, ...]]:
@@ -56,9 +60,13 @@ def render_tie_terminal(r: TieResult, console: Any) -> None:
     for row in _group_rows(r):
         groups.add_row(*map(escape, row))
     console.print(groups)
+    for warning in r.warnings:
+        console.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 def render_tie_markdown(r: TieResult) -> str:
     lines = ["# sharescan tie", ""] + [f"- {line}" for line in tie_summary(r)] + ["", f"## {r.metric_name}", ""]
     lines += markdown_table(METRIC_HEADER, _metric_rows(r)) + ["", f"## Tied groups ({len(r.groups)})", ""] + markdown_table(GROUP_HEADER, _group_rows(r)) + [""]
+    if r.warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in r.warnings] + [""]
     return "\n".join(lines)

@@ -85,7 +85,7 @@ def _validate(group: TieGroup, params: dict[str, dict[str, Any]]) -> None:
 
 
 def groups_from_candidates(candidates: list[Any], paths: list[str], params: dict[str, dict[str, Any]], limit: int) -> list[TieGroup]:
-    """The closest not-yet-shared pairs that analyze ranked (same shape, not transposed)."""
+    """The first not-yet-shared pairs in analyze's candidate order (same shape, not transposed)."""
     keys = dict(zip(paths, model_keys(len(paths))))
     groups, used = [], set()
     for c in candidates:
@@ -99,5 +99,5 @@ def groups_from_candidates(candidates: list[Any], paths: list[str], params: dict
         if len(groups) >= limit:
             break
     if not groups:
-        raise InputError("--auto found no same-shape pair to tie; give --groups explicitly")
+        raise InputError("--auto found no same-shape pair within tying distance (relative distance 0.5); give --groups explicitly")
     return groups

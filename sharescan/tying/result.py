@@ -11,12 +11,15 @@ __all__ = ["GroupTrace", "TieResult"]
 @dataclass(frozen=True)
 class GroupTrace:
     label: str
-    gap_before: float
+    gap_before: float  # relative gap before fine-tuning
     gap_per_epoch: tuple[float, ...]
-    gap_after_sharing: float  # 0 by construction: one Parameter
+    gap_at_sharing: float  # relative gap right before hard sharing: how far sharing moved the members
+    above_target: bool = False  # gap_at_sharing was above --target-gap
 
     def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        out = self.__dict__.copy()
+        out["gap_after_sharing"] = 0.0  # kept for JSON readers: one Parameter, 0 by construction
+        return out
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,19 @@ class TieResult:
     seconds: float
     epochs_run: int = 0
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()  # one line each: groups shared while still above --target-gap
+    max_drop: float | None = None  # the allowed metric drop in points (None: not checked)
+    forced: bool = False  # --force: written although the drop exceeded max_drop
+
+    @property
+    def worst_drop(self) -> tuple[str, float]:
+        """(model key, metric points lost from before fine-tuning to the written model), the largest."""
+        return max(((k, self.metric_before[k] - self.metric_final[k]) for k in self.keys), key=lambda kv: kv[1], default=("", 0.0))
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "groups"}
         out["groups"] = [g.to_dict() for g in self.groups]
+        key, drop = self.worst_drop
+        out["worst_drop"] = {"model": key, "points": drop}
         out["schema_version"] = 1
         return out

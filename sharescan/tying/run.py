@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 import tempfile
 import time
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sharescan.errors import InputError, SharescanError, TrainingError
+from sharescan.errors import InputError, QualityError, SharescanError, TrainingError
 from sharescan.outputs import atomic_path, check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
@@ -20,11 +21,19 @@ from sharescan.tying.result import GroupTrace, TieResult
 from sharescan.tying.share import share, unique_parameter_bytes
 from sharescan.tying.task import Task, distillation_task, load_task
 
-__all__ = ["TieOptions", "TieResult", "GroupTrace", "tie"]
+__all__ = ["TieOptions", "TieResult", "GroupTrace", "tie", "DEFAULT_MAX_DROP"]
+
+logger = logging.getLogger(__name__)
 
 _AUTO_START = 1.0  # first lambda of --lambda auto
 _AUTO_STEP = 2.0  # raised by this factor after every epoch that leaves a gap above target
 _AUTO_MAX = 1e6
+# Metric points (percentage points for a metric in %) the worst model may lose
+# from before fine-tuning to the written model before tie refuses to write it:
+# more than noise between two training runs of a small model (about 1 point
+# on the digits pair), far less than a broken tie (GPT-2's block 1 tied to
+# block 0 by distillation ended at -61.55% agreement with the original).
+DEFAULT_MAX_DROP = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class TieOptions:
     arch: str | None = None  # module:factory for state dicts (imports that code)
     trust_pickle: bool = False
     seed: int = 0
+    max_drop: float = DEFAULT_MAX_DROP  # metric points the worst model may lose; more: QualityError, nothing written
+    force: bool = False  # write even when the drop exceeds max_drop (the result then carries a warning)
 
     def __post_init__(self) -> None:
         # Checked here so the Python API refuses what the command line refuses;
@@ -52,6 +63,8 @@ class TieOptions:
             raise InputError(f"--target-gap {self.target_gap}: must lie strictly between 0 and 1")
         if self.lam is not None and not (self.lam >= 0 and math.isfinite(self.lam)):
             raise InputError(f"--lambda {self.lam}: must be a number >= 0, or auto")
+        if not (self.max_drop >= 0 and math.isfinite(self.max_drop)):
+            raise InputError(f"--max-drop {self.max_drop}: must be a number of metric points >= 0")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise InputError(f"--device {self.device}: use cpu or cuda (cuda:N)")
         for flag, value, least in (("--auto", self.auto, 0), ("--epochs", self.epochs, 1), ("--finetune-shared", self.finetune_shared, 0)):
@@ -161,15 +174,45 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
     params_before, bytes_before = unique_parameter_bytes(models)
     metric_tuned, metric_shared, metric_final = _fine_tune_and_share(models, groups, task, options, progress)
     params_after, bytes_after = unique_parameter_bytes(models)
+    traces = tuple(
+        GroupTrace(g.label(), gb, tuple(pe), gs, gs > options.target_gap) for g, gb, pe, gs in zip(groups, gaps_before, progress.per_epoch, progress.gaps_at_sharing)
+    )
+    metric_name = getattr(task, "metric_name", "metric")
+    warnings = [_gap_warning(t, options.target_gap) for t in traces if t.above_target]
+    over = _check_drop(metric_before, metric_final, metric_name, options, sum(t.above_target for t in traces))
+    if over:
+        warnings.append(f"{over}; written because of --force")
     for m in models.values():
         m.cpu()
     diff = _write(models, task, out, onnx_output)
-    traces = tuple(GroupTrace(g.label(), gb, tuple(pe), 0.0) for g, gb, pe in zip(groups, gaps_before, progress.per_epoch))
     return TieResult(
-        tuple(paths), tuple(models), traces, getattr(task, "metric_name", "metric"), metric_before, metric_tuned, metric_shared, metric_final,
+        tuple(paths), tuple(models), traces, metric_name, metric_before, metric_tuned, metric_shared, metric_final,
         tuple(progress.lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
-        time.perf_counter() - start, len(progress.lambdas),
+        time.perf_counter() - start, len(progress.lambdas), warnings=tuple(warnings), max_drop=options.max_drop, forced=bool(over),
     )
+
+
+def _gap_warning(t: GroupTrace, target: float) -> str:
+    return (
+        f"group {t.label}: relative gap {t.gap_at_sharing:.3g} when shared, {t.gap_at_sharing / target:.0f}x --target-gap {target:g}; "
+        "sharing moved its members that far: raise --epochs or --lambda, or leave the group out"
+    )
+
+
+def _check_drop(before: dict[str, float], final: dict[str, float], metric_name: str, options: TieOptions, above_target: int) -> str | None:
+    """Refuse (QualityError) a worst-model metric drop beyond --max-drop; with --force, describe it instead.
+
+    Called before anything is written. A metric that is NaN counts as beyond any limit.
+    """
+    drops = {k: before[k] - final[k] for k in before}
+    worst = max(drops, key=lambda k: drops[k] if math.isfinite(drops[k]) else math.inf)
+    if drops[worst] <= options.max_drop:
+        return None
+    gaps = f"; {above_target} group(s) were still above --target-gap when shared" if above_target else ""
+    what = f"model {worst} lost {drops[worst]:.2f} points of {metric_name} ({before[worst]:.2f} -> {final[worst]:.2f}), more than --max-drop {options.max_drop:g}{gaps}"
+    if options.force:
+        return what
+    raise QualityError(f"{what}; nothing written; tie fewer or closer groups, train longer (--epochs, --finetune-shared), or pass --force to write it anyway")
 
 
 def _check_request(paths: list[str], out: Path, onnx_output: str | None, options: TieOptions) -> None:
@@ -214,6 +257,7 @@ class _Progress:
         self.models, self.groups, self.options, self.on_epoch = models, groups, options, on_epoch
         self.lambdas: list[float] = []
         self.per_epoch: list[list[float]] = [[] for _ in groups]
+        self.gaps_at_sharing: list[float] = []  # each group's gap right before hard sharing
 
     def members(self) -> list[list[Any]]:
         """Each group's parameters as they are now (sharing replaces the Parameter objects)."""
@@ -239,6 +283,10 @@ def _fine_tune_and_share(models: dict[str, Any], groups: list[Any], task: Task, 
     try:
         _train(models, task, options, options.epochs, lam, progress.members, progress.after_epoch)
         metric_tuned = _metrics(task, models)
+        progress.gaps_at_sharing = [relative_gap(ms) for ms in progress.members()]
+        for g, gap in zip(groups, progress.gaps_at_sharing):
+            if gap > options.target_gap:
+                logger.info("sharing %s at relative gap %.3g, above --target-gap %g", g.label(), gap, options.target_gap)
         share(models, groups)
         metric_shared = _metrics(task, models)
         _train(models, task, options, options.finetune_shared, 0.0, progress.members, None)
