@@ -38,7 +38,7 @@ class AnalysisOptions:
     trust_pickle: bool = False  # let PyTorch files unpickle arbitrary objects (runs code)
     tol: float | None = DEFAULT_TOL  # near-equal tensors; None: exact relations only
     row_tol: float | None = DEFAULT_TOL  # near-equal rows; None: identical rows only
-    candidates: int = 5  # closest not-merged pairs to list for tying
+    candidates: int = 5  # pairs not merged to list as tying candidates (best first)
 
     def __post_init__(self) -> None:
         # Checked here so the Python API refuses what the command line refuses.

@@ -38,7 +38,7 @@ Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @click.option("--tol", type=float, default=None, help="Merge near-equal tensors within this relative L2 distance ||a-b||/max(||a||,||b||). [default: 2e-3]")
 @click.option("--row-tol", type=float, default=None, help="Merge near-equal rows within this relative distance. [default: 2e-3]")
 @click.option("--exact", is_flag=True, help="Exact relations only: no near-equal tensors or rows.")
-@click.option("--candidates", default=5, show_default=True, type=int, help="Closest not-merged same-shape pairs to list as candidates for tying (0: none).")
+@click.option("--candidates", default=5, show_default=True, type=int, help="Same-shape pairs not merged to list as candidates for tying: within relative distance 0.5, most bytes saved per unit of distance first (0: none).")
 @click.option("--top", default=50, show_default=True, type=click.IntRange(min=1), help="Groups shown in the terminal and Markdown tables (JSON has all).")
 @click.option("--min-bytes", default="1KiB", show_default=True, help="Terminal only: fold groups reclaiming less than this into one line (1500, 10KB, 1KiB); JSON and --report list every group.")
 def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, html_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, tol: float | None, row_tol: float | None, exact: bool, candidates: int, top: int, min_bytes: str) -> None:

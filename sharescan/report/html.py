@@ -34,7 +34,7 @@ class HeatmapCell:
     row: int  # index into Heatmap.labels
     col: int
     distance: float  # relative L2 distance (after the group's transform for merged pairs)
-    candidate: bool  # a closest not-merged pair: a candidate for tying
+    candidate: bool  # a pair not merged but worth tying (a candidate)
     relation: str  # the group's relation, or "candidate"
 
 
@@ -284,7 +284,7 @@ def _heatmap(result: AnalysisResult) -> list[str]:
 def _candidates_table(result: AnalysisResult) -> list[str]:
     if not result.candidates:
         return []
-    out = ["<h2>Closest pairs not merged (candidates for tying)</h2>", '<table id="candidates"><thead><tr><th>#</th><th>a</th><th>b</th><th>rel distance</th><th>max abs diff</th></tr></thead><tbody>']
+    out = ["<h2>Candidates for tying (pairs not merged, best first)</h2>", '<table id="candidates"><thead><tr><th>#</th><th>a</th><th>b</th><th>rel distance</th><th>max abs diff</th></tr></thead><tbody>']
     for k, c in enumerate(result.candidates, 1):
         b = member_label(c.b, result) + (" (vs a.T)" if c.transposed else "")
         out.append(f'<tr><td>{k}</td><td>{escape(member_label(c.a, result))}</td><td>{escape(b)}</td><td class="n">{c.rel_distance:.4g}</td><td class="n">{c.max_abs_diff:.4g}</td></tr>')

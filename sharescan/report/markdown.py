@@ -23,7 +23,7 @@ def render_markdown(result: AnalysisResult, top: int = 50) -> str:
         lines.append("No shared or duplicated tensors found.")
     lines.append("")
     if result.candidates:
-        lines += ["## Closest pairs not merged (candidates for tying)", ""] + markdown_table(CANDIDATE_HEADER, candidate_rows(result)) + [""]
+        lines += ["## Candidates for tying (pairs not merged, best first)", ""] + markdown_table(CANDIDATE_HEADER, candidate_rows(result)) + [""]
     for m in result.models:
         if m.reused_initializers:
             names = ", ".join(f"`{n}` ({c} readers)" for n, c in m.reused_initializers)

@@ -102,4 +102,4 @@ def _candidates_table(result: AnalysisResult, width: int) -> Any:
         b_name, b_rest = member_parts(c.b, result)
         b_rest += " (vs a.T)" if c.transposed else ""
         rows.append((r[0], fit_label(*member_parts(c.a, result), room), fit_label(b_name, b_rest, room), *r[3:]))
-    return _table("Closest pairs not merged (candidates for tying)", TERMINAL_CANDIDATE_HEADER, rows)
+    return _table("Candidates for tying (pairs not merged, best first)", TERMINAL_CANDIDATE_HEADER, rows)
