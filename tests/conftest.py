@@ -28,3 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "fuzz_results" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("fuzz"))
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_terminal_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pytest-xdist workers start with COLUMNS=80 and LINES=24 in their
+    # environment; a plain pytest run has neither. Tests that care about the
+    # width set COLUMNS themselves, so every run sees the same environment.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
