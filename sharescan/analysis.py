@@ -6,8 +6,10 @@ import contextlib
 import gc
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, Union
 
 import numpy as np
 
@@ -21,9 +23,10 @@ from sharescan.groups import Candidate, Group
 from sharescan.plan import account
 from sharescan.result import AnalysisResult, Settings
 from sharescan.sources import LoadOptions, load_model
+from sharescan.sources.memory import describe, is_path, load_object
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["AnalysisOptions", "analyze", "Progress", "DEFAULT_TOL"]
+__all__ = ["AnalysisOptions", "analyze", "Progress", "Source", "DEFAULT_TOL"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,12 @@ DEFAULT_TOL = 2e-3
 
 @dataclass(frozen=True)
 class AnalysisOptions:
+    """The options of ``sharescan analyze``, checked as the command line checks them.
+
+    Example:
+        >>> sharescan.analyze("model.safetensors", sharescan.AnalysisOptions(tol=None))  # doctest: +SKIP
+    """
+
     key: str | None = None  # dotted path into nested PyTorch checkpoints
     trust_pickle: bool = False  # let PyTorch files unpickle arbitrary objects (runs code)
     tol: float | None = DEFAULT_TOL  # near-equal tensors; None: exact relations only
@@ -57,18 +66,60 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def analyze(paths: Sequence[str], options: AnalysisOptions = AnalysisOptions(), progress: Progress | None = None) -> AnalysisResult:
-    """Analyse one or more models together: every relation within and across them."""
-    if not paths:
+# What analyze() takes: a path (str or PathLike; a folder or a Hugging Face
+# repo id too), an nn.Module, a state dict or an onnx.ModelProto, or a list
+# of these to analyse together.
+Source = Union[str, "os.PathLike[str]", Any]
+
+
+def analyze(sources: Source | Sequence[Source], options: AnalysisOptions = AnalysisOptions(), progress: Progress | None = None) -> AnalysisResult:
+    """Analyse one or more models together: every relation within and across them.
+
+    Args:
+        sources: one model or a list of models. A model is a path (str or
+            ``os.PathLike``: .safetensors, .onnx, .pt/.pth/.bin, .pt2, a
+            Hugging Face folder or cached repo id) or an object in memory: an
+            ``nn.Module`` (its ``state_dict()``; tied parameters stay
+            aliased), a state dict (mapping name -> tensor or ndarray) or an
+            ``onnx.ModelProto`` (its initializers and Constants).
+        options: thresholds and loading options (the command's flags).
+        progress: hooks for a progress display.
+
+    Returns:
+        The result every report renders: groups, byte totals, candidates.
+
+    Raises:
+        InputError: a missing, unreadable or refused model, or a bad option.
+
+    Example:
+        >>> import sharescan
+        >>> result = sharescan.analyze("model.onnx")  # doctest: +SKIP
+        >>> result.totals.reclaimable_bytes  # doctest: +SKIP
+        >>> sharescan.analyze(["a.safetensors", "b.safetensors"])  # doctest: +SKIP
+        >>> sharescan.analyze(torch_model)  # doctest: +SKIP
+    """
+    items = _as_list(sources)
+    if not items:
         raise InputError("no model given; pass one or more model paths")
-    seen: dict[str, str] = {}
-    for path in paths:
-        real = os.path.realpath(path)
-        if real in seen:
-            raise InputError(f"{path}: given twice (also as {seen[real]}); pass each model once")
-        seen[real] = path
+    labels = [os.fspath(x) if is_path(x) else describe(x) for x in items]
+    repeated = Counter(label for x, label in zip(items, labels) if not is_path(x))
+    # Several objects of one kind: numbered by their position in the list.
+    labels = [f"{label[:-1]} #{k + 1}>" if repeated[label] > 1 else label for k, label in enumerate(labels)]
+    seen: dict[object, str] = {}
+    for source, label in zip(items, labels):
+        key = os.path.realpath(label) if is_path(source) else id(source)
+        if key in seen:
+            raise InputError(f"{label}: given twice (also as {seen[key]}); pass each model once")
+        seen[key] = label
     with _collector_paused():
-        return _analyze(paths, options, progress)
+        return _analyze(items, labels, options, progress)
+
+
+def _as_list(sources: Source | Sequence[Source]) -> list[Source]:
+    # A str is a Sequence too: one path, never a list of one-letter paths.
+    if is_path(sources) or isinstance(sources, Mapping) or not isinstance(sources, (list, tuple)):
+        return [sources]
+    return list(sources)
 
 
 @contextlib.contextmanager
@@ -89,11 +140,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _analyze(paths: Sequence[str], options: AnalysisOptions, progress: Progress | None) -> AnalysisResult:
+def _analyze(sources: Sequence[Source], labels: Sequence[str], options: AnalysisOptions, progress: Progress | None) -> AnalysisResult:
     load_options = LoadOptions(key=options.key, trust_pickle=options.trust_pickle)
     models: list[LoadedModel] = []
-    for k, path in enumerate(paths):
-        loaded = load_model(path, k, load_options)
+    for k, (source, path) in enumerate(zip(sources, labels)):
+        loaded = load_model(path, k, load_options) if is_path(source) else load_object(source, k, path)
         if not loaded.tensors:
             hint = "check the file, or --key for a nested checkpoint" if loaded.format.startswith("pytorch") else "check that the file holds the model's weights"
             raise InputError(f"{path}: no tensors found in this {loaded.format} model; {hint}")

@@ -8,7 +8,35 @@ them, or one kind.
 
 from __future__ import annotations
 
-__all__ = ["SharescanError", "InputError", "VerificationError", "TrainingError", "QualityError"]
+__all__ = ["SharescanError", "InputError", "VerificationError", "TrainingError", "QualityError", "one_line"]
+
+# A limit below this would hide the cause: onnxruntime and torch put it after
+# several hundred characters of context (the node, the op, the shapes).
+_MIN_LIMIT = 1000
+
+
+def one_line(text: object, limit: int | None = None) -> str:
+    """A message (or exception) on one line, whole: every line joined, blanks collapsed.
+
+    The cause is often in the second line or the last sentence, so nothing is
+    dropped by default. With ``limit`` (never under 1,000 characters), a
+    longer text ends at the last sentence that fits, else the last word, and
+    an ellipsis says that more was left out.
+    """
+    joined = " ".join(str(text).split())
+    if limit is None or len(joined) <= limit:
+        return joined
+    limit = max(limit, _MIN_LIMIT)
+    if len(joined) <= limit:
+        return joined
+    head = joined[: limit + 1]
+    end = max(head.rfind(". "), head.rfind("; "))
+    if end + 1 >= _MIN_LIMIT:
+        return joined[: end + 1] + " \u2026"
+    space = head.rfind(" ")
+    if space < _MIN_LIMIT:  # the word that crosses the limit ends the text: never cut mid-word
+        space = joined.find(" ", _MIN_LIMIT)
+    return (joined[:space] if space > 0 else joined[:limit]) + " \u2026"
 
 
 class SharescanError(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sharescan.entry_points import import_entry_point
-from sharescan.errors import InputError
+from sharescan.errors import InputError, one_line
 
 __all__ = ["load_module"]
 
@@ -50,13 +50,13 @@ def load_module(path: Path, arch: str | None = None, trust_code: bool = False) -
     try:
         model = factory()
     except Exception as e:  # the user's code: any failure is theirs to fix
-        raise InputError(f"--arch {arch}: calling it failed ({e.__class__.__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); it must build the model with no arguments") from None
+        raise InputError(f"--arch {arch}: calling it failed ({e.__class__.__name__}: {one_line(e)}); it must build the model with no arguments") from None
     state = dict(walk_tensors(obj, ""))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])[:200]
-        raise InputError(f"{path}: does not fit --arch {arch} ({detail or str(e)[:160]})") from None
+        detail = one_line("\n".join(str(e).splitlines()[1:]))  # the first line only names the class
+        raise InputError(f"{path}: does not fit --arch {arch} ({detail or one_line(e)})") from None
     return model
 
 

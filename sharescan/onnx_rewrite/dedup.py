@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,56 @@ def _drop(graph: Any, kind: str, obj: Any) -> None:
         graph.node.remove(obj)
 
 
-def dedup(source: str, output: str, options: DedupOptions = DedupOptions(), in_place: bool = False) -> DedupResult:
+def dedup(source: str | os.PathLike[str] | Any, output: str | os.PathLike[str], options: DedupOptions = DedupOptions(), in_place: bool = False) -> DedupResult:
+    """Rewrite an ONNX model to store each shared tensor once; verify it; write it to ``output``.
+
+    Args:
+        source: an .onnx file (str or ``os.PathLike``), or an ``onnx.ModelProto``
+            in memory (saved to a private temporary folder first; the proto is not changed).
+        output: where the verified model goes (external data beside it when the source had some).
+        options: what to merge and how strictly to verify (the command's flags).
+        in_place: allow ``output`` to be the source file itself.
+
+    Returns:
+        The merges written, bytes before and after, and verification's verdict.
+
+    Raises:
+        InputError: an unreadable model or a refused output path.
+        VerificationError: the rewrite's outputs differ beyond ``max_error``; nothing written.
+
+    Example:
+        >>> import sharescan
+        >>> r = sharescan.dedup("model.onnx", "model.dedup.onnx")  # doctest: +SKIP
+        >>> r.file_bytes_before - r.file_bytes_after  # doctest: +SKIP
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return _dedup(Path(source), Path(output), options, in_place)
+    from sharescan.sources.memory import describe
+
+    onnx = sys.modules.get("onnx")
+    if onnx is None or not isinstance(source, onnx.ModelProto):
+        raise InputError(f"{describe(source)}: dedup rewrites ONNX models; pass an .onnx path or an onnx.ModelProto")
+    # Never beside the user's files: a folder of its own, removed afterwards.
+    with tempfile.TemporaryDirectory(prefix="sharescan-dedup-") as tmp:
+        src = Path(tmp) / "model.onnx"
+        _save_proto(source, src)
+        return replace(_dedup(src, Path(output), options, False), input=describe(source))
+
+
+def _save_proto(proto: Any, path: Path) -> None:
+    try:
+        path.write_bytes(proto.SerializeToString())
+    except ValueError:  # over protobuf's 2 GB: tensors go to a data file, from a copy (saving converts the proto it is given)
+        import onnx
+
+        copy = onnx.ModelProto()
+        copy.CopyFrom(proto)
+        onnx.save_model(copy, str(path), save_as_external_data=True, location=f"{path.name}.data")
+
+
+def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool) -> DedupResult:
     from sharescan.analysis import AnalysisOptions, analyze
 
-    src, out = Path(source), Path(output)
     if not src.is_file():
         raise InputError(f"{src}: no such file; check the path")
     if src.suffix.lower() != ".onnx":

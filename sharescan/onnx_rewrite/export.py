@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.errors import InputError
+from sharescan.errors import InputError, one_line
 from sharescan.onnx_rewrite.dedup import DedupOptions, DedupResult, dedup
 from sharescan.onnx_rewrite.feeds import random_array
 from sharescan.onnx_rewrite.verify import torch_vs_onnxruntime
@@ -84,7 +84,26 @@ def _quiet_exporter() -> Iterator[None]:
         logging.disable(previous)
 
 
-def export(source: str, output: str, options: ExportOptions = ExportOptions()) -> ExportResult:
+def export(source: str | Path, output: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
+    """Export a PyTorch model to ONNX, deduplicate it, verify it against torch, write it to ``output``.
+
+    Args:
+        source: a TorchScript archive, a .pt2 program, a checkpoint (a state
+            dict with ``options.arch``).
+        output: the .onnx file to write (external data beside it when large).
+        options: architecture, example inputs, exporter and ``dedup`` settings.
+
+    Returns:
+        The deduplication result and torch's distance to onnxruntime's outputs.
+
+    Raises:
+        InputError: an unreadable model or a failed export; VerificationError: nothing written.
+
+    Example:
+        >>> import sharescan
+        >>> r = sharescan.export("model.pt", "model.onnx", sharescan.ExportOptions(arch="mypkg.models:build"))  # doctest: +SKIP
+        >>> r.torch_vs_onnxruntime_max_abs  # doctest: +SKIP
+    """
     import torch
 
     path = Path(source)
@@ -108,7 +127,7 @@ def export(source: str, output: str, options: ExportOptions = ExportOptions()) -
             try:
                 torch.onnx.export(model, args, str(raw), input_names=names, opset_version=max(options.opset, 18) if program else options.opset, dynamo=options.dynamo or program, do_constant_folding=options.constant_folding)
             except Exception as e:  # the exporters raise many types
-                raise InputError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160]})") from None
+                raise InputError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: {one_line(e)})") from None
             expected = run(*args)
         import onnx
 

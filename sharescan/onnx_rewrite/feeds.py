@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.errors import InputError
+from sharescan.errors import InputError, one_line
 from sharescan.onnx_rewrite.graph import all_nodes
 
 __all__ = [
@@ -307,7 +307,7 @@ def load_samples(paths: tuple[str, ...], model: Any) -> list[FeedSet]:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError) as e:
-            raise InputError(f"--inputs {path}: not a readable .npz of arrays ({str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__}); write it with numpy.savez(path, input_name=array, ...)") from None
+            raise InputError(f"--inputs {path}: not a readable .npz of arrays ({one_line(e) or e.__class__.__name__}); write it with numpy.savez(path, input_name=array, ...)") from None
         unknown = sorted(set(arrays) - set(declared))
         if unknown:
             raise InputError(f"--inputs {path}: array {unknown[0]!r} names no graph input; the model's inputs: {', '.join(declared) or 'none'}")

@@ -9,14 +9,13 @@ difference in where outputs are non-finite fails, lossy or not: +inf turned
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sharescan.errors import InputError, VerificationError
+from sharescan.errors import InputError, VerificationError, one_line
 from sharescan.onnx_rewrite import feeds as feeding
 
 __all__ = [
@@ -122,7 +121,7 @@ def sample_inputs(model: Any, given: dict[str, tuple[tuple[int, ...], str]], see
 
 def _one_line(message: str) -> str:
     """onnxruntime's message on one line, whole (its sentences are what tells the user the cause)."""
-    return re.sub(r"\s+", " ", message).strip().removeprefix("[ONNXRuntimeError] : ").strip()
+    return one_line(message).removeprefix("[ONNXRuntimeError] : ").strip()
 
 
 def _session(path: Path) -> Any:

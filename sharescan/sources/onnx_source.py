@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sharescan.sources.mapped import FileWindow, mapped_reader
 from sharescan.sources.onnx_layout import read_layout
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["load_onnx", "ONNX_DTYPES"]
+__all__ = ["load_onnx", "proto_entries", "ONNX_DTYPES"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +66,26 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     if not proto.HasField("graph") or (not proto.graph.node and not proto.graph.initializer):
         raise InputError(f"{path}: not an ONNX model (no graph found); check the file")
     raw_at = layout[1] if layout is not None and len(layout[1]) == len(proto.graph.initializer) else [None] * len(proto.graph.initializer)
-    folder = path.resolve().parent
+    external_files: set[Path] = set()
+    entries, reused = proto_entries(proto, model, path, path.resolve().parent, external_files, raw_at, FileWindow(path))
+    file_bytes = path.stat().st_size
+    for extra in external_files:
+        file_bytes += extra.stat().st_size
+    return LoadedModel(str(path), "onnx", tuple(entries), file_bytes, reused, (str(path), *sorted(str(p) for p in external_files)))
+
+
+def proto_entries(proto: Any, model: int, path: Path, folder: Path, external_files: set[Path], raw_at: Sequence[tuple[int, int] | None] | None = None, window: FileWindow | None = None) -> tuple[list[TensorEntry], tuple[tuple[str, int], ...]]:
+    """The tensors of a parsed model (initializers, Constants, Identity aliases) and the initializers read more than once.
+
+    ``raw_at``: where the main graph's raw bytes lie in ``path`` (left out of
+    ``proto`` by read_layout); None: they are in the proto itself.
+    """
     entries: list[TensorEntry] = []
     uses: Counter[str] = Counter()
-    file_bytes = path.stat().st_size
-    external_files: set[Path] = set()
-    window = FileWindow(path)
     for scope, graph in _graphs(proto.graph, ""):
         known: dict[str, TensorEntry] = {}
         for k, init in enumerate(graph.initializer):
-            at = raw_at[k] if graph is proto.graph else None
+            at = raw_at[k] if raw_at is not None and graph is proto.graph else None
             entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files, at, window)
             if entry is not None:
                 entries.append(entry)
@@ -97,10 +107,7 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
                 alias = TensorEntry(model, f"{scope}{node.output[0]}", src.shape, src.dtype, src.storage, src.read)
                 entries.append(alias)
                 known[node.output[0]] = alias
-    for extra in external_files:
-        file_bytes += extra.stat().st_size
-    reused = tuple(sorted((n, c) for n, c in uses.items() if c > 1))
-    return LoadedModel(str(path), "onnx", tuple(entries), file_bytes, reused, (str(path), *sorted(str(p) for p in external_files)))
+    return entries, tuple(sorted((n, c) for n, c in uses.items() if c > 1))
 
 
 def _graphs(graph: Any, scope: str) -> Iterator[tuple[str, Any]]:

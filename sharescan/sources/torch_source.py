@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sharescan.dtypes import DTYPES
-from sharescan.errors import InputError
+from sharescan.errors import InputError, one_line
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors", "first_line", "needs_torch", "TRUST_HINT", "TORCH_EXTRA"]
@@ -127,8 +127,7 @@ def _unsupported_global(message: str) -> str:
 
 
 def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else e.__class__.__name__
+    return one_line(e) or e.__class__.__name__
 
 
 def _top_keys(obj: Any) -> str:

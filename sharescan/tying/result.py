@@ -47,6 +47,8 @@ class TieResult:
     warnings: tuple[str, ...] = ()  # one line each: groups shared while still above --target-gap
     max_drop: float | None = None  # the allowed metric drop in points (None: not checked)
     forced: bool = False  # --force: written although the drop exceeded max_drop
+    # The tied nn.Modules by model key, for the Python API (not JSON: left out of to_dict).
+    modules: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def worst_drop(self) -> tuple[str, float]:
@@ -54,7 +56,7 @@ class TieResult:
         return max(((k, self.metric_before[k] - self.metric_final[k]) for k in self.keys), key=lambda kv: kv[1], default=("", 0.0))
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "groups"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("groups", "modules")}
         out["groups"] = [g.to_dict() for g in self.groups]
         key, drop = self.worst_drop
         out["worst_drop"] = {"model": key, "points": drop}

@@ -6,14 +6,15 @@ import copy
 import itertools
 import logging
 import math
+import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sharescan.errors import InputError, QualityError, SharescanError, TrainingError
+from sharescan.errors import InputError, QualityError, SharescanError, TrainingError, one_line
 from sharescan.outputs import atomic_path, check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
@@ -157,10 +158,38 @@ def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
     return max_abs
 
 
-def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_output: str | None = None, on_epoch: Callable[[int, float, float], None] | None = None) -> TieResult:
-    """Tie the given models' groups by penalised fine-tuning, share them, save (and export)."""
+def tie(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], options: TieOptions = TieOptions(),
+    onnx_output: str | os.PathLike[str] | None = None, on_epoch: Callable[[int, float, float], None] | None = None,
+) -> TieResult:
+    """Tie the given models' groups by penalised fine-tuning, share them, save (and export).
+
+    Args:
+        paths: one model or a list of them (str or ``os.PathLike``); groups may
+            lie within one model or across several.
+        output: where the tied models are saved (one torch.save file).
+        options: architecture, task, groups and training settings (the command's flags).
+        onnx_output: also export the tied models to this ONNX file, deduplicated.
+        on_epoch: called after each epoch with (epoch, lambda, largest gap).
+
+    Returns:
+        Metrics and bytes before and after; ``modules`` holds the tied
+        ``nn.Module``s by model key (left out of ``to_dict()``).
+
+    Raises:
+        InputError, TrainingError, QualityError: nothing is written.
+
+    Example:
+        >>> import sharescan
+        >>> r = sharescan.tie(["a.pt", "b.pt"], "tied.pt", sharescan.TieOptions(
+        ...     arch="mypkg.models:build", task="mypkg.train:task", groups="A:features.* = B:features.*"))  # doctest: +SKIP
+        >>> r.modules["A"].features[0].weight is r.modules["B"].features[0].weight  # doctest: +SKIP
+        True
+    """
     import torch
 
+    paths = _as_paths(paths)
+    onnx_output = None if onnx_output is None else os.fspath(onnx_output)
     start = time.perf_counter()
     out = Path(output)
     _check_request(paths, out, onnx_output, options)
@@ -188,8 +217,13 @@ def tie(paths: list[str], output: str, options: TieOptions = TieOptions(), onnx_
     return TieResult(
         tuple(paths), tuple(models), traces, metric_name, metric_before, metric_tuned, metric_shared, metric_final,
         tuple(progress.lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
-        time.perf_counter() - start, len(progress.lambdas), warnings=tuple(warnings), max_drop=options.max_drop, forced=bool(over),
+        time.perf_counter() - start, len(progress.lambdas), warnings=tuple(warnings), max_drop=options.max_drop, forced=bool(over), modules=dict(models),
     )
+
+
+def _as_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    # One path is one model, not a list of one-letter paths.
+    return [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
 
 
 def _gap_warning(t: GroupTrace, target: float) -> str:
@@ -294,7 +328,7 @@ def _fine_tune_and_share(models: dict[str, Any], groups: list[Any], task: Task, 
     except SharescanError:
         raise
     except Exception as e:  # the task is the user's code: report its failure in one line
-        raise InputError(f"fine-tuning failed ({e.__class__.__name__}: {str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); check the task and its data; nothing written") from None
+        raise InputError(f"fine-tuning failed ({e.__class__.__name__}: {one_line(e)}); check the task and its data; nothing written") from None
 
 
 def _write(models: dict[str, Any], task: Task, out: Path, onnx_output: str | None) -> float | None:
