@@ -18,13 +18,19 @@ Examples:
   sharescan export model.pt2 -o model.onnx --inputs sample.npz
   sharescan export state_dict.pt --arch mypkg.models:build -o model.onnx --input input_ids:1x128:int64
   sharescan export lm.pt --arch mypkg.models:build -o lm.onnx --input input_ids:1x128:int64 --strip-debug --simplify
+  sharescan export ./gpt2-folder -o gpt2.onnx --input input_ids:1x16:int64 --input attention_mask:1x16:int64
+  sharescan export org/name -o model.onnx --inputs sample.npz
+\b
+A transformers model folder, a models--org--name cache folder or an org/name repo id in the local cache
+is built by transformers (pip install 'sharescan[hf]') and exported with the dynamo exporter. Inputs go
+by name when every name is an argument of the model's forward (input_ids, attention_mask), else in order.
 \b
 Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
 @click.argument("model", metavar="MODEL")
 @output_opt("Where to write the deduplicated ONNX model.")
 @arch_opt("module:factory that builds the nn.Module a state dict belongs to (imports that code).")
-@click.option("--input", "input_specs", multiple=True, help="Example input as name:shape:dtype, one per model input, in order.")
-@click.option("--inputs", "inputs_npz", type=click.Path(exists=True, dir_okay=False), help="Example inputs from an .npz file, in order.")
+@click.option("--input", "input_specs", multiple=True, help="Example input as name:shape:dtype, one per model input: by name when the model's forward takes that name, else in order.")
+@click.option("--inputs", "inputs_npz", type=click.Path(exists=True, dir_okay=False), help="Example inputs from an .npz file: by name when its keys are the model's input names, else in order.")
 @click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset for the exporter (a .pt2 program is exported at 18 or later).")
 @click.option("--dynamo", is_flag=True, help="Use torch.onnx.export(dynamo=True) instead of the TorchScript exporter.")
 @click.option("--no-constant-folding", is_flag=True, help="Export without constant folding.")
@@ -34,7 +40,7 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @json_opt
 @report_opt
 def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ...], inputs_npz: str | None, opset: int, dynamo: bool, no_constant_folding: bool, trust_pickle: bool, tol: float | None, rows: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
-    """Export a PyTorch MODEL to ONNX, deduplicate it, and check onnxruntime against torch."""
+    """Export a PyTorch or transformers MODEL to ONNX, deduplicate it, and check onnxruntime against torch."""
     check_report_target(report_path, model, output)
     from sharescan.onnx_rewrite.dedup import DedupOptions
     from sharescan.onnx_rewrite.export import ExportOptions, export as run_export

@@ -20,7 +20,7 @@ from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spe
 from sharescan.tying.penalty import penalty, relative_gap
 from sharescan.tying.result import GroupTrace, TieResult
 from sharescan.tying.share import share, unique_parameter_bytes
-from sharescan.tying.task import Task, distillation_task, load_task
+from sharescan.tying.task import Task, distillation_task, load_task, to_device
 
 __all__ = ["TieOptions", "TieResult", "GroupTrace", "tie", "DEFAULT_MAX_DROP"]
 
@@ -54,6 +54,7 @@ class TieOptions:
     seed: int = 0
     max_drop: float = DEFAULT_MAX_DROP  # metric points the worst model may lose; more: QualityError, nothing written
     force: bool = False  # write even when the drop exceeds max_drop (the result then carries a warning)
+    split: bool = False  # output is a folder: one checkpoint per model (KEY/model.safetensors, + config.json of a transformers model)
 
     def __post_init__(self) -> None:
         # Checked here so the Python API refuses what the command line refuses;
@@ -80,11 +81,9 @@ def _load(paths: list[str], options: TieOptions) -> dict[str, Any]:
 
     models = {}
     for key, path in zip(model_keys(len(paths)), paths):
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such file; check the path")
-        module = load_module(Path(path), options.arch, options.trust_pickle)
+        module = load_module(path, options.arch, options.trust_pickle)
         if not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule):
-            raise InputError(f"{path}: tie fine-tunes nn.Modules: give a state dict with --arch (TorchScript cannot be re-tied)")
+            raise InputError(f"{path}: tie fine-tunes nn.Modules: give a state dict with --arch, or a transformers model folder (TorchScript cannot be re-tied)")
         models[key] = module.to(options.device)
     return models
 
@@ -104,10 +103,13 @@ def _metrics(task: Task, models: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _save(models: dict[str, Any], output: Path) -> None:
-    """Write the tied models so their sharing survives a reload, atomically."""
+def _save(models: dict[str, Any], output: Path, paths: list[str] | None = None, split: bool = False) -> None:
+    """Write the tied models so their sharing survives a reload, atomically; with ``split``, one checkpoint per model."""
     import torch
 
+    if split:
+        _save_split(models, output, paths or [])
+        return
     with atomic_path(output) as tmp:
         if output.suffix == ".safetensors":
             from safetensors.torch import save_model
@@ -119,8 +121,39 @@ def _save(models: dict[str, Any], output: Path) -> None:
             torch.save({k: m.state_dict() for k, m in models.items()}, str(tmp))
 
 
-def _together(models: dict[str, Any]) -> Any:
-    """Several models as one module, so one ONNX graph holds their shared initializers."""
+def _save_split(models: dict[str, Any], output: Path, paths: list[str]) -> None:
+    """KEY/model.safetensors for each model (every name stored, as load_state_dict and from_pretrained read it), with
+    a transformers model's config.json (and generation_config.json) beside it; written to a temporary folder, then renamed."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from sharescan.torch_module import hf_folder
+
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent if str(output.parent) else "."))
+    try:
+        for k, (key, model) in enumerate(models.items()):
+            folder = work / key
+            folder.mkdir()
+            # A file of its own holds each name: sharing within a model is kept by the single-file output only.
+            state = {n: t.detach().cpu().contiguous().clone() for n, t in model.state_dict().items()}
+            save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+            source = hf_folder(paths[k]) if k < len(paths) else None
+            for name in ("config.json", "generation_config.json"):
+                if source is not None and (source / name).is_file():
+                    shutil.copyfile(source / name, folder / name)
+        if output.is_dir():
+            output.rmdir()  # an empty folder, as _check_request allowed
+        work.rename(output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _together(models: dict[str, Any], task: Task, names: list[list[str] | None]) -> Any:
+    """Several models as one module, so one ONNX graph holds their shared initializers.
+
+    ``names``: each model's inputs, fed by name (None: one input by position), taken flat in that order.
+    """
     import torch
 
     class Together(torch.nn.Module):
@@ -129,9 +162,20 @@ def _together(models: dict[str, Any]) -> Any:
             self.models = torch.nn.ModuleDict(models)
 
         def forward(self, *inputs: Any) -> tuple[Any, ...]:
-            return tuple(m(x) for m, x in zip(self.models.values(), inputs))
+            flat = list(inputs)
+            outs = []
+            for m, ns in zip(self.models.values(), names):
+                x: Any = {n: flat.pop(0) for n in ns} if ns is not None else flat.pop(0)
+                outs.append(_run(task, m, x))
+            return tuple(outs)
 
     return Together().eval()
+
+
+def _run(task: Task, model: Any, inputs: Any) -> Any:
+    """The task's way of running a model on a batch's inputs (default: ``model(inputs)``)."""
+    forward = getattr(task, "forward", None)
+    return forward(model, inputs) if forward is not None else model(inputs)
 
 
 def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
@@ -139,18 +183,28 @@ def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
 
     from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
     from sharescan.onnx_rewrite.verify import torch_vs_onnxruntime
+    from sharescan.torch_module import is_transformers_model
 
     cpu = {k: m.cpu().eval() for k, m in models.items()}
-    together = _together(cpu)
-    samples = []
+    per_model: list[list[str] | None] = []
+    samples, names = [], []
     for key in cpu:
         x, _ = next(iter(task.batches(key, 0)))
-        samples.append(x[:4].cpu())
-    names = [f"input_{k}" for k in cpu]
+        if isinstance(x, dict):
+            per_model.append(list(x))
+            samples += [v[:4].cpu() for v in x.values()]
+            names += [f"{n}_{key}" for n in x]
+        else:
+            per_model.append(None)
+            samples.append(x[:4].cpu())
+            names.append(f"input_{key}")
+    together = _together(cpu, task, per_model)
+    # transformers' attention masks use ops the TorchScript exporter lacks: the dynamo exporter takes them.
+    dynamo = any(is_transformers_model(m) for m in cpu.values())
     with tempfile.TemporaryDirectory(dir=onnx_output.parent) as tmp:
         raw = Path(tmp) / "tied.onnx"
         with torch.no_grad():
-            torch.onnx.export(together, tuple(samples), str(raw), input_names=names, output_names=[f"output_{k}" for k in cpu], dynamo=False, opset_version=17)
+            torch.onnx.export(together, tuple(samples), str(raw), input_names=names, output_names=[f"output_{k}" for k in cpu], dynamo=dynamo, opset_version=18 if dynamo else 17)
             expected = together(*samples)
         specs = tuple((n, tuple(s.shape), str(s.numpy().dtype)) for n, s in zip(names, samples))
         dedup(str(raw), str(onnx_output), DedupOptions(measure_ram=False, inputs=specs))
@@ -213,7 +267,7 @@ def tie(
         warnings.append(f"{over}; written because of --force")
     for m in models.values():
         m.cpu()
-    diff = _write(models, task, out, onnx_output)
+    diff = _write(models, task, out, onnx_output, paths if options.split else None)
     return TieResult(
         tuple(paths), tuple(models), traces, metric_name, metric_before, metric_tuned, metric_shared, metric_final,
         tuple(progress.lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
@@ -254,6 +308,11 @@ def _check_request(paths: list[str], out: Path, onnx_output: str | None, options
     import torch
 
     written = [out] + ([Path(onnx_output)] if onnx_output else [])
+    if options.split:
+        # A folder of checkpoints: it must be new or empty, and no input may lie inside it.
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InputError(f"{out}: --split writes a new folder, and this {'folder is not empty' if out.is_dir() else 'is a file'}; choose another -o")
+        written = written[1:] if out.is_dir() else written  # an empty folder holds no input
     for path in written:
         check_output(path, paths, option="output path")
     if onnx_output and Path(onnx_output).resolve() == out.resolve():
@@ -331,7 +390,7 @@ def _fine_tune_and_share(models: dict[str, Any], groups: list[Any], task: Task, 
         raise InputError(f"fine-tuning failed ({e.__class__.__name__}: {one_line(e)}); check the task and its data; nothing written") from None
 
 
-def _write(models: dict[str, Any], task: Task, out: Path, onnx_output: str | None) -> float | None:
+def _write(models: dict[str, Any], task: Task, out: Path, onnx_output: str | None, split_from: list[str] | None = None) -> float | None:
     """Export (if asked), then save; a failure leaves neither file. Returns torch vs onnxruntime's max abs diff."""
     diff = None
     if onnx_output:  # first: a failed export must leave no checkpoint behind
@@ -342,7 +401,7 @@ def _write(models: dict[str, Any], task: Task, out: Path, onnx_output: str | Non
         except Exception as e:  # the exporter raises many types
             raise InputError(f"{onnx_output}: exporting the tied models failed ({e.__class__.__name__}); nothing written") from None
     try:
-        _save(models, out)
+        _save(models, out, split_from, split_from is not None)
     except BaseException:
         if onnx_output:
             Path(onnx_output).unlink(missing_ok=True)
@@ -378,7 +437,7 @@ def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int,
                 if item is None:
                     continue
                 key, (x, y) = item
-                loss = loss + task.loss(models[key](x.to(options.device)), y.to(options.device))
+                loss = loss + task.loss(_run(task, models[key], to_device(x, options.device)), y.to(options.device))
             value = float(loss.detach()) + (lam * float(penalty(members()).detach()) if lam else 0.0)
             if not math.isfinite(value) or (first_loss is not None and value > 1e6 * max(first_loss, 1e-6)):
                 raise TrainingError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower --lambda or --lr; nothing written")
