@@ -346,3 +346,11 @@ def test_an_input_spec_for_a_name_the_model_lacks_is_refused_in_one_line(tmp_pat
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "--input ids" in proc.stderr and "its inputs: x" in proc.stderr
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_dedup_reports_each_step_as_it_starts(tmp_path: Path) -> None:
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    src = _chain(tmp_path / "m.onnx", {"w0": w, "w1": w.copy()})
+    steps: list[str] = []
+    dedup(str(src), str(tmp_path / "o.onnx"), DedupOptions(), on_step=steps.append)
+    assert steps == ["analysing", "checking and loading", "running the original in onnxruntime", "rewriting and verifying", "measuring onnxruntime RAM", "writing"]

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["scan_progress", "epoch_bar"]
+__all__ = ["scan_progress", "epoch_bar", "step_status"]
 
 
 def scan_progress() -> Any:
@@ -51,4 +51,20 @@ def epoch_bar(epochs: int) -> Iterator[Callable[[int, float, float], None] | Non
         bar.update(job, completed=epoch + 1, description=f"lambda {lam:g}, largest gap {gap:.2e}")
 
     with bar:
+        yield update
+
+
+@contextlib.contextmanager
+def step_status(command: str) -> Iterator[Callable[[str], None] | None]:
+    """A spinner naming the step under way (dedup, export); yields the ``on_step`` hook, or None off a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"{command}: starting") as status:
+
+        def update(step: str) -> None:
+            status.update(f"{command}: {step}")
+
         yield update

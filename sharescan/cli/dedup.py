@@ -8,6 +8,7 @@ import click
 
 from sharescan.cli._options import json_opt, no_ram_opt, output_opt, report_opt, rewrite_opts
 from sharescan.cli._output import check_report_target, dedup_rendering, emit
+from sharescan.cli._progress import step_status
 
 __all__ = ["dedup"]
 
@@ -40,5 +41,6 @@ def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: flo
 
     inputs = tuple(parse_input_spec(s) for s in input_specs)
     options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=inputs, samples=samples, strip_debug=strip_debug, simplify=simplify)
-    result = run_dedup(model, output, options, in_place=in_place)
+    with step_status("dedup") as on_step:
+        result = run_dedup(model, output, options, in_place=in_place, on_step=on_step)
     emit(dedup_rendering(result), as_json, report_path)

@@ -8,6 +8,7 @@ import click
 
 from sharescan.cli._options import arch_opt, json_opt, no_ram_opt, output_opt, report_opt, rewrite_opts, trust_code_opt
 from sharescan.cli._output import check_report_target, dedup_rendering, emit
+from sharescan.cli._progress import step_status
 
 __all__ = ["export"]
 
@@ -50,7 +51,7 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
     inputs = tuple(parse_input_spec(s) for s in input_specs)
     dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=inputs, strip_debug=strip_debug, simplify=simplify)
     options = ExportOptions(arch=arch, inputs_npz=inputs_npz, opset=opset, dynamo=dynamo, constant_folding=not no_constant_folding, trust_pickle=trust_pickle, dedup=dedup_options)
-    with needs_torch("export"):
-        result = run_export(model, output, options)
+    with needs_torch("export"), step_status("export") as on_step:
+        result = run_export(model, output, options, on_step=on_step)
     note = f"torch vs onnxruntime on the written file: max abs {result.torch_vs_onnxruntime_max_abs:.3g}, relative {result.torch_vs_onnxruntime_rel:.3g}"
     emit(dedup_rendering(result.dedup, note, result.to_dict()), as_json, report_path)

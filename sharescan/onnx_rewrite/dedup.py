@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def _drop(graph: Any, kind: str, obj: Any) -> None:
         graph.node.remove(obj)
 
 
-def dedup(source: str | os.PathLike[str] | Any, output: str | os.PathLike[str], options: DedupOptions = DedupOptions(), in_place: bool = False) -> DedupResult:
+def dedup(source: str | os.PathLike[str] | Any, output: str | os.PathLike[str], options: DedupOptions = DedupOptions(), in_place: bool = False, on_step: Callable[[str], None] | None = None) -> DedupResult:
     """Rewrite an ONNX model to store each shared tensor once; verify it; write it to ``output``.
 
     Args:
@@ -118,6 +119,8 @@ def dedup(source: str | os.PathLike[str] | Any, output: str | os.PathLike[str], 
         output: where the verified model goes (external data beside it when the source had some).
         options: what to merge and how strictly to verify (the command's flags).
         in_place: allow ``output`` to be the source file itself.
+        on_step: called with the name of each step as it starts (a progress
+            display; analysing, verifying and the RAM probe can each take seconds).
 
     Returns:
         The merges written, bytes before and after, and verification's verdict.
@@ -132,7 +135,7 @@ def dedup(source: str | os.PathLike[str] | Any, output: str | os.PathLike[str], 
         >>> r.file_bytes_before - r.file_bytes_after  # doctest: +SKIP
     """
     if isinstance(source, (str, os.PathLike)):
-        return _dedup(Path(source), Path(output), options, in_place)
+        return _dedup(Path(source), Path(output), options, in_place, on_step or _silent)
     from sharescan.sources.memory import describe
 
     onnx = sys.modules.get("onnx")
@@ -142,7 +145,7 @@ def dedup(source: str | os.PathLike[str] | Any, output: str | os.PathLike[str], 
     with tempfile.TemporaryDirectory(prefix="sharescan-dedup-") as tmp:
         src = Path(tmp) / "model.onnx"
         _save_proto(source, src)
-        return replace(_dedup(src, Path(output), options, False), input=describe(source))
+        return replace(_dedup(src, Path(output), options, False, on_step or _silent), input=describe(source))
 
 
 def _save_proto(proto: Any, path: Path) -> None:
@@ -156,7 +159,11 @@ def _save_proto(proto: Any, path: Path) -> None:
         onnx.save_model(copy, str(path), save_as_external_data=True, location=f"{path.name}.data")
 
 
-def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool) -> DedupResult:
+def _silent(step: str) -> None:
+    pass
+
+
+def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step: Callable[[str], None]) -> DedupResult:
     from sharescan.analysis import AnalysisOptions, analyze
 
     if not src.is_file():
@@ -165,30 +172,37 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool) -> Dedup
         raise InputError(f"{src}: not an .onnx file; dedup rewrites ONNX models (use `sharescan export` for PyTorch)")
     check_output(out, [src], in_place=in_place)
 
+    on_step("analysing")
     result = analyze([str(src)], AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
+    on_step("checking and loading")
     check_model(src)
     model, data_files = _load(src)
     before = _tensor_bytes(model)
+    on_step("running the original in onnxruntime")
     reference = reference_runs(src, model, options.inputs, options.samples)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         # Verification holds an onnxruntime session of each model in turn: the
         # rewritten proto need not stay beside them (a third of the peak RSS).
+        on_step("rewriting and verifying")
         first = _attempt(model, result, options, frozenset(), work / "all", out, reference, bool(data_files))
         del model
         dropped: list[DroppedMerge] = []
         chosen = first
         if first.failure:
+            on_step("finding the merges verification refuses")
             chosen, dropped = _drop_failing(src, result, options, work, out, reference, first, bool(data_files))
         warnings: list[str] = []
         ram: dict[str, dict[str, int]] = {}
         if options.measure_ram:
+            on_step("measuring onnxruntime RAM")
             try:
                 for label, path in (("before", src), ("after", chosen.staged[0])):
                     ram[label] = {mode: measure_ram(path, reference.first, mode == "recommended", work) for mode in ("default", "recommended")}
             except RuntimeError as e:
                 ram = {}
                 warnings.append(f"onnxruntime RAM not measured: the probe failed ({e})")
+        on_step("writing")
         file_before = src.stat().st_size + sum((src.parent / f).stat().st_size for f in data_files)
         file_after = sum(p.stat().st_size for p in chosen.staged)
         for path in chosen.staged[1:]:

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def _quiet_exporter() -> Iterator[None]:
         logging.disable(previous)
 
 
-def export(source: str | Path, output: str | Path, options: ExportOptions = ExportOptions()) -> ExportResult:
+def export(source: str | Path, output: str | Path, options: ExportOptions = ExportOptions(), on_step: Callable[[str], None] | None = None) -> ExportResult:
     """Export a PyTorch model to ONNX, deduplicate it, verify it against torch, write it to ``output``.
 
     Args:
@@ -104,6 +104,7 @@ def export(source: str | Path, output: str | Path, options: ExportOptions = Expo
             dict with ``options.arch``), a transformers folder or repo id.
         output: the .onnx file to write (external data beside it when large).
         options: architecture, example inputs, exporter and ``dedup`` settings.
+        on_step: called with the name of each step as it starts (a progress display).
 
     Returns:
         The deduplication result and torch's distance to onnxruntime's outputs.
@@ -118,8 +119,10 @@ def export(source: str | Path, output: str | Path, options: ExportOptions = Expo
     """
     import torch
 
+    step = on_step or (lambda name: None)
     out = Path(output)
     check_output(out, [source])
+    step("loading the model")
     model = load_module(source, options.arch, options.trust_pickle)
     program = isinstance(model, torch.export.ExportedProgram)
     run = model.module() if program else model
@@ -138,6 +141,7 @@ def export(source: str | Path, output: str | Path, options: ExportOptions = Expo
     work = Path(tempfile.mkdtemp(prefix=".sharescan-export-", dir=Path(output).parent))
     try:
         raw = work / "export.onnx"
+        step("exporting with torch.onnx")
         with warnings.catch_warnings(), torch.no_grad(), _quiet_exporter():
             warnings.simplefilter("ignore")
             try:
@@ -150,8 +154,9 @@ def export(source: str | Path, output: str | Path, options: ExportOptions = Expo
         # The dynamo exporter drops inputs the graph does not read: verify with those it kept.
         kept = {i.name for i in onnx.load(str(raw), load_external_data=False).graph.input}
         specs = tuple((n, tuple(a.shape), str(a.dtype)) for n, a in zip(names, arrays) if n in kept)
-        result = replace(dedup(str(raw), output, replace(options.dedup, inputs=specs)), input=str(source))
+        result = replace(dedup(str(raw), output, replace(options.dedup, inputs=specs), on_step=on_step), input=str(source))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    step("comparing torch with onnxruntime")
     max_abs, rel = torch_vs_onnxruntime(Path(output), dict(zip(names, arrays)), expected)
     return ExportResult(result, max_abs, rel)
