@@ -16,7 +16,7 @@ PIP_NET := --timeout 10 --retries 1
 # faster: `make test JOBS=0`.
 JOBS ?= 2
 
-.PHONY: setup demo test check lint typecheck fixtures bench clean
+.PHONY: setup demo test browser check lint typecheck fixtures bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,7 +32,12 @@ demo: $(STAMP)
 	mkdir -p reports/demo
 	$(BIN)/sharescan analyze fixtures/tiny_lm_folded.onnx fixtures/tiny_lm.pt fixtures/pair_a.safetensors fixtures/pair_b.safetensors --report reports/demo/analysis.md
 
-test: $(STAMP)
+# The browser test drives Debian's Chromium: installed here (a no-op when present) so
+# that `make test` works on a fresh machine too.
+browser:
+	.ci/install_browser.sh
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 
 # Lint and type-check (CI runs these after `make test`; `make -k check` runs both).
