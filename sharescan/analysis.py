@@ -61,7 +61,8 @@ class AnalysisOptions:
 class Progress:
     """Hooks for a progress display; the default does nothing."""
 
-    def start(self, total_bytes: int) -> None: ...
+    def step(self, name: str) -> None: ...  # a step that is not a scan starts: loading a model, finding a relation
+    def start(self, total_bytes: int) -> None: ...  # the scan (one read of every tensor) starts
     def advance(self, nbytes: int) -> None: ...
     def stop(self) -> None: ...
 
@@ -142,8 +143,10 @@ def _collector_paused() -> Iterator[None]:
 
 def _analyze(sources: Sequence[Source], labels: Sequence[str], options: AnalysisOptions, progress: Progress | None) -> AnalysisResult:
     load_options = LoadOptions(key=options.key, trust_pickle=options.trust_pickle)
+    progress = progress or Progress()
     models: list[LoadedModel] = []
     for k, (source, path) in enumerate(zip(sources, labels)):
+        progress.step(f"loading {path}")
         loaded = load_model(path, k, load_options) if is_path(source) else load_object(source, k, path)
         if not loaded.tensors:
             hint = "check the file, or --key for a nested checkpoint" if loaded.format.startswith("pytorch") else "check that the file holds the model's weights"
@@ -152,7 +155,7 @@ def _analyze(sources: Sequence[Source], labels: Sequence[str], options: Analysis
     entries: list[TensorEntry] = [e for m in models for e in m.tensors]
     # Huge or tiny values are handled where they matter; numpy need not warn on stderr.
     with np.errstate(all="ignore"):
-        digests, found, candidates = _detect(entries, options, progress or Progress())
+        digests, found, candidates = _detect(entries, options, progress)
     warnings = _warnings(models, entries, digests)
     return account(models, entries, found, digests, Settings(options.tol, options.row_tol), candidates, warnings)
 
@@ -169,13 +172,16 @@ def _detect(entries: list[TensorEntry], options: AnalysisOptions, progress: Prog
     scope = Scope(entries, units, digests, options.tol, options.row_tol, aliases)
     found: list[Group] = []
     for relation in detect.RELATIONS:
+        progress.step(f"finding {relation.name} tensors")
         new = relation.detect(scope)
         found.extend(new)
         if relation.claims:
             taken = {i for g in new for i in g.members[1:]}
             scope = replace(scope, units=[i for i in scope.units if i not in taken])
     # Only tensors still stored after sharing: a pair with a rebuilt copy says nothing new.
+    progress.step("ranking candidates for tying")
     candidates = find_candidates(entries, scope.units, digests, found, options.candidates)
+    progress.step("")
     return digests, found, candidates
 
 

@@ -213,3 +213,25 @@ def test_tie_takes_pathlikes_and_returns_the_tied_modules_left_out_of_json(tmp_p
     assert r.modules["A"].features[0].weight is r.modules["B"].features[0].weight
     data = json.loads(json.dumps(r.to_dict()))
     assert "modules" not in data and data["models"] == PAIR
+
+
+def test_analyze_names_each_step_to_its_progress_hooks() -> None:
+    from sharescan import detect
+    from sharescan.analysis import Progress
+
+    class Record(Progress):
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        def step(self, name: str) -> None:
+            self.events.append(name)
+
+        def start(self, total_bytes: int) -> None:
+            self.events.append(f"scan {total_bytes}")
+
+    record = Record()
+    sharescan.analyze([str(ROOT / "fixtures" / "pair_a.safetensors"), str(ROOT / "fixtures" / "pair_b.safetensors")], progress=record)
+    assert record.events[:2] == [f"loading {ROOT / 'fixtures' / 'pair_a.safetensors'}", f"loading {ROOT / 'fixtures' / 'pair_b.safetensors'}"]
+    assert record.events[2].startswith("scan ") and int(record.events[2].split()[1]) > 0
+    assert [e for e in record.events if e.startswith("finding ")] == [f"finding {r.name} tensors" for r in detect.RELATIONS]
+    assert record.events[-2:] == ["ranking candidates for tying", ""]

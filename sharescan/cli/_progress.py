@@ -18,11 +18,27 @@ def scan_progress() -> Any:
         return Progress()
 
     class Bar(Progress):
-        def start(self, total_bytes: int) -> None:
+        """A spinner naming the step, and a bar of bytes during the scan."""
+
+        def __init__(self) -> None:
             from rich.console import Console
+
+            self.console = Console(stderr=True)
+            self.status: Any = None
+
+        def step(self, name: str) -> None:
+            if self.status is not None:
+                self.status.stop()
+                self.status = None
+            if name:
+                self.status = self.console.status(name)
+                self.status.start()
+
+        def start(self, total_bytes: int) -> None:
             from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TimeRemainingColumn
 
-            self.bar = RichProgress("scanning", BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.step("")
+            self.bar = RichProgress("scanning", BarColumn(), DownloadColumn(binary_units=True), TimeRemainingColumn(), console=self.console, transient=True)
             self.task = self.bar.add_task("scan", total=total_bytes)
             self.bar.start()
 

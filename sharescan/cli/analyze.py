@@ -68,7 +68,11 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, ht
         row_tol=None if exact else (DEFAULT_TOL if row_tol is None else row_tol),
         candidates=candidates,
     )
-    result = run_analysis(list(models), options, scan_progress())
+    progress = scan_progress()
+    try:
+        result = run_analysis(list(models), options, progress)
+    finally:
+        progress.step("")  # no spinner left over an error line
     emit(analysis_rendering(result, top, fold_below), as_json, report_path)
     if html_path is not None:
         _write_html(html_path, result, top)
