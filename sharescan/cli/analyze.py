@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,6 +13,8 @@ from sharescan.cli._output import analysis_rendering, check_report_target, emit
 from sharescan.errors import InputError
 
 if TYPE_CHECKING:
+    from sharescan.cli._output import Rendering
+    from sharescan.codebook.analysis import CodebookOptions
     from sharescan.result import AnalysisResult
 
 __all__ = ["analyze"]
@@ -26,6 +28,7 @@ Examples:
   sharescan analyze model.onnx --html report.html
   sharescan analyze ckpt.pt --key model --fail-above 5%
   sharescan -q analyze a.onnx b.safetensors --min-bytes 10KB
+  sharescan analyze model.onnx --codebook --codebook-error 1e-2 --group-channels 64
 \b
 Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @models_arg
@@ -41,7 +44,11 @@ Exit codes: 0 done; 1 --fail-above exceeded; 2 unusable input or options.""")
 @click.option("--candidates", default=5, show_default=True, type=int, help="Same-shape pairs not merged to list as candidates for tying: within relative distance 0.5, most bytes saved per unit of distance first (0: none).")
 @click.option("--top", default=50, show_default=True, type=click.IntRange(min=1), help="Groups shown in the terminal and Markdown tables (JSON has all).")
 @click.option("--min-bytes", default="1KiB", show_default=True, help="Terminal only: fold groups reclaiming less than this into one line (1500, 10KB, 1KiB); JSON and --report list every group.")
-def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, html_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, tol: float | None, row_tol: float | None, exact: bool, candidates: int, top: int, min_bytes: str) -> None:
+@click.option("--codebook", is_flag=True, help="Also report, per float tensor, the fewest bits (1-8) of codebook indices within --codebook-error, and the bytes after.")
+@click.option("--codebook-error", type=float, default=None, help="--codebook: relative L2 error allowed per tensor. [default: 1e-2]")
+@click.option("--codebook-bits", type=int, default=None, help="--codebook: report the error at this many bits (1-8) instead of searching.")
+@click.option("--group-channels", type=int, default=None, help="--codebook: one codebook per this many output channels (axis 0) instead of per tensor.")
+def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, html_path: Path | None, fail_above: str | None, key: str | None, trust_pickle: bool, tol: float | None, row_tol: float | None, exact: bool, candidates: int, top: int, min_bytes: str, codebook: bool, codebook_error: float | None, codebook_bits: int | None, group_channels: int | None) -> None:
     """Analyse MODEL files or folders (PyTorch, TorchScript, .pt2, safetensors, ONNX, Hugging Face folders)."""
     from sharescan.units import parse_bytes, parse_threshold
 
@@ -57,6 +64,7 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, ht
     _check_html_target(html_path, report_path, models)
     if exact and (tol is not None or row_tol is not None):
         raise InputError("--exact excludes --tol and --row-tol; pass one or the other")
+    codebook_options = _codebook_options(codebook, codebook_error, codebook_bits, group_channels)
 
     from sharescan.analysis import DEFAULT_TOL, AnalysisOptions, analyze as run_analysis
     from sharescan.cli._progress import scan_progress
@@ -73,12 +81,51 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, ht
         result = run_analysis(list(models), options, progress)
     finally:
         progress.step("")  # no spinner left over an error line
-    emit(analysis_rendering(result, top, fold_below), as_json, report_path)
+    rendering = analysis_rendering(result, top, fold_below)
+    if codebook_options is not None:
+        rendering = _with_codebooks(rendering, result, models, key, trust_pickle, codebook_options, top)
+    emit(rendering, as_json, report_path)
     if html_path is not None:
         _write_html(html_path, result, top)
     totals = result.totals
     if threshold is not None and threshold.exceeded(totals.reclaimable_bytes, totals.unique_bytes):
         raise ThresholdExceeded(f"sharescan: reclaimable {totals.reclaimable_bytes:,} B exceeds --fail-above {threshold.text}")
+
+
+def _codebook_options(codebook: bool, error: float | None, bits: int | None, group_channels: int | None) -> CodebookOptions | None:
+    """Checked before any model is read; the --codebook-* options mean nothing without --codebook."""
+    if not codebook:
+        given = [n for n, v in (("--codebook-error", error), ("--codebook-bits", bits), ("--group-channels", group_channels)) if v is not None]
+        if given:
+            raise InputError(f"{given[0]} applies to codebooks only; add --codebook")
+        return None
+    from sharescan.codebook.analysis import DEFAULT_ERROR, CodebookOptions
+
+    return CodebookOptions(DEFAULT_ERROR if error is None else error, bits, group_channels)
+
+
+def _with_codebooks(rendering: Rendering, result: AnalysisResult, models: tuple[str, ...], key: str | None, trust_pickle: bool, options: CodebookOptions, top: int) -> Rendering:
+    """The analysis's rendering with the codebook section added: a top-level ``codebook`` key in JSON, a table after the report."""
+    import json
+    from dataclasses import replace
+
+    from sharescan.codebook.analysis import codebook_models
+    from sharescan.codebook.report import render_codebook_markdown, render_codebook_terminal
+    from sharescan.sources import LoadOptions, load_model
+
+    loaded = [load_model(p, k, LoadOptions(key=key, trust_pickle=trust_pickle)) for k, p in enumerate(models)]
+    report = codebook_models(loaded, options)
+
+    def terminal(console: Any) -> None:
+        rendering.terminal(console)
+        render_codebook_terminal(report, console, top)
+
+    return replace(
+        rendering,
+        json=lambda: json.dumps({**result.to_dict(), "codebook": report.to_dict()}, indent=2) + "\n",
+        terminal=terminal,
+        markdown=lambda: rendering.markdown() + render_codebook_markdown(report, top),
+    )
 
 
 def _check_html_target(html_path: Path | None, report_path: Path | None, models: tuple[str, ...]) -> None:
