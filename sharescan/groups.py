@@ -14,9 +14,19 @@ class Transform:
 
     # "same": the member equals the representative (exactly, or within tol for
     # "near"); "transpose": its transpose; "negate": -representative, bit for
-    # bit; "scale": scale * representative, computed in the member's dtype.
-    kind: Literal["same", "transpose", "negate", "scale"] = "same"
+    # bit; "scale": scale * representative, computed in the member's dtype;
+    # "permute": representative[row_order][:, col_order], bit for bit.
+    kind: Literal["same", "transpose", "negate", "scale", "permute"] = "same"
     scale: float = 1.0  # the factor of a "scale" transform; 1.0 otherwise
+    # For "permute": member row i is representative row row_order[i] (None:
+    # rows in place); col_order likewise for columns.
+    row_order: tuple[int, ...] | None = None
+    col_order: tuple[int, ...] | None = None
+
+    @property
+    def permutation(self) -> tuple[tuple[int, tuple[int, ...]], ...]:
+        """(axis, index) for each permuted axis: what the report shows."""
+        return tuple((axis, order) for axis, order in ((0, self.row_order), (1, self.col_order)) if order is not None)
 
 
 SAME = Transform()

@@ -63,7 +63,7 @@ def account(
         by_relation[g.relation] += sum(reclaimed)
         if len({entries[i].model for i in g.members}) > 1:
             across_models += sum(reclaimed)
-        members = tuple(_member(models, entries, i, *relation.member_fields(g.transform(k))) for k, i in enumerate(g.members))
+        members = tuple(_member(models, entries, i, *relation.member_fields(g.transform(k)), g.transform(k).permutation) for k, i in enumerate(g.members))
         reports.append(_group_report(entries, g, members, sum(reclaimed)))
     order = {name: k for k, name in enumerate(by_relation)}
     reports.sort(key=lambda r: (-r.reclaimable_bytes, order[r.relation], r.members[0].model, r.members[0].name))
@@ -83,10 +83,17 @@ def account(
     return AnalysisResult(tuple(model_reports), tuple(reports), totals, settings, candidate_reports, tuple(warnings))
 
 
-def _member(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], i: int, scale: float | None = None, transposed: bool = False) -> Member:
-    """Entry ``i`` as a report member (its relation's ``member_fields`` give scale and transposed)."""
+def _member(
+    models: Sequence[LoadedModel],
+    entries: Sequence[TensorEntry],
+    i: int,
+    scale: float | None = None,
+    transposed: bool = False,
+    permutation: tuple[tuple[int, tuple[int, ...]], ...] = (),
+) -> Member:
+    """Entry ``i`` as a report member (its relation's ``member_fields`` give scale and transposed; its transform, any permutation)."""
     e = entries[i]
-    return Member(models[e.model].path, e.name, e.shape, e.dtype, scale, transposed)
+    return Member(models[e.model].path, e.name, e.shape, e.dtype, scale, transposed, permutation)
 
 
 def _group_report(entries: Sequence[TensorEntry], g: Group, members: tuple[Member, ...], reclaimable: int) -> GroupReport:

@@ -19,6 +19,8 @@ class Member:
     dtype: str
     scale: float | None = None  # "scaled": this member = scale * representative
     transposed: bool = False  # "near": this member is close to the representative's transpose
+    # "permuted": (axis, index) per permuted axis; along it, member[i] = representative[index[i]].
+    permutation: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "name": self.name, "shape": list(self.shape), "dtype": self.dtype}
@@ -26,7 +28,26 @@ class Member:
             out["scale"] = self.scale
         if self.transposed:
             out["transposed"] = True
+        if self.permutation:
+            out["permutation"] = [_permutation_dict(axis, index) for axis, index in self.permutation]
         return out
+
+
+# Longer index lists are given in JSON as their length and hash: a 50,000-row
+# embedding's order would be most of the report.
+_LISTED_INDEX = 1024
+
+
+def _permutation_dict(axis: int, index: tuple[int, ...]) -> dict[str, Any]:
+    import numpy as np
+    import xxhash
+
+    out: dict[str, Any] = {"axis": axis, "length": len(index)}
+    if len(index) <= _LISTED_INDEX:
+        out["index"] = list(index)
+    else:  # the hash of the int32 index dedup stores, little-endian
+        out["index_xxh3_64"] = f"{xxhash.xxh3_64_intdigest(np.asarray(index, dtype='<i4').tobytes()):016x}"
+    return out
 
 
 @dataclass(frozen=True)

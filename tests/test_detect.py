@@ -74,7 +74,7 @@ def test_negated_copy_is_bitwise_sign_flip(tmp_path: Path) -> None:
     path = save_safetensors(tmp_path / "m.safetensors", {"w": w, "w_neg": -w})
     result = sharescan.analyze([str(path)])
     assert _groups(result, "negated") == [["w", "w_neg"]]
-    assert dict(result.totals.by_relation) == {"aliased": 0, "identical": 0, "transposed": 0, "negated": w.nbytes, "scaled": 0, "near": 0, "rows": 0}
+    assert dict(result.totals.by_relation) == {"aliased": 0, "identical": 0, "transposed": 0, "negated": w.nbytes, "scaled": 0, "permuted": 0, "near": 0, "rows": 0}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])

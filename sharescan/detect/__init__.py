@@ -9,7 +9,7 @@ several relations use, so no relation imports another.
 
 from __future__ import annotations
 
-from sharescan.detect import aliased, identical, near, negated, rows, scaled, transposed
+from sharescan.detect import aliased, identical, near, negated, permuted, rows, scaled, transposed
 from sharescan.detect.aliased import find_aliased
 from sharescan.detect.identical import find_identical
 from sharescan.detect.negated import find_negated
@@ -29,6 +29,7 @@ RELATIONS: tuple[Relation, ...] = (
     transposed.RELATION,
     negated.RELATION,
     scaled.RELATION,
+    permuted.RELATION,  # exact, so before near: a permuted copy is not near its original
     near.RELATION,
     rows.RELATION,
 )

@@ -43,7 +43,9 @@ class Rebuild:
 
     nodes: tuple[Any, ...]  # nodes whose output keeps the tensor's name; empty: readers read ``kept`` instead
     how: str  # for the report, e.g. "Transpose(emb)"
-    saved: int = 0  # bytes the rewrite saves, for a whole-tensor rewrite (rows)
+    # Bytes the rewrite saves, for a whole-tensor rewrite (rows), or when the
+    # rebuild stores something itself (a permutation's index); 0: the dropped tensor's bytes.
+    saved: int = 0
 
 
 class Ledger(Protocol):
@@ -98,6 +100,10 @@ class Relation(Protocol):
         """A rewrite of one stored tensor on its own (``dedup --rows``); None: none."""
         ...
 
+    def member_transform(self, member: Any) -> Transform:
+        """The transform behind a report member (``result.Member``): its fields, and any permutation."""
+        ...
+
 
 class BaseRelation:
     """Defaults: members dropped whole, rebuilt by reading the kept tensor, no report fields."""
@@ -127,3 +133,6 @@ class BaseRelation:
 
     def rewrite_tensor(self, graph: Any, initializer: Any) -> Rebuild | None:
         return None
+
+    def member_transform(self, member: Any) -> Transform:
+        return self.transform_of(member.scale, member.transposed)

@@ -26,6 +26,9 @@ def member_parts(m: Member, result: AnalysisResult) -> tuple[str, str]:
         rest += f" = {m.scale:.6g} x first"
     if m.transposed:
         rest += " ~ first.T"
+    permuted = [("rows", "cols")[axis] for axis, _ in m.permutation]
+    if permuted:
+        rest += f" = first, {' and '.join(permuted)} permuted"
     return name, rest
 
 

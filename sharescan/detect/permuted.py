@@ -1,0 +1,202 @@
+"""2-D tensors equal, bit for bit, to another once its rows and/or columns are permuted.
+
+A permuted copy arises when a model is saved after a neuron reordering
+(pruning tools, merged checkpoints, heads regrouped) and the original is kept
+beside it. It is stored as the kept tensor plus an int32 index per permuted
+axis and rebuilt by ``Gather``, so a finding reclaims the copy's bytes minus
+its index bytes, and is only reported when that is positive.
+
+Exact only: a near-equal permuted copy would need a matching under
+tolerance (an assignment problem), not a sort; ``--tol`` does not apply here.
+
+The search never compares pairs. Tensors of one dtype and shape whose norms
+agree (a permutation keeps the norm, up to summation order) are read once
+and sketched: each element's bits are mixed into a 64-bit hash, summed per
+row (a row's sum does not depend on the column order) and per column. The
+sorted row sums and sorted column sums are unchanged by any row and column
+permutation, so permuted copies share a bucket. Within a bucket the column
+order is recovered by matching column sums (stable sort: ties keep their
+order), then the row order by matching the rows' bytes, and the whole copy
+is compared with ``kept[rows][:, cols]``.
+
+A tensor whose rows are all equal (or columns all equal) is left out: its
+row order means nothing, and the rows relation stores it as one row plus an
+index, which saves more.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sharescan.detect.common import bits
+from sharescan.detect.relation import BaseRelation, Ledger, Rebuild, Scope
+from sharescan.digest import Digest, content_hash
+from sharescan.dtypes import DTYPES
+from sharescan.groups import SAME, Group, Transform
+from sharescan.table import TensorEntry
+
+__all__ = ["find_permuted", "index_bytes", "Permuted", "RELATION", "INDEX_ITEMSIZE"]
+
+logger = logging.getLogger(__name__)
+
+INDEX_ITEMSIZE = 4  # int32 index per permuted row or column
+# Norms of two permuted copies differ only by summation order (float32
+# chunks: ~sqrt(n) ulps); a wider margin costs only a read of a distractor.
+_NORM_RTOL = 1e-3
+_CHUNK_ELEMENTS = 1 << 22  # mix hashes are computed in row chunks of about this many elements
+
+
+def index_bytes(transform: Transform) -> int:
+    """Bytes of the int32 indices that rebuild a permuted member."""
+    return INDEX_ITEMSIZE * sum(len(order) for _, order in transform.permutation)
+
+
+def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
+    families: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for i in units:
+        e, d = entries[i], digests[i]
+        if len(e.shape) == 2 and min(e.shape) > 1 and not d.nonfinite:
+            families.setdefault((e.dtype, e.shape), []).append(i)
+    groups = []
+    for (dtype, _), members in families.items():
+        if len(members) < 2:
+            continue
+        if DTYPES[dtype].is_float:
+            members = _norm_neighbours(members, digests)
+        buckets: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        for i in members:
+            row_sums, col_sums = _line_sums(entries[i].read())
+            key = (content_hash(np.sort(row_sums)), content_hash(np.sort(col_sums)))
+            buckets.setdefault(key, []).append((i, row_sums, col_sums))
+        for bucket in buckets.values():
+            if len(bucket) > 1:
+                groups.extend(_bucket_groups(entries, bucket))
+    return groups
+
+
+def _norm_neighbours(members: list[int], digests: Mapping[int, Digest]) -> list[int]:
+    """Members whose norm another member matches within _NORM_RTOL (file order kept)."""
+    norms = np.array([digests[i].norm for i in members])
+    order = np.argsort(norms, kind="stable")
+    s = norms[order]
+    close = s[1:] - s[:-1] <= _NORM_RTOL * np.maximum(s[1:], 1e-300)
+    keep = np.zeros(len(members), dtype=bool)
+    keep[order[1:][close]] = keep[order[:-1][close]] = True
+    keep &= norms > 0  # an all-zero tensor is all rows equal
+    return [i for i, k in zip(members, keep) if k]
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on uint64: each value's bits to a well-spread hash."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _line_sums(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row and per-column sums (mod 2^64) of the elements' mixed bits."""
+    raw = bits(array)
+    rows, cols = raw.shape
+    row_sums = np.empty(rows, dtype=np.uint64)
+    col_sums = np.zeros(cols, dtype=np.uint64)
+    step = max(1, _CHUNK_ELEMENTS // cols)
+    for start in range(0, rows, step):
+        mixed = _mix(raw[start : start + step].astype(np.uint64))
+        row_sums[start : start + step] = mixed.sum(axis=1, dtype=np.uint64)
+        col_sums += mixed.sum(axis=0, dtype=np.uint64)
+    return row_sums, col_sums
+
+
+def _bucket_groups(entries: Sequence[TensorEntry], bucket: list[tuple[int, np.ndarray, np.ndarray]]) -> list[Group]:
+    """Groups among tensors with one sketch: the first left is kept, each other confirmed against it."""
+    groups = []
+    left = bucket
+    while len(left) > 1:
+        (i, rows_i, cols_i), rest = left[0], left[1:]
+        left = []
+        kept = bits(entries[i].read())
+        if _degenerate(kept):
+            left = rest
+            continue
+        members, transforms = [i], [SAME]
+        for j, rows_j, cols_j in rest:
+            transform = _recover(kept, bits(entries[j].read()), cols_i, cols_j)
+            if transform is not None and index_bytes(transform) < entries[j].nbytes:
+                members.append(j)
+                transforms.append(transform)
+            elif transform is None:
+                left.append((j, rows_j, cols_j))
+        if len(members) > 1:
+            groups.append(Group("permuted", tuple(members), transforms=tuple(transforms)))
+    return groups
+
+
+def _degenerate(a: np.ndarray) -> bool:
+    """All rows equal or all columns equal: no order to recover."""
+    return bool((a == a[:1]).all() or (a == a[:, :1]).all())
+
+
+def _matching(kept_keys: np.ndarray, copy_keys: np.ndarray) -> np.ndarray | None:
+    """order with copy_keys == kept_keys[order], ties matched in order; None when the multisets differ."""
+    kept_sorted, copy_sorted = np.argsort(kept_keys, kind="stable"), np.argsort(copy_keys, kind="stable")
+    if not np.array_equal(kept_keys[kept_sorted], copy_keys[copy_sorted]):
+        return None
+    order = np.empty_like(kept_sorted)
+    order[copy_sorted] = kept_sorted
+    return order
+
+
+def _row_keys(a: np.ndarray) -> np.ndarray:
+    """Each row's bytes as one sortable value."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).reshape(-1)
+
+
+def _recover(kept: np.ndarray, copy: np.ndarray, kept_cols: np.ndarray, copy_cols: np.ndarray) -> Transform | None:
+    """The transform with copy == kept[rows][:, cols], bit for bit; None when there is none (or it is the identity)."""
+    cols = _matching(kept_cols, copy_cols)
+    if cols is None:
+        return None
+    by_cols = kept[:, cols]
+    rows = _matching(_row_keys(by_cols), _row_keys(copy))
+    if rows is None or not np.array_equal(by_cols[rows], copy):
+        return None
+    row_order = None if np.array_equal(rows, np.arange(len(rows))) else tuple(int(r) for r in rows)
+    col_order = None if np.array_equal(cols, np.arange(len(cols))) else tuple(int(c) for c in cols)
+    if row_order is None and col_order is None:
+        return None  # an identical copy: the identical relation's
+    return Transform("permute", row_order=row_order, col_order=col_order)
+
+
+class Permuted(BaseRelation):
+    """Rebuilt by ``Gather`` along each permuted axis; the index bytes are charged to the copy."""
+
+    name = "permuted"
+
+    def detect(self, scope: Scope) -> list[Group]:
+        return find_permuted(scope.entries, scope.units, scope.digests)
+
+    def reclaimed(self, group: Group, ledger: Ledger) -> tuple[int, ...]:
+        return (0, *(max(0, ledger.free(i) - index_bytes(group.transform(k + 1))) for k, i in enumerate(group.members[1:])))
+
+    def member_transform(self, member: Any) -> Transform:
+        orders = dict(member.permutation)
+        return Transform("permute", row_order=orders.get(0), col_order=orders.get(1))
+
+    def rebuild(self, graph: Any, kept: str, dropped: str, transform: Transform, onnx_dtype: int) -> Rebuild:
+        from sharescan.onnx_rewrite.graph import tensor_nbytes
+        from sharescan.onnx_rewrite.permute import gather_nodes
+
+        nodes, added = gather_nodes(graph, kept, dropped, transform.permutation)
+        kept_tensor = next((t for t in graph.initializer if t.name == kept), None)
+        saved = tensor_nbytes(onnx_dtype, kept_tensor.dims) - added if kept_tensor is not None else 0
+        axes = " and ".join(("rows", "cols")[axis] for axis, _ in transform.permutation)
+        return Rebuild(tuple(nodes), f"Gather({kept}, {axes} permuted)", max(saved, 0))
+
+
+RELATION = Permuted()

@@ -1,0 +1,129 @@
+"""The permuted relation: copies equal to another up to a row and/or column permutation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import sharescan
+from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
+from sharescan.report.markdown import render_markdown
+from tests.helpers import save_onnx, save_safetensors
+
+rng = np.random.default_rng(11)
+BASE = rng.standard_normal((64, 32)).astype(np.float32)
+ROWS = rng.permutation(64)
+COLS = rng.permutation(32)
+COPIES = {"row_copy": BASE[ROWS], "col_copy": BASE[:, COLS], "both_copy": BASE[ROWS][:, COLS]}
+INDEX_BYTES = {"row_copy": 4 * 64, "col_copy": 4 * 32, "both_copy": 4 * (64 + 32)}
+
+
+def _rebuilt(kept: np.ndarray, permutation: tuple[tuple[int, tuple[int, ...]], ...]) -> np.ndarray:
+    for axis, index in permutation:
+        kept = np.take(kept, np.asarray(index), axis=axis)
+    return kept
+
+
+def _found(result: sharescan.AnalysisResult) -> list:
+    """Groups other than aliases (an ONNX graph's Identity outputs alias its initializers)."""
+    return [g for g in result.groups if g.relation != "aliased"]
+
+
+def _save(fmt: str, folder: Path, tensors: dict[str, np.ndarray]) -> str:
+    path = folder / f"m.{fmt}"
+    (save_safetensors if fmt == "safetensors" else save_onnx)(path, tensors)
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+@pytest.mark.parametrize("copy", sorted(COPIES))
+def test_a_planted_permuted_copy_is_found_with_the_permutation_that_rebuilds_it(tmp_path: Path, fmt: str, copy: str) -> None:
+    distractor = rng.standard_normal((64, 32)).astype(np.float32)
+    result = sharescan.analyze(_save(fmt, tmp_path, {"base": BASE, copy: COPIES[copy], "other": distractor}))
+    (group,) = _found(result)
+    assert group.relation == "permuted" and [m.name for m in group.members] == ["base", copy]
+    member = group.members[1]
+    assert np.array_equal(_rebuilt(BASE, member.permutation), COPIES[copy])
+    assert [axis for axis, _ in member.permutation] == {"row_copy": [0], "col_copy": [1], "both_copy": [0, 1]}[copy]
+    assert group.reclaimable_bytes == BASE.nbytes - INDEX_BYTES[copy]
+    assert dict(result.totals.by_relation)["permuted"] == BASE.nbytes - INDEX_BYTES[copy]
+
+
+def test_all_three_copies_join_one_group_and_each_is_charged_its_own_index(tmp_path: Path) -> None:
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, **COPIES}))
+    (group,) = _found(result)
+    assert group.reclaimable_bytes == sum(BASE.nbytes - n for n in INDEX_BYTES.values())
+    for m in group.members[1:]:
+        assert np.array_equal(_rebuilt(BASE, m.permutation), COPIES[m.name])
+
+
+def test_an_identity_permutation_is_an_identical_copy_counted_once(tmp_path: Path) -> None:
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, "same": BASE.copy(), "row_copy": COPIES["row_copy"]}))
+    by_relation = dict(result.totals.by_relation)
+    assert by_relation["identical"] == BASE.nbytes
+    assert by_relation["permuted"] == BASE.nbytes - INDEX_BYTES["row_copy"]
+    assert result.totals.reclaimable_bytes == by_relation["identical"] + by_relation["permuted"]
+    assert sorted(n for g in result.groups for n in (m.name for m in g.members)).count("row_copy") == 1
+
+
+def test_a_tensor_of_equal_rows_is_not_reported_as_permuted(tmp_path: Path) -> None:
+    row = rng.standard_normal(32).astype(np.float32)
+    flat = np.tile(row, (64, 1))
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"flat": flat, "flat_cols": flat[:, COLS]}))
+    assert "permuted" not in {g.relation for g in result.groups}
+    assert dict(result.totals.by_relation)["permuted"] == 0
+
+
+def test_a_permutation_whose_index_outweighs_the_copy_is_not_merged(tmp_path: Path) -> None:
+    small = rng.integers(0, 255, (64, 2)).astype(np.uint8)  # 2 bytes a row, 4 bytes of index a row
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"small": small, "small_rows": small[ROWS]}))
+    assert result.groups == () or all(g.relation != "permuted" for g in result.groups)
+
+
+def test_near_equal_permuted_copies_are_not_reported_exact_only(tmp_path: Path) -> None:
+    noisy = (COPIES["row_copy"] + np.float32(1e-6) * rng.standard_normal(BASE.shape)).astype(np.float32)
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, "noisy": noisy}))
+    assert "permuted" not in {g.relation for g in result.groups}
+
+
+def test_json_and_markdown_name_the_permutation(tmp_path: Path) -> None:
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, "both_copy": COPIES["both_copy"]}))
+    member = json.loads(json.dumps(result.to_dict()))["groups"][0]["members"][1]
+    assert member["permutation"] == [{"axis": 0, "length": 64, "index": ROWS.tolist()}, {"axis": 1, "length": 32, "index": COLS.tolist()}]
+    assert "rows and cols permuted" in render_markdown(result)
+
+
+def test_dedup_rewrites_a_column_permuted_matmul_weight_as_gather_and_verifies_bit_identical(tmp_path: Path) -> None:
+    w = rng.standard_normal((32, 48)).astype(np.float32)
+    cols = rng.permutation(48)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("MatMul", ["x", "w_perm"], ["b"])]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 48]) for n in ("a", "b")]
+    graph = helper.make_graph(nodes, "g", [x], outputs, initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(w[:, cols].copy(), "w_perm")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    r = dedup(str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"), DedupOptions(measure_ram=False))
+    assert [(m.relation, m.kept, m.dropped, m.saved_bytes) for m in r.merges] == [("permuted", "w", "w_perm", w.nbytes - 4 * 48)]
+    assert r.verdict.outputs_identical
+    out = onnx.load(str(tmp_path / "o.onnx"))
+    gathers = [n for n in out.graph.node if n.op_type == "Gather"]
+    assert len(gathers) == 1 and gathers[0].input[0] == "w" and helper.get_attribute_value(gathers[0].attribute[0]) == 1
+    stored = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    assert "w_perm" not in stored and np.array_equal(stored[gathers[0].input[1]], cols.astype(np.int32))
+
+
+def test_dedup_of_a_both_permuted_copy_writes_two_gathers(tmp_path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])
+    nodes = [helper.make_node("MatMul", ["x", "base"], ["a"]), helper.make_node("MatMul", ["x", "both_copy"], ["b"])]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 32]) for n in ("a", "b")]
+    inits = [numpy_helper.from_array(BASE, "base"), numpy_helper.from_array(COPIES["both_copy"], "both_copy")]
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "g", [x], outputs, initializer=inits), opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    r = dedup(str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"), DedupOptions(measure_ram=False))
+    assert [m.saved_bytes for m in r.merges] == [BASE.nbytes - INDEX_BYTES["both_copy"]]
+    assert r.verdict.outputs_identical
+    out = onnx.load(str(tmp_path / "o.onnx"))
+    assert sorted(helper.get_attribute_value(n.attribute[0]) for n in out.graph.node if n.op_type == "Gather") == [0, 1]
