@@ -20,6 +20,7 @@ import click
 from sharescan import __version__
 from sharescan.cli._errors import debugging, describe
 from sharescan.cli._output import QUIET
+from sharescan.cli.align import align
 from sharescan.cli.analyze import analyze
 from sharescan.cli.dedup import dedup
 from sharescan.cli.export import export
@@ -61,7 +62,7 @@ def _log_to_stderr(level: int) -> None:
         logger.addHandler(_StderrHandler())
 
 
-for _command in (analyze, dedup, export, tie):
+for _command in (analyze, dedup, export, tie, align):
     cli.add_command(_command)
 
 

@@ -46,6 +46,7 @@ a loss that turned NaN or diverged (nothing written).""")
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--max-drop", default=DEFAULT_MAX_DROP, show_default=True, type=float, help="Metric points the worst model may lose (before -> written model); beyond it exit 1 and write nothing.")
 @click.option("--force", is_flag=True, help="Write the tied models even when the metric fell more than --max-drop (with a warning).")
+@click.option("--align", "align_first", is_flag=True, help="Before tying, permute each later model's hidden units to match model A's (as sharescan align does); the report gives the gaps before and after.")
 @click.option("--split", is_flag=True, help="-o is a new folder: one checkpoint per model, KEY/model.safetensors (+ config.json for a transformers model), read by load_state_dict or from_pretrained.")
 @arch_opt("module:factory building each model from its state dict (imports that code).")
 @trust_code_opt("Allow loading what runs code from the file: TorchScript, a .pt2 program, pickled whole nn.Modules. Only for files you trust.")
@@ -53,7 +54,7 @@ a loss that turned NaN or diverged (nothing written).""")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @json_opt
 @report_opt
-def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int, task: str | None, inputs_npz: str | None, lam: str, target_gap: float, epochs: int, finetune_shared: int, lr: float, max_drop: float, force: bool, split: bool, arch: str | None, trust_pickle: bool, onnx_output: str | None, device: str, as_json: bool, report_path: Path | None) -> None:
+def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int, task: str | None, inputs_npz: str | None, lam: str, target_gap: float, epochs: int, finetune_shared: int, lr: float, max_drop: float, force: bool, align_first: bool, split: bool, arch: str | None, trust_pickle: bool, onnx_output: str | None, device: str, as_json: bool, report_path: Path | None) -> None:
     """Pull near-equal parameters together by penalised fine-tuning, then share them."""
     check_report_target(report_path, *models, output, onnx_output)
     try:
@@ -65,7 +66,7 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
     from sharescan.sources.torch_source import needs_torch
     from sharescan.tying.run import TieOptions, tie as run_tie
 
-    options = TieOptions(groups=groups_spec, auto=auto, task=task, inputs=inputs_npz, lam=lam_value, target_gap=target_gap, epochs=epochs, finetune_shared=finetune_shared, lr=lr, max_drop=max_drop, force=force, split=split, device=device, arch=arch, trust_pickle=trust_pickle)
+    options = TieOptions(groups=groups_spec, auto=auto, task=task, inputs=inputs_npz, lam=lam_value, target_gap=target_gap, epochs=epochs, finetune_shared=finetune_shared, lr=lr, max_drop=max_drop, force=force, align=align_first, split=split, device=device, arch=arch, trust_pickle=trust_pickle)
     with needs_torch("tie"), epoch_bar(epochs) as on_epoch:
         result = run_tie(list(models), output, options, onnx_output, on_epoch)
     emit(dataclasses.replace(tie_rendering(result), warnings=result.warnings), as_json, report_path)

@@ -27,7 +27,7 @@ def tie_summary(r: TieResult) -> list[str]:
     if key:
         limit = "" if r.max_drop is None else f" (--max-drop {r.max_drop:g}{', exceeded: written with --force' if r.forced else ''})"
         lines.append(f"largest {r.metric_name} drop: {drop:.2f} points, model {key}{limit}")
-    return lines
+    return lines + list(r.notes)
 
 
 def _group_rows(r: TieResult) -> list[tuple[str, ...]]:

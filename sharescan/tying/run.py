@@ -54,6 +54,7 @@ class TieOptions:
     seed: int = 0
     max_drop: float = DEFAULT_MAX_DROP  # metric points the worst model may lose; more: QualityError, nothing written
     force: bool = False  # write even when the drop exceeds max_drop (the result then carries a warning)
+    align: bool = False  # permute each later model's hidden units to match model A's before tying (sharescan align)
     split: bool = False  # output is a folder: one checkpoint per model (KEY/model.safetensors, + config.json of a transformers model)
 
     def __post_init__(self) -> None:
@@ -250,6 +251,7 @@ def tie(
     torch.manual_seed(options.seed)
     models = _load(paths, options)
     groups = _groups(paths, _params(models), options)
+    notes = _align(models, groups) if options.align else []
     task = _task(options, models)
     progress = _Progress(models, groups, options, on_epoch)
     gaps_before = [relative_gap(ms) for ms in progress.members()]
@@ -271,8 +273,30 @@ def tie(
     return TieResult(
         tuple(paths), tuple(models), traces, metric_name, metric_before, metric_tuned, metric_shared, metric_final,
         tuple(progress.lambdas), params_before, params_after, bytes_before, bytes_after, str(out), onnx_output, diff, options.device,
-        time.perf_counter() - start, len(progress.lambdas), warnings=tuple(warnings), max_drop=options.max_drop, forced=bool(over), modules=dict(models),
+        time.perf_counter() - start, len(progress.lambdas), notes=tuple(notes), warnings=tuple(warnings), max_drop=options.max_drop, forced=bool(over), modules=dict(models),
     )
+
+
+def _align(models: dict[str, Any], groups: list[Any]) -> list[str]:
+    """--align: permute every model after A to match A (weight matching); what it did, one line per model and one for the groups."""
+    from sharescan.align import align_modules
+
+    def gaps() -> list[float]:
+        p = _params(models)
+        return [relative_gap([p[k][n] for k, n in g.members]) for g in groups]
+
+    before = gaps()
+    notes = []
+    first, *rest = models
+    for key in rest:
+        r = align_modules(models[first], models[key])
+        models[key] = r.modules["B"]
+        notes.append(
+            f"--align: {key}'s units permuted to match {first} in {', '.join(r.sites) or 'no layer'} ({r.units_moved} moved); "
+            f"trunk gap {r.trunk_gap_before:.4g} -> {r.trunk_gap_after:.4g}; outputs unchanged (max abs diff {r.max_abs_output_diff:.2g})"
+        )
+    notes.append("--align: group gaps before -> after alignment: " + ", ".join(f"{g.label()} {b:.4g} -> {a:.4g}" for g, b, a in zip(groups, before, gaps())))
+    return notes
 
 
 def _as_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
