@@ -55,6 +55,11 @@ class DedupOptions:
     # drop Identity and dead nodes; specialises to the declared input sizes
     # (see fold.py).
     simplify: bool = False
+    # Store each float initializer of at least ``codebook_min_bytes`` as
+    # indices of this many bits (1-8) into a k-means codebook, rebuilt by
+    # Gather (lossy: verified against max_error; None: off). See sharescan/codebook/.
+    codebook: int | None = None
+    codebook_min_bytes: int = 1024
 
     def __post_init__(self) -> None:
         # Checked here so the Python API refuses what the command line refuses.
@@ -62,6 +67,10 @@ class DedupOptions:
             raise InputError(f"--tol {self.tol}: a relative distance must lie strictly between 0 and 1")
         if not self.max_error >= 0:  # NaN too
             raise InputError(f"--max-error {self.max_error}: must be a number >= 0")
+        if self.codebook is not None:
+            from sharescan.codebook.analysis import check_bits
+
+            check_bits(self.codebook, "--codebook")
 
 
 def _tensor_bytes(model: Any) -> int:
@@ -192,6 +201,9 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step:
         if first.failure:
             on_step("finding the merges verification refuses")
             chosen, dropped = _drop_failing(src, result, options, work, out, reference, first, bool(data_files))
+        if options.codebook is not None and not any(m.relation == "codebook" for m in chosen.merges):
+            why = next((d.reason for d in dropped if d.merge.relation == "codebook"), f"no float initializer of {options.codebook_min_bytes:,} B or more saves bytes")
+            raise VerificationError(f"{out}: no tensor can be stored as a {options.codebook}-bit codebook ({why}); nothing written; raise --max-error or the bits")
         warnings: list[str] = []
         ram: dict[str, dict[str, int]] = {}
         if options.measure_ram:
@@ -212,7 +224,7 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step:
         os.replace(chosen.staged[0], out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
+    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify, "codebook": options.codebook}
     return DedupResult(
         str(src), str(out), file_before, file_after, before, chosen.tensor_bytes, tuple(chosen.merges), chosen.verdict, chosen.lossy, ram, chosen.folded, settings,
         dropped_merges=tuple(dropped), warnings=tuple(warnings),
@@ -245,7 +257,7 @@ def _attempt(model: Any, result: Any, options: DedupOptions, skip: frozenset[str
     staged = _save(model, folder / out.name, external=after > _TWO_GB // 2 or external_data)
     del model
     # What verification expects: bit-identical outputs unless a merge's relation is lossy.
-    lossy = any(not detect.relation_named(m.relation).lossless for m in merges)
+    lossy = any(m.relation == "codebook" or not detect.relation_named(m.relation).lossless for m in merges)
     try:
         check_model(staged[0], label=str(out))
     except VerificationError as e:
@@ -328,6 +340,9 @@ def _share(model: Any, result: Any, options: DedupOptions, skip: frozenset[str] 
     rows_front: list[Any] = []  # whole-tensor rewrites (Gather): first, since a rebuild may read their output
     if options.rows:
         merges += _rewrite_tensors(graph, stored, skip, rows_front)
+    if options.codebook is not None:
+        rewritten = {m.dropped for m in merges}  # a tensor --rows replaced is no longer stored
+        merges += _codebook_tensors(model, {n: v for n, v in stored.items() if n not in rewritten}, skip, rows_front, options)
     # Rebuild nodes read only initializers: placing them first keeps the graph sorted.
     for node in reversed(rows_front + front):
         graph.node.insert(0, node)
@@ -378,6 +393,26 @@ def _rewrite_tensors(graph: Any, stored: dict[str, Any], skip: frozenset[str], f
                 front.extend(rewrite.nodes)
                 merges.append(Merge(relation.name, "", name, rewrite.saved, rewrite.how))
                 break
+    return merges
+
+
+def _codebook_tensors(model: Any, stored: dict[str, Any], skip: frozenset[str], front: list[Any], options: DedupOptions) -> list[Merge]:
+    """Each float initializer still stored, of at least ``codebook_min_bytes``, as codebook indices + Gather."""
+    from sharescan.codebook.onnx_form import codebook_form, default_opset
+
+    assert options.codebook is not None
+    graph = model.graph
+    opset = default_opset(model)
+    merges = []
+    for name, (kind, obj) in list(stored.items()):
+        if kind != "initializer" or name in skip or tensor_nbytes(obj.data_type, obj.dims) < options.codebook_min_bytes:
+            continue
+        rewrite = codebook_form(graph, obj, options.codebook, opset)
+        if rewrite is not None:
+            _drop(graph, kind, obj)
+            stored.pop(name)
+            front.extend(rewrite.nodes)
+            merges.append(Merge("codebook", "", name, rewrite.saved, rewrite.how, rewrite.max_abs_error, rewrite.rel_error))
     return merges
 
 
