@@ -110,8 +110,9 @@ def weight_matching(a: State, b: State, sites: list[Site], starts: int = 4, max_
     for start in range(1 if one_pass else max(1, starts)):
         perms = {s.producer: (np.arange(s.units) if start == 0 else rng.permutation(s.units)) for s in sites}
         current = permute(b, sites, perms)
-        passes = 0
-        for passes in range(1, (1 if one_pass else max_passes) + 1):
+        passes, changed = 0, True
+        while changed and passes < (1 if one_pass else max_passes):
+            passes += 1
             changed = False
             order = range(len(sites)) if one_pass else rng.permutation(len(sites))
             for k in order:
@@ -121,8 +122,6 @@ def weight_matching(a: State, b: State, sites: list[Site], starts: int = 4, max_
                     changed = True
                     current = permute(current, [s], {s.producer: q})
                     perms[s.producer] = perms[s.producer][q]
-            if not changed:
-                break
         total = similarity(a, current)
         logger.debug("start %d: %d passes, similarity %.6g", start, passes, total)
         if best is None or total > best.similarity + 1e-9 * abs(total):
