@@ -67,11 +67,11 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
             continue
         if DTYPES[dtype].is_float:
             members = _norm_neighbours(members, digests)
-        buckets: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        buckets: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         for i in members:
             row_sums, col_sums = _line_sums(entries[i].read())
             key = (content_hash(np.sort(row_sums)), content_hash(np.sort(col_sums)))
-            buckets.setdefault(key, []).append((i, row_sums, col_sums))
+            buckets.setdefault(key, []).append((i, col_sums))  # rows are matched by their bytes
         for bucket in buckets.values():
             if len(bucket) > 1:
                 groups.extend(_bucket_groups(entries, bucket))
@@ -112,25 +112,25 @@ def _line_sums(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return row_sums, col_sums
 
 
-def _bucket_groups(entries: Sequence[TensorEntry], bucket: list[tuple[int, np.ndarray, np.ndarray]]) -> list[Group]:
+def _bucket_groups(entries: Sequence[TensorEntry], bucket: list[tuple[int, np.ndarray]]) -> list[Group]:
     """Groups among tensors with one sketch: the first left is kept, each other confirmed against it."""
     groups = []
     left = bucket
     while len(left) > 1:
-        (i, rows_i, cols_i), rest = left[0], left[1:]
+        (i, cols_i), rest = left[0], left[1:]
         left = []
         kept = bits(entries[i].read())
         if _degenerate(kept):
             left = rest
             continue
         members, transforms = [i], [SAME]
-        for j, rows_j, cols_j in rest:
+        for j, cols_j in rest:
             transform = _recover(kept, bits(entries[j].read()), cols_i, cols_j)
             if transform is not None and index_bytes(transform) < entries[j].nbytes:
                 members.append(j)
                 transforms.append(transform)
             elif transform is None:
-                left.append((j, rows_j, cols_j))
+                left.append((j, cols_j))
         if len(members) > 1:
             groups.append(Group("permuted", tuple(members), transforms=tuple(transforms)))
     return groups
