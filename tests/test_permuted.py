@@ -127,3 +127,14 @@ def test_dedup_of_a_both_permuted_copy_writes_two_gathers(tmp_path: Path) -> Non
     assert r.verdict.outputs_identical
     out = onnx.load(str(tmp_path / "o.onnx"))
     assert sorted(helper.get_attribute_value(n.attribute[0]) for n in out.graph.node if n.op_type == "Gather") == [0, 1]
+
+
+def test_a_long_permutation_is_given_in_json_as_its_length_and_hash(tmp_path: Path) -> None:
+    import xxhash
+
+    tall = rng.standard_normal((2000, 4)).astype(np.float32)
+    order = rng.permutation(2000)
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"tall": tall, "tall_rows": tall[order]}))
+    member = result.to_dict()["groups"][0]["members"][1]
+    assert member["permutation"] == [{"axis": 0, "length": 2000, "index_xxh3_64": f"{xxhash.xxh3_64_intdigest(order.astype('<i4').tobytes()):016x}"}]
+    assert np.array_equal(tall[np.asarray(result.groups[0].members[1].permutation[0][1])], tall[order])
