@@ -130,6 +130,9 @@ def test_dedup_codebook_writes_gather_cast_verifies_and_shrinks(tmp_path: Path, 
     assert data["verification"]["lossy"] and 0 < data["verification"]["rel_error"] <= 0.2
     assert [m["relation"] for m in data["merges"]] == ["codebook"]
     assert out.stat().st_size < src.stat().st_size / (2.5 if opset == 17 else 4.5)
+    # UINT4 indices are packed two a byte, and counted so
+    index_bytes = 64 * 32 if opset == 17 else 64 * 32 // 2
+    assert data["tensor_bytes"] == {"before": 64 * 32 * 4, "after": index_bytes + 16 * 4}
 
 
 def test_dedup_codebook_above_max_error_writes_nothing(tmp_path: Path) -> None:

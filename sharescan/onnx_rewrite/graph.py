@@ -93,8 +93,11 @@ def tensor_nbytes(elem_type: int, dims: Any) -> int:
     import numpy as np
     from onnx import TensorProto, helper
 
+    numel = int(np.prod([int(d) for d in dims], dtype=np.int64))
+    if elem_type in (TensorProto.INT4, TensorProto.UINT4, TensorProto.FLOAT4E2M1):
+        return (numel + 1) // 2  # packed two a byte (numpy holds them one a byte)
     itemsize = 8 if elem_type in (TensorProto.UNDEFINED, TensorProto.STRING) else np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
-    return int(np.prod([int(d) for d in dims], dtype=np.int64)) * itemsize
+    return numel * itemsize
 
 
 def is_external(tensor: Any) -> bool:
