@@ -224,7 +224,9 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step:
         os.replace(chosen.staged[0], out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    settings = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify, "codebook": options.codebook}
+    settings: dict[str, Any] = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
+    if options.codebook is not None:  # opt-in: the settings of a run without it stay as they were
+        settings["codebook"] = options.codebook
     return DedupResult(
         str(src), str(out), file_before, file_after, before, chosen.tensor_bytes, tuple(chosen.merges), chosen.verdict, chosen.lossy, ram, chosen.folded, settings,
         dropped_merges=tuple(dropped), warnings=tuple(warnings),
