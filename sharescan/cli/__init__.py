@@ -24,6 +24,7 @@ from sharescan.cli.align import align
 from sharescan.cli.analyze import analyze
 from sharescan.cli.dedup import dedup
 from sharescan.cli.export import export
+from sharescan.cli.palettize import palettize
 from sharescan.cli.tie import tie
 from sharescan.errors import InputError
 
@@ -62,7 +63,7 @@ def _log_to_stderr(level: int) -> None:
         logger.addHandler(_StderrHandler())
 
 
-for _command in (analyze, dedup, export, tie, align):
+for _command in (analyze, dedup, export, tie, align, palettize):
     cli.add_command(_command)
 
 
