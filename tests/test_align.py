@@ -47,6 +47,79 @@ class ResidualMLP(nn.Module):
         return self.head(h + self.fc2(h))
 
 
+class Attention(nn.Module):
+    """Explicit multi-head self-attention: separate q/k/v Linears, heads split with view and transpose."""
+
+    def __init__(self, dim: int = 12, heads: int = 3) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape[0], x.shape[1], x.shape[2]
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).reshape(b, t, self.heads, -1).permute(0, 2, 1, 3)
+        att = torch.softmax((q @ k.transpose(-2, -1)) * self.head_dim ** -0.5, dim=-1)
+        return self.out((att @ v).transpose(1, 2).contiguous().view(b, t, c))
+
+
+class Block(nn.Module):
+    """A pre-LN transformer block: the residual stream is not permuted, the MLP's units and the heads are."""
+
+    def __init__(self, dim: int = 12, heads: int = 3, hidden: int = 20) -> None:
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
+
+
+class SdpaBlock(nn.Module):
+    """Heads split with unflatten, combined by scaled_dot_product_attention, merged with flatten."""
+
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln = nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln(x)
+        q, k, v = (m(h).unflatten(-1, (self.heads, -1)).transpose(-3, -2) for m in (self.q, self.k, self.v))
+        return x + self.out(nn.functional.scaled_dot_product_attention(q, k, v).transpose(-3, -2).flatten(-2))
+
+
+class HeadsMixed(Block):
+    """Softmax across heads: a head's scores depend on the others, so heads cannot be permuted."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.attn
+        q = a.q(self.ln1(x)).view(x.shape[0], x.shape[1], a.heads, a.head_dim).transpose(1, 2)
+        k = a.k(self.ln1(x)).view(x.shape[0], x.shape[1], a.heads, a.head_dim).transpose(1, 2)
+        v = a.v(self.ln1(x)).view(x.shape[0], x.shape[1], a.heads, a.head_dim).transpose(1, 2)
+        att = torch.softmax(q @ k.transpose(-2, -1), dim=1)
+        return x + a.out((att @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
+
+
+def _permuted_block(model: Block, seed: int) -> Block:
+    """A copy of ``model`` with its MLP units and its heads shuffled (whole heads: q, k, v rows and out columns)."""
+    g = torch.Generator().manual_seed(seed)
+    ph, pm = torch.randperm(3, generator=g), torch.randperm(20, generator=g)
+    rows = (torch.arange(12).reshape(3, 4)[ph]).reshape(-1)  # head h's four rows move together
+    s = {k: v.clone() for k, v in model.state_dict().items()}
+    for n in ("attn.q", "attn.k", "attn.v"):
+        s[f"{n}.weight"], s[f"{n}.bias"] = s[f"{n}.weight"][rows], s[f"{n}.bias"][rows]
+    s["attn.out.weight"] = s["attn.out.weight"][:, rows]
+    s["fc1.weight"], s["fc1.bias"], s["fc2.weight"] = s["fc1.weight"][pm], s["fc1.bias"][pm], s["fc2.weight"][:, pm]
+    out = Block()
+    out.load_state_dict(s)
+    return out
+
+
 def _permuted_mlp(model: DigitsMLP, seed: int) -> tuple[DigitsMLP, torch.Tensor, torch.Tensor]:
     """A copy of ``model`` with its hidden units shuffled: what another training run could have found."""
     g = torch.Generator().manual_seed(seed)
@@ -182,3 +255,48 @@ def test_tie_align_reports_the_gaps_before_and_after_alignment(tmp_path: Path) -
     assert any(n.startswith("--align: B's units permuted to match A") and "trunk gap" in n for n in notes)
     assert any("group gaps before -> after alignment" in n for n in notes)
     assert (tmp_path / "t.pt").exists()
+
+
+def test_transformer_block_sites_are_the_mlp_units_and_the_heads() -> None:
+    sites = trace_sites(Block())
+    assert [(s.producers, s.units, s.block) for s in sites] == [(("attn.q", "attn.k", "attn.v"), 3, 4), (("fc1",), 20, 1)]
+    assert sites[0].consumers[0].module == "attn.out" and sites[0].consumers[0].spatial == 4
+    assert [c.module for c in sites[1].consumers] == ["fc2"]
+
+
+def test_transformer_block_with_permuted_heads_and_mlp_units_is_recovered_exactly() -> None:
+    torch.manual_seed(0)
+    a = Block()
+    b = _permuted_block(a, seed=5)
+    r = align_modules(a, b, AlignOptions(input_shape=(5, 12)))
+    assert r.trunk_gap_before > 0.3 and r.units_moved > 10
+    aligned = r.modules["B"].state_dict()
+    for name, want in a.state_dict().items():
+        assert torch.equal(aligned[name], want), name
+    assert r.trunk_gap_after == 0.0 and r.model_gap_after == 0.0 and r.max_abs_output_diff < 1e-5
+    x = torch.randn(4, 7, 12)
+    with torch.no_grad():
+        assert (r.modules["B"](x) - b(x)).abs().max() < 1e-5
+        assert (r.modules["B"](x) - a(x)).abs().max() < 1e-5
+
+
+def test_sdpa_heads_split_by_unflatten_are_aligned() -> None:
+    torch.manual_seed(2)
+    a = SdpaBlock()
+    sites = trace_sites(a)
+    assert [(s.producers, s.units, s.block) for s in sites] == [(("q", "k", "v"), 2, 4)]
+    s = {k: v.clone() for k, v in a.state_dict().items()}
+    rows = torch.tensor([4, 5, 6, 7, 0, 1, 2, 3])
+    for n in ("q", "k", "v"):
+        s[f"{n}.weight"], s[f"{n}.bias"] = s[f"{n}.weight"][rows], s[f"{n}.bias"][rows]
+    s["out.weight"] = s["out.weight"][:, rows]
+    b = SdpaBlock()
+    b.load_state_dict(s)
+    r = align_modules(a, b, AlignOptions(input_shape=(3, 8)))
+    assert r.model_gap_before > 0.1 and r.model_gap_after == 0.0 and r.max_abs_output_diff < 1e-5
+
+
+def test_softmax_across_heads_is_refused_naming_the_operation() -> None:
+    with pytest.raises(InputError, match=r"^operation softmax \(softmax\): softmax across attn\.q's heads \(dim=1\)") as e:
+        trace_sites(HeadsMixed())
+    assert "\n" not in str(e.value)

@@ -2,7 +2,7 @@
 
 For one site with the others held fixed, the best permutation maximises
 sum_i <A[unit i], B[unit p(i)]> over every tensor indexed by the site's
-units (the producer's rows and bias, its BatchNorm's weight and bias, the
+units (the producers' rows and biases, a head's block of rows, its BatchNorm's weight and bias, the
 consumers' input columns), a linear assignment problem that
 ``scipy.optimize.linear_sum_assignment`` solves exactly. Sites interact
 through the layers between them, so they are solved in turn (coordinate
@@ -38,9 +38,9 @@ class Matching:
 
 def _indexed(site: Site, state: State) -> list[tuple[str, int, int]]:
     """(tensor name, unit axis, spatial size) of every tensor the site's units index."""
-    out = [(f"{site.producer}.weight", 0, 1)]
-    if f"{site.producer}.bias" in state:
-        out.append((f"{site.producer}.bias", 0, 1))
+    out = []
+    for p in site.producers:  # a head's rows are a block of `site.block` consecutive rows
+        out += [(f"{p}.{t}", 0, site.block) for t in ("weight", "bias") if f"{p}.{t}" in state]
     for n in site.norms:
         out += [(f"{n}.{t}", 0, 1) for t in ("weight", "bias", "running_mean", "running_var")]
     out += [(f"{c.module}.weight", 1, c.spatial) for c in site.consumers]
@@ -49,7 +49,7 @@ def _indexed(site: Site, state: State) -> list[tuple[str, int, int]]:
 
 def _matched(site: Site) -> set[str]:
     """Names whose values count in the matching cost; running statistics are permuted but not matched."""
-    return {f"{site.producer}.weight", f"{site.producer}.bias"} | {f"{n}.{t}" for n in site.norms for t in ("weight", "bias")} | {f"{c.module}.weight" for c in site.consumers}
+    return {f"{p}.{t}" for p in site.producers for t in ("weight", "bias")} | {f"{n}.{t}" for n in site.norms for t in ("weight", "bias")} | {f"{c.module}.weight" for c in site.consumers}
 
 
 def _units_view(t: np.ndarray, axis: int, spatial: int, units: int) -> np.ndarray:
@@ -61,8 +61,8 @@ def _units_view(t: np.ndarray, axis: int, spatial: int, units: int) -> np.ndarra
 
 
 def _take(t: np.ndarray, axis: int, spatial: int, units: int, perm: np.ndarray) -> np.ndarray:
-    if axis == 0:
-        return t[perm]
+    if axis == 0:  # rows: each unit owns a block of consecutive rows (one row unless a head)
+        return t.reshape(units, -1)[perm].reshape(t.shape)
     if spatial > 1:  # a Linear after Flatten: each unit owns `spatial` consecutive columns
         return t.reshape(t.shape[0], units, spatial)[:, perm].reshape(t.shape)
     return t[:, perm]

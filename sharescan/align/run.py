@@ -86,7 +86,7 @@ def align_modules(a: Any, b: Any, options: AlignOptions = AlignOptions()) -> Ali
     start = time.perf_counter()
     _check_same_shapes(a, b)
     sites = trace_sites(a)
-    if [(s.producer, s.consumers) for s in trace_sites(b)] != [(s.producer, s.consumers) for s in sites]:
+    if [(s.producers, s.consumers) for s in trace_sites(b)] != [(s.producers, s.consumers) for s in sites]:
         raise InputError(f"{type(b).__name__}: its layer graph differs from A's ({type(a).__name__}); align models of one architecture")
     sa, sb = _numpy_state(a), _numpy_state(b)
     matching = weight_matching(sa, sb, sites, options.starts, seed=options.seed, one_pass=options.one_pass)
@@ -98,7 +98,7 @@ def align_modules(a: Any, b: Any, options: AlignOptions = AlignOptions()) -> Ali
     shape = options.input_shape or _input_shape(a)
     diff = _output_diff(b, aligned, shape, options.seed)
     layers = _layer_gaps(a, sa, sb, aligned_state, sites)
-    trunk = [n for s in sites for n in (s.producer, *s.norms)]
+    trunk = [n for s in sites for n in (*s.producers, *s.norms)]
     trunk_names = [k for k in sa if k.rsplit(".", 1)[0] in trunk and k.rsplit(".", 1)[1] in ("weight", "bias")]
     params = [k for k, _ in a.named_parameters()]
     moved = sum(int((p != np.arange(len(p))).sum()) for p in matching.perms.values())
@@ -138,7 +138,7 @@ def _gap(a: dict[str, np.ndarray], b: dict[str, np.ndarray], names: list[str]) -
 
 
 def _layer_gaps(model: Any, a: dict[str, np.ndarray], b: dict[str, np.ndarray], aligned: dict[str, np.ndarray], sites: list[Site]) -> list[LayerGap]:
-    outs = {n for s in sites for n in (s.producer, *s.norms)}
+    outs = {n for s in sites for n in (*s.producers, *s.norms)}
     ins = {c.module for s in sites for c in s.consumers}
     rows = []
     for name, module in model.named_modules():
