@@ -31,7 +31,6 @@ units is refused, naming it, rather than guessed at.
 from __future__ import annotations
 
 import logging
-import operator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -264,11 +263,11 @@ def _function(t: _Tracer, node: Any, fname: str, ins: list[_Flow], sited: list[_
         if fname == "softmax" and f.kind == "scores":
             return _softmax(f, rest[0] if rest else kw.get("dim"), where)
     if fname == "matmul" and len(ins) == 2 and len(sited) == 2:
-        a, b = ins
-        if a.kind == "heads" and b.kind == "heads" and a.dim_axis == -1 and b.dim_axis == -2 and a.head_axis == b.head_axis <= -3:
-            return _Flow(t.union(a.site, b.site, where), "scores", head_axis=a.head_axis, ndim=a.ndim)  # type: ignore[arg-type]
-        if a.kind == "scores" and b.kind == "heads" and b.dim_axis == -1 and a.head_axis == b.head_axis <= -3:
-            return replace(b, site=t.union(a.site, b.site, where))  # type: ignore[arg-type]
+        left, right = ins
+        if left.kind == "heads" and right.kind == "heads" and left.dim_axis == -1 and right.dim_axis == -2 and left.head_axis == right.head_axis <= -3:
+            return _Flow(t.union(left.site, right.site, where), "scores", head_axis=left.head_axis, ndim=left.ndim)  # type: ignore[arg-type]
+        if left.kind == "scores" and right.kind == "heads" and right.dim_axis == -1 and left.head_axis == right.head_axis <= -3:
+            return replace(right, site=t.union(left.site, right.site, where))  # type: ignore[arg-type]
     if fname == "scaled_dot_product_attention" and len(sited) == len(ins) >= 3:
         q, k, v = ins[:3]
         if all(x.kind == "heads" and x.dim_axis == -1 and x.head_axis == q.head_axis <= -3 for x in (q, k, v)):

@@ -341,8 +341,8 @@ def palettize(path: str | os.PathLike[str], output: str | os.PathLike[str], opti
     """
     import torch
 
-    from sharescan.tying.task import distillation_task, load_task
     from sharescan.torch_module import load_module
+    from sharescan.tying.task import distillation_task, load_task
 
     start = time.perf_counter()
     path, out = os.fspath(path), Path(output)
@@ -398,6 +398,7 @@ def palettize(path: str | os.PathLike[str], output: str | os.PathLike[str], opti
     if onnx_out is not None:
         from sharescan.tying.task import to_device
 
+        assert task is not None  # --onnx without --task/--inputs is refused before any work
         x, _ = next(iter(task.batches("A", 0)))
         rel = _export(model, to_device(x, "cpu")[:4], onnx_out, options.bits, options.max_error)
     try:
