@@ -32,7 +32,7 @@ import numpy as np
 
 from sharescan.codebook.analysis import check_bits
 from sharescan.codebook.kmeans import histogram, kmeans
-from sharescan.errors import InputError, SharescanError, TrainingError, VerificationError, one_line
+from sharescan.errors import InputError, SharescanError, VerificationError, one_line
 from sharescan.outputs import atomic_path, check_output
 
 __all__ = ["PalettizeOptions", "PalettizeResult", "palettize", "soft_share_penalty", "dense_state_dict", "INDICES", "CODEBOOK"]
@@ -237,7 +237,7 @@ def _fine_tune(model: Any, task: Any, names: list[str], centers: list[Any], opti
     """
     import torch
 
-    from sharescan.tying.run import _run
+    from sharescan.tying.task import checked_loss, task_forward
 
     params = dict(model.named_parameters())
     weights = [params[n] for n in names]
@@ -247,11 +247,8 @@ def _fine_tune(model: Any, task: Any, names: list[str], centers: list[Any], opti
     for epoch in range(options.epochs):
         model.train()
         for x, y in task.batches("A", epoch):
-            loss = task.loss(_run(task, model, x), y)
-            value = float(loss.detach())
-            if not math.isfinite(value) or (first is not None and value > 1e6 * max(first, 1e-6)):
-                raise TrainingError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower --lr; nothing written")
-            first = value if first is None else first
+            loss = task.loss(task_forward(task, model, x), y)
+            first = checked_loss(float(loss.detach()), first, epoch, lam, "--lr")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

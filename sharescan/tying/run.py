@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sharescan.errors import InputError, QualityError, SharescanError, TrainingError, one_line
+from sharescan.errors import InputError, QualityError, SharescanError, one_line
 from sharescan.outputs import atomic_path, check_output
 from sharescan.tying.groups import groups_from_candidates, model_keys, parse_spec
 from sharescan.tying.penalty import penalty, relative_gap
 from sharescan.tying.result import GroupTrace, TieResult
 from sharescan.tying.share import share, unique_parameter_bytes
-from sharescan.tying.task import Task, distillation_task, load_task, to_device
+from sharescan.tying.task import Task, checked_loss, distillation_task, load_task, task_forward, to_device
 
 __all__ = ["TieOptions", "TieResult", "GroupTrace", "tie", "DEFAULT_MAX_DROP"]
 
@@ -167,16 +167,10 @@ def _together(models: dict[str, Any], task: Task, names: list[list[str] | None])
             outs = []
             for m, ns in zip(self.models.values(), names):
                 x: Any = {n: flat.pop(0) for n in ns} if ns is not None else flat.pop(0)
-                outs.append(_run(task, m, x))
+                outs.append(task_forward(task, m, x))
             return tuple(outs)
 
     return Together().eval()
-
-
-def _run(task: Task, model: Any, inputs: Any) -> Any:
-    """The task's way of running a model on a batch's inputs (default: ``model(inputs)``)."""
-    forward = getattr(task, "forward", None)
-    return forward(model, inputs) if forward is not None else model(inputs)
 
 
 def _export(models: dict[str, Any], task: Task, onnx_output: Path) -> float:
@@ -461,11 +455,9 @@ def _train(models: dict[str, Any], task: Task, options: TieOptions, epochs: int,
                 if item is None:
                     continue
                 key, (x, y) = item
-                loss = loss + task.loss(_run(task, models[key], to_device(x, options.device)), y.to(options.device))
+                loss = loss + task.loss(task_forward(task, models[key], to_device(x, options.device)), y.to(options.device))
             value = float(loss.detach()) + (lam * float(penalty(members()).detach()) if lam else 0.0)
-            if not math.isfinite(value) or (first_loss is not None and value > 1e6 * max(first_loss, 1e-6)):
-                raise TrainingError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower --lambda or --lr; nothing written")
-            first_loss = value if first_loss is None else first_loss
+            first_loss = checked_loss(value, first_loss, epoch, lam, "--lambda or --lr")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from sharescan.entry_points import import_entry_point
-from sharescan.errors import InputError
+from sharescan.errors import InputError, TrainingError
 
-__all__ = ["Task", "load_task", "distillation_task", "run_model", "to_device"]
+__all__ = ["Task", "load_task", "distillation_task", "run_model", "task_forward", "checked_loss", "to_device"]
 
 
 @dataclass
@@ -31,6 +32,23 @@ class Task:
     metric: Callable[[str, Any], float]
     metric_name: str = "metric"
     forward: Callable[[Any, Any], Any] | None = None
+
+
+def task_forward(task: Any, model: Any, inputs: Any) -> Any:
+    """The task's way of running a model on a batch's inputs (default: ``model(inputs)``)."""
+    forward = getattr(task, "forward", None)
+    return forward(model, inputs) if forward is not None else model(inputs)
+
+
+def checked_loss(value: float, first: float | None, epoch: int, lam: float, hint: str) -> float:
+    """The first finite loss of a run, after refusing a loss that turned NaN/Inf or grew 10^6-fold.
+
+    Tie and palettize fine-tune the same way and stop the same way: ``hint``
+    names what to lower (``--lambda or --lr``, ``--lr``).
+    """
+    if not math.isfinite(value) or (first is not None and value > 1e6 * max(first, 1e-6)):
+        raise TrainingError(f"the loss {'turned NaN/Inf' if not math.isfinite(value) else 'diverged'} in epoch {epoch + 1} (lambda {lam:g}); lower {hint}; nothing written")
+    return value if first is None else first
 
 
 def load_task(spec: str) -> Task:
