@@ -22,7 +22,7 @@ from sharescan.codebook.kmeans import histogram, kmeans, sse
 from sharescan.errors import InputError
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["CodebookOptions", "TensorCodebook", "CodebookReport", "codebook_tensor", "codebook_models", "check_bits", "DEFAULT_ERROR"]
+__all__ = ["CodebookOptions", "TensorCodebook", "CodebookReport", "codebook_tensor", "codebook_models", "check_bits", "palettized_bytes", "DEFAULT_ERROR"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ class CodebookReport:
         }
 
 
+def palettized_bytes(numel: int, bits: int, codebook_entries: int, itemsize: int) -> int:
+    """Bytes of a palettized tensor: its indices packed at ``bits`` each, plus its codebooks."""
+    return math.ceil(numel * bits / 8) + codebook_entries * itemsize
+
+
 def _groups(w: np.ndarray, group_channels: int | None) -> list[np.ndarray]:
     if group_channels is None or w.ndim < 2:
         return [w.reshape(-1)]
@@ -113,7 +118,7 @@ def codebook_tensor(entry: TensorEntry, options: CodebookOptions) -> TensorCodeb
         centers = [kmeans(h, 2**bits) for h in hists]
         err = math.sqrt(sum(sse(h, c) for h, c in zip(hists, centers)) / norm_sq) if norm_sq > 0 else 0.0
         if err <= options.max_error or options.bits is not None:
-            after = math.ceil(entry.numel * bits / 8) + sum(c.size for c in centers) * dt.itemsize
+            after = palettized_bytes(entry.numel, bits, sum(c.size for c in centers), dt.itemsize)
             if after >= entry.nbytes:
                 return left(f"smaller than its codebook at {bits} bits ({after:,} B)")
             return TensorCodebook(entry.model, entry.name, entry.dtype, entry.shape, entry.nbytes, bits, len(groups), after, err, "")

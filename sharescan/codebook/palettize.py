@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.codebook.analysis import check_bits
+from sharescan.codebook.analysis import check_bits, palettized_bytes
 from sharescan.codebook.kmeans import histogram, kmeans
 from sharescan.errors import InputError, SharescanError, VerificationError, one_line
 from sharescan.outputs import atomic_path, check_output
@@ -210,7 +210,7 @@ def _bytes(state: dict[str, Any], stored: dict[str, tuple[Any, Any]], bits: int)
     for name, t in state.items():
         if name in stored:
             idx, book = stored[name]
-            after += (idx.numel() * bits + 7) // 8 + book.numel() * book.element_size()
+            after += palettized_bytes(idx.numel(), bits, book.numel(), book.element_size())
         else:
             after += t.numel() * t.element_size()
     return before, after
