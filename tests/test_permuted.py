@@ -85,10 +85,66 @@ def test_a_permutation_whose_index_outweighs_the_copy_is_not_merged(tmp_path: Pa
     assert result.groups == () or all(g.relation != "permuted" for g in result.groups)
 
 
-def test_near_equal_permuted_copies_are_not_reported_exact_only(tmp_path: Path) -> None:
-    noisy = (COPIES["row_copy"] + np.float32(1e-6) * rng.standard_normal(BASE.shape)).astype(np.float32)
-    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, "noisy": noisy}))
+def _noisy(a: np.ndarray, relative: float, seed: int = 5) -> np.ndarray:
+    """a moved by ``relative`` (relative L2), densely."""
+    noise = np.random.default_rng(seed).standard_normal(a.shape)
+    return (a + relative * np.linalg.norm(a) * noise / np.linalg.norm(noise)).astype(np.float32)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return float(np.linalg.norm(a64 - b64) / max(np.linalg.norm(a64), np.linalg.norm(b64)))
+
+
+@pytest.mark.parametrize("copy", sorted(COPIES))
+def test_a_near_permuted_copy_within_tol_is_found_and_its_permutation_rebuilds_it_within_tol(tmp_path: Path, copy: str) -> None:
+    noisy = _noisy(COPIES[copy], 1e-3)
+    distractor = rng.standard_normal((64, 32)).astype(np.float32)
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, "noisy": noisy, "other": distractor}))
+    (group,) = _found(result)
+    assert group.relation == "permuted" and [m.name for m in group.members] == ["base", "noisy"]
+    rebuilt = _rebuilt(BASE, group.members[1].permutation)
+    assert [axis for axis, _ in group.members[1].permutation] == {"row_copy": [0], "col_copy": [1], "both_copy": [0, 1]}[copy]
+    assert np.array_equal(rebuilt, COPIES[copy])  # the planted permutation itself, not just some close one
+    assert group.rel_error == pytest.approx(_relative(rebuilt, noisy), rel=1e-6) and group.rel_error <= 2e-3
+    assert group.max_abs_error == pytest.approx(float(np.abs(rebuilt.astype(np.float64) - noisy).max()), rel=1e-6)
+    assert group.reclaimable_bytes == BASE.nbytes - INDEX_BYTES[copy]
+
+
+def test_near_permuted_copies_are_reported_only_within_the_tolerance_given(tmp_path: Path) -> None:
+    path = _save("safetensors", tmp_path, {"base": BASE, "noisy": _noisy(COPIES["both_copy"], 3e-3)})
+    assert _found(sharescan.analyze(path)) == []  # 3e-3 > the default 2e-3
+    (group,) = _found(sharescan.analyze(path, sharescan.AnalysisOptions(tol=5e-3)))
+    assert group.relation == "permuted" and 2e-3 < group.rel_error <= 5e-3
+    assert _found(sharescan.analyze(path, sharescan.AnalysisOptions(tol=None))) == []  # --exact: bit for bit only
+
+
+def test_unrelated_same_shape_tensors_are_not_reported_as_near_permuted(tmp_path: Path) -> None:
+    local = np.random.default_rng(3)
+    tensors = {f"random{k}": local.standard_normal((64, 32)).astype(np.float32) for k in range(12)}
+    # Same value multiset as BASE (same norm, same sorted values), not a row/column permutation of it.
+    tensors["shuffled"] = local.permutation(BASE.reshape(-1)).reshape(BASE.shape)
+    tensors["base"] = BASE
+    result = sharescan.analyze(_save("safetensors", tmp_path, tensors), sharescan.AnalysisOptions(tol=0.05))
     assert "permuted" not in {g.relation for g in result.groups}
+
+
+def test_a_near_copy_needing_no_permutation_is_left_to_near(tmp_path: Path) -> None:
+    result = sharescan.analyze(_save("safetensors", tmp_path, {"base": BASE, "noisy": _noisy(BASE, 1e-3)}))
+    (group,) = _found(result)
+    assert group.relation == "near"
+
+
+def test_near_permuted_copies_of_a_trained_layer_with_similar_units_are_matched_exactly(tmp_path: Path) -> None:
+    # Low-rank weights: rows resemble each other far more than random ones, so nearest rows can collide.
+    local = np.random.default_rng(8)
+    w = (local.standard_normal((96, 4)) @ local.standard_normal((4, 48)) + 0.05 * local.standard_normal((96, 48))).astype(np.float32)
+    rows, cols = local.permutation(96), local.permutation(48)
+    noisy = _noisy(w[rows][:, cols], 5e-4)
+    (group,) = _found(sharescan.analyze(_save("safetensors", tmp_path, {"w": w, "w_copy": noisy})))
+    assert group.relation == "permuted" and group.rel_error <= 2e-3
+    rebuilt = _rebuilt(w, group.members[1].permutation)
+    assert _relative(rebuilt, noisy) == pytest.approx(group.rel_error, rel=1e-6)
 
 
 def test_json_and_markdown_name_the_permutation(tmp_path: Path) -> None:
@@ -138,3 +194,20 @@ def test_a_long_permutation_is_given_in_json_as_its_length_and_hash(tmp_path: Pa
     member = result.to_dict()["groups"][0]["members"][1]
     assert member["permutation"] == [{"axis": 0, "length": 2000, "index_xxh3_64": f"{xxhash.xxh3_64_intdigest(order.astype('<i4').tobytes()):016x}"}]
     assert np.array_equal(tall[np.asarray(result.groups[0].members[1].permutation[0][1])], tall[order])
+
+
+def test_dedup_never_writes_a_near_permuted_merge_as_if_it_were_exact(tmp_path: Path) -> None:
+    # The permuted relation is verified as lossless (bit-identical outputs), so
+    # a near copy's Gather is refused by verification and named, not written.
+    w = rng.standard_normal((32, 48)).astype(np.float32)
+    near_copy = _noisy(w[:, rng.permutation(48)], 5e-4)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["a"]), helper.make_node("MatMul", ["x", "w_near"], ["b"])]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 48]) for n in ("a", "b")]
+    graph = helper.make_graph(nodes, "g", [x], outputs, initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(near_copy, "w_near")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    r = dedup(str(tmp_path / "m.onnx"), str(tmp_path / "o.onnx"), DedupOptions(measure_ram=False, tol=2e-3))
+    assert r.merges == () or list(r.merges) == []
+    assert [(d.merge.relation, d.merge.dropped) for d in r.dropped_merges] == [("permuted", "w_near")]
+    assert r.verdict.outputs_identical
+    assert "w_near" in {t.name for t in onnx.load(str(tmp_path / "o.onnx")).graph.initializer}

@@ -1,23 +1,29 @@
-"""2-D tensors equal, bit for bit, to another once its rows and/or columns are permuted.
+"""2-D tensors equal to another, or near-equal within ``--tol``, once its rows and/or columns are permuted.
 
 A permuted copy arises when a model is saved after a neuron reordering
-(pruning tools, merged checkpoints, heads regrouped) and the original is kept
-beside it. It is stored as the kept tensor plus an int32 index per permuted
-axis and rebuilt by ``Gather``, so a finding reclaims the copy's bytes minus
-its index bytes, and is only reported when that is positive.
+(pruning tools, merged checkpoints, heads regrouped, a conv output flattened
+channels-first in one package and channels-last in another) and the original
+is kept beside it. It is stored as the kept tensor plus an int32 index per
+permuted axis and rebuilt by ``Gather``, so a finding reclaims the copy's
+bytes minus its index bytes, and is only reported when that is positive.
 
-Exact only: a near-equal permuted copy would need a matching under
-tolerance (an assignment problem), not a sort; ``--tol`` does not apply here.
+Exact copies: the search never compares pairs. Tensors of one dtype and
+shape whose norms agree (a permutation keeps the norm, up to summation
+order) are read once and sketched: each element's bits are mixed into a
+64-bit hash, summed per row (a row's sum does not depend on the column
+order) and per column. The sorted row sums and sorted column sums are
+unchanged by any row and column permutation, so permuted copies share a
+bucket. Within a bucket the column order is recovered by matching column
+sums (stable sort: ties keep their order), then the row order by matching
+the rows' bytes, and the whole copy is compared with ``kept[rows][:, cols]``.
 
-The search never compares pairs. Tensors of one dtype and shape whose norms
-agree (a permutation keeps the norm, up to summation order) are read once
-and sketched: each element's bits are mixed into a 64-bit hash, summed per
-row (a row's sum does not depend on the column order) and per column. The
-sorted row sums and sorted column sums are unchanged by any row and column
-permutation, so permuted copies share a bucket. Within a bucket the column
-order is recovered by matching column sums (stable sort: ties keep their
-order), then the row order by matching the rows' bytes, and the whole copy
-is compared with ``kept[rows][:, cols]``.
+Near copies (with ``--tol``, float tensors only): the tensors no exact
+group took are screened pairwise by lower bounds of their distance under
+any permutation (``permute_match``: sorted row and column norms, then
+sorted rows), so a pair dropped cannot be within tol; survivors are matched
+by assignment and kept only when ``||kept[rows][:, cols] - copy|| /
+max(||kept||, ||copy||) <= tol``, measured on the whole tensors. A pair near
+without any permutation is left to ``near`` (no index to store).
 
 A tensor whose rows are all equal (or columns all equal) is left out: its
 row order means nothing, and the rows relation stores it as one row plus an
@@ -32,9 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.detect.common import bits
+from sharescan.detect import permute_match
+from sharescan.detect.common import bits, relative_error
 from sharescan.detect.relation import BaseRelation, Ledger, Rebuild, Scope
-from sharescan.digest import Digest, content_hash
+from sharescan.digest import Digest, content_hash, float_values
 from sharescan.dtypes import DTYPES
 from sharescan.groups import SAME, Group, Transform
 from sharescan.table import TensorEntry
@@ -55,7 +62,8 @@ def index_bytes(transform: Transform) -> int:
     return INDEX_ITEMSIZE * sum(len(order) for _, order in transform.permutation)
 
 
-def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
+def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float | None = None) -> list[Group]:
+    """Groups of permuted copies: bit for bit, and with ``tol`` also near-equal float copies."""
     families: dict[tuple[str, tuple[int, ...]], list[int]] = {}
     for i in units:
         e, d = entries[i], digests[i]
@@ -65,25 +73,89 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
     for (dtype, _), members in families.items():
         if len(members) < 2:
             continue
+        near = tol is not None and DTYPES[dtype].is_float
         if DTYPES[dtype].is_float:
-            members = _norm_neighbours(members, digests)
+            # | ||a|| - ||b|| | <= ||a - permuted b||: a near copy's norm is within tol too.
+            members = _norm_neighbours(members, digests, max(_NORM_RTOL, tol) if near and tol is not None else _NORM_RTOL)
         buckets: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+        sketches: dict[int, np.ndarray] = {}
         for i in members:
-            row_sums, col_sums = _line_sums(entries[i].read())
+            array = entries[i].read()
+            row_sums, col_sums = _line_sums(array)
             key = (content_hash(np.sort(row_sums)), content_hash(np.sort(col_sums)))
             buckets.setdefault(key, []).append((i, col_sums))  # rows are matched by their bytes
+            if near:
+                sketches[i] = permute_match.sketch(float_values(array, dtype).astype(np.float64))
+        found = []
         for bucket in buckets.values():
             if len(bucket) > 1:
-                groups.extend(_bucket_groups(entries, bucket))
+                found.extend(_bucket_groups(entries, bucket))
+        groups.extend(found)
+        if near and tol is not None:
+            taken = {i for g in found for i in g.members}
+            groups.extend(_near_groups(entries, [i for i in members if i not in taken], sketches, digests, tol))
     return groups
 
 
-def _norm_neighbours(members: list[int], digests: Mapping[int, Digest]) -> list[int]:
-    """Members whose norm another member matches within _NORM_RTOL (file order kept)."""
+def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: Mapping[int, np.ndarray], digests: Mapping[int, Digest], tol: float) -> list[Group]:
+    """Near-equal permuted copies among ``members`` (file order): the first left is kept, each other confirmed against it."""
+    groups = []
+    left = members
+    while len(left) > 1:
+        i, rest = left[0], left[1:]
+        left = []
+        kept: np.ndarray | None = None
+        members_found, transforms, worst_rel, worst_abs = [i], [SAME], 0.0, 0.0
+        for j in rest:
+            limit = tol * max(digests[i].norm, digests[j].norm)
+            if permute_match.sketch_bound(sketches[i], sketches[j]) > limit:
+                left.append(j)
+                continue
+            if kept is None:
+                kept = float_values(entries[i].read(), entries[i].dtype).astype(np.float64)
+                if _degenerate(kept):
+                    break
+            found = _near_copy(kept, float_values(entries[j].read(), entries[j].dtype).astype(np.float64), tol)
+            if found is None or index_bytes(found[0]) >= entries[j].nbytes:
+                left.append(j)
+                continue
+            members_found.append(j)
+            transforms.append(found[0])
+            worst_rel, worst_abs = max(worst_rel, found[1]), max(worst_abs, found[2])
+        else:
+            if len(members_found) > 1:
+                groups.append(Group("permuted", tuple(members_found), transforms=tuple(transforms), max_abs_error=worst_abs, rel_error=worst_rel))
+            continue
+        left = rest  # the kept tensor is degenerate: the others may still pair among themselves
+    return groups
+
+
+def _near_copy(kept: np.ndarray, copy: np.ndarray, tol: float) -> tuple[Transform, float, float] | None:
+    """(transform, relative error, max abs error) with copy ~ kept[rows][:, cols] within tol; None when none is found or no permutation is needed."""
+    norm_kept, norm_copy = float(np.linalg.norm(kept)), float(np.linalg.norm(copy))
+    scale = max(norm_kept, norm_copy)
+    if float(relative_error(np.linalg.norm(kept - copy), norm_kept, norm_copy)) <= tol:
+        return None  # near as it stands: the near relation's, with no index to store
+    if permute_match.sorted_rows_bound(kept, copy) > tol * scale or permute_match.sorted_rows_bound(kept.T, copy.T) > tol * scale:
+        return None
+    rows, cols = permute_match.match(kept, copy)
+    diff = kept[rows][:, cols] - copy
+    rel = float(relative_error(np.linalg.norm(diff), norm_kept, norm_copy))
+    if rel > tol:
+        return None
+    row_order = None if np.array_equal(rows, np.arange(len(rows))) else tuple(int(r) for r in rows)
+    col_order = None if np.array_equal(cols, np.arange(len(cols))) else tuple(int(c) for c in cols)
+    if row_order is None and col_order is None:
+        return None
+    return Transform("permute", row_order=row_order, col_order=col_order), rel, float(np.abs(diff).max())
+
+
+def _norm_neighbours(members: list[int], digests: Mapping[int, Digest], rtol: float) -> list[int]:
+    """Members whose norm another member matches within rtol (file order kept)."""
     norms = np.array([digests[i].norm for i in members])
     order = np.argsort(norms, kind="stable")
     s = norms[order]
-    close = s[1:] - s[:-1] <= _NORM_RTOL * np.maximum(s[1:], 1e-300)
+    close = s[1:] - s[:-1] <= rtol * np.maximum(s[1:], 1e-300)
     keep = np.zeros(len(members), dtype=bool)
     keep[order[1:][close]] = keep[order[:-1][close]] = True
     keep &= norms > 0  # an all-zero tensor is all rows equal
@@ -179,7 +251,7 @@ class Permuted(BaseRelation):
     name = "permuted"
 
     def detect(self, scope: Scope) -> list[Group]:
-        return find_permuted(scope.entries, scope.units, scope.digests)
+        return find_permuted(scope.entries, scope.units, scope.digests, scope.tol)
 
     def reclaimed(self, group: Group, ledger: Ledger) -> tuple[int, ...]:
         return (0, *(max(0, ledger.free(i) - index_bytes(group.transform(k + 1))) for k, i in enumerate(group.members[1:])))
