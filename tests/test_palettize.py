@@ -59,12 +59,60 @@ def test_terminal_report_names_the_metric_and_bytes(tmp_path: Path) -> None:
     assert "test accuracy (%): before" in proc.stdout and "bytes: 26,280 ->" in proc.stdout
 
 
-def test_bits_9_is_refused_in_one_line_and_nothing_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bits", ["0", "9"])
+def test_bits_outside_1_to_8_are_refused_in_one_line_and_nothing_written(tmp_path: Path, bits: str) -> None:
     out = tmp_path / "p.pt"
-    proc = run_cli("palettize", str(FIXTURES / "pair_a.pt"), "--arch", ARCH, "--bits", "9", "-o", str(out))
+    proc = run_cli("palettize", str(FIXTURES / "pair_a.pt"), "--arch", ARCH, "--bits", bits, "-o", str(out))
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: --bits 9") and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: --bits {bits}") and proc.stderr.count("\n") == 1
     assert not out.exists()
+
+
+class CounterNet(torch.nn.Module):
+    """A model with an integer buffer, a tiny weight and a weight holding Inf beside one ordinary weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.big = torch.nn.Linear(16, 16)
+        self.tiny = torch.nn.Linear(2, 2)
+        self.inf = torch.nn.Linear(8, 8)
+        self.register_buffer("steps", torch.arange(100, dtype=torch.int64).reshape(10, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.big(x)
+
+
+def test_integer_tiny_and_inf_tensors_are_left_as_they_are_and_listed(tmp_path: Path) -> None:
+    from sharescan.codebook.palettize import PalettizeOptions, palettize
+
+    model = CounterNet()
+    with torch.no_grad():
+        model.inf.weight[3, 3] = float("inf")
+    src = tmp_path / "m.pt"
+    torch.save(model.state_dict(), src)
+    r = palettize(src, tmp_path / "p.pt", PalettizeOptions(bits=2, arch="tests.test_palettize:CounterNet"))
+    assert r.tensors == ("big.weight",)
+    why = {s.split(":")[0]: s for s in r.skipped}
+    assert "integer tensors are not clustered" in why["steps"]
+    assert "no more than its codebook" in why["tiny.weight"]  # 4 elements, a 2-bit codebook of 4
+    assert "NaN or Inf" in why["inf.weight"]
+    state = torch.load(tmp_path / "p.pt")
+    assert torch.equal(state["steps"], model.steps) and torch.equal(state["tiny.weight"], model.tiny.weight)
+    assert torch.isinf(state["inf.weight"]).any() and "inf.weight" + INDICES not in state
+
+
+@pytest.mark.parametrize(("bits", "index_type", "opset"), [(4, "UINT4", 21), (5, "UINT8", 17)])
+def test_onnx_indices_are_uint4_at_4_bits_or_fewer(tmp_path: Path, bits: int, index_type: str, opset: int) -> None:
+    import onnx
+
+    onnx_out = tmp_path / "p.onnx"
+    proc = run_cli("palettize", str(FIXTURES / "pair_a.pt"), "--arch", ARCH, "--bits", str(bits), "--task", TASK, "--epochs", "0", "-o", str(tmp_path / "p.pt"), "--onnx", str(onnx_out))
+    assert proc.returncode == 0, proc.stderr
+    m = onnx.load(str(onnx_out))
+    onnx.checker.check_model(m, full_check=True)
+    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == opset
+    indices = [t for t in m.graph.initializer if t.name.endswith("_codebook_index")]
+    assert len(indices) == 3 and {onnx.TensorProto.DataType.Name(t.data_type) for t in indices} == {index_type}
 
 
 def test_onnx_is_written_verified_and_rebuilds_weights_by_gather(tmp_path: Path) -> None:
@@ -114,9 +162,6 @@ def test_integer_and_nonfinite_tensors_are_skipped_with_a_reason(tmp_path: Path)
 
 def test_group_channels_gives_each_group_its_own_codebook(tmp_path: Path) -> None:
     out = tmp_path / "p.pt"
-    proc = run_cli("palettize", str(FIXTURES / "pair_a.pt"), "--arch", ARCH, "--bits", "2", "--group-channels", "24", "-o", str(out))
-    # 24 does not divide features.0.weight's 64 output channels
-    assert proc.returncode == 2 and "--group-channels 24" in proc.stderr and not out.exists()
     proc = run_cli("palettize", str(FIXTURES / "pair_a.pt"), "--arch", ARCH, "--bits", "2", "--group-channels", "2", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     state = torch.load(out)
@@ -124,6 +169,46 @@ def test_group_channels_gives_each_group_its_own_codebook(tmp_path: Path) -> Non
     dense = dense_state_dict(state)
     w = dense["features.0.weight"]
     assert all(w[g : g + 2].unique().numel() <= 4 for g in range(0, 64, 2))
+
+
+def test_group_channels_that_do_not_divide_the_rows_give_a_smaller_last_group(tmp_path: Path) -> None:
+    # 64 rows in groups of at most 24: ceil(64 / 24) = 3 groups of ceil(64 / 3) = 22 rows (22, 22, 20),
+    # the split dense_state_dict rebuilds by; an embedding of 30,522 rows needs no divisor either.
+    out = tmp_path / "p.pt"
+    proc = run_cli("palettize", str(FIXTURES / "pair_a.pt"), "--arch", ARCH, "--bits", "2", "--group-channels", "24", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    state = torch.load(out)
+    book = state["features.0.weight" + CODEBOOK]
+    assert book.shape == (3, 4)
+    w = dense_state_dict(state)["features.0.weight"]
+    original = torch.load(FIXTURES / "pair_a.pt")["features.0.weight"]
+    for g, rows in enumerate((slice(0, 22), slice(22, 44), slice(44, 64))):
+        assert set(w[rows].unique().tolist()) <= set(book[g].tolist())
+        # each row snapped to the nearest center of its own group's codebook
+        nearest = book[g][(original[rows][..., None] - book[g]).abs().argmin(dim=-1)]
+        assert torch.equal(w[rows], nearest)
+
+
+def test_nearest_by_binary_search_equals_the_argmin_over_every_center() -> None:
+    from sharescan.codebook.palettize import _nearest
+
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(10, 7, generator=g)
+    c = torch.randn(4, 5, generator=g)  # unsorted centers, 4 groups over 10 rows: 3, 3, 3, 1
+    idx, value = _nearest(w, c)
+    group = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3])
+    brute = (w[:, :, None] - c[group][:, None, :]).abs().argmin(dim=2)
+    assert torch.equal(idx, brute)
+    assert torch.equal(value, torch.gather(c[group], 1, brute))
+    flat_idx, flat_value = _nearest(w, c[0])
+    assert torch.equal(flat_idx, (w[:, :, None] - c[0]).abs().argmin(dim=2)) and torch.equal(flat_value, c[0][flat_idx])
+
+
+def test_soft_share_penalty_pulls_the_centers_too() -> None:
+    w = torch.tensor([[0.0, 1.0]])
+    c = torch.tensor([0.2, 3.0], requires_grad=True)
+    soft_share_penalty([w], [c]).backward()
+    assert c.grad is not None and c.grad.tolist() == pytest.approx([2 * 0.2 + 2 * (-0.8), 0.0])
 
 
 def test_soft_share_penalty_is_the_squared_distance_to_the_nearest_center() -> None:

@@ -11,9 +11,11 @@ learned beside the weights, then snapped.
 
 The checkpoint stores each palettized weight ``name`` as ``name.__indices__``
 (uint8, the weight's shape) and ``name.__codebook__`` (the weight's dtype;
-shape ``(k,)``, or ``(groups, k)`` with ``--group-channels N``); the rebuild
-is ``codebook[indices]`` (per group: ``codebook[channel // N, indices]``),
-done by :func:`dense_state_dict`. Every other entry is stored as it is.
+shape ``(k,)``, or ``(groups, k)`` with ``--group-channels N``: a weight of R
+output channels has ceil(R / N) groups of ``per = ceil(R / groups)`` channels,
+the last possibly fewer); the rebuild is ``codebook[indices]`` (per group:
+``codebook[channel // per, indices]``), done by :func:`dense_state_dict`.
+Every other entry is stored as it is.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sharescan.codebook.kmeans import histogram, kmeans
 from sharescan.errors import InputError, SharescanError, VerificationError, one_line
 from sharescan.outputs import atomic_path, check_output
 
-__all__ = ["PalettizeOptions", "PalettizeResult", "palettize", "soft_share_penalty", "dense_state_dict", "INDICES", "CODEBOOK"]
+__all__ = ["PalettizeOptions", "PalettizeResult", "palettize", "soft_share_penalty", "dense_state_dict", "group_rows", "INDICES", "CODEBOOK"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,19 +118,37 @@ def soft_share_penalty(weights: list[Any], centers: list[Any]) -> Any:
     return total
 
 
-def _rows(w: Any, c: Any) -> Any:
-    """w as (groups, elements per group) to match the rows of c (1 row for a per-tensor codebook)."""
-    return w.reshape(c.shape[0] if c.dim() == 2 else 1, -1)
+def group_rows(rows: int, groups: int) -> list[slice]:
+    """The rows of each group: ``ceil(rows / groups)`` each, the last one possibly fewer (the rebuild's rule)."""
+    per = -(-rows // groups)
+    return [slice(s, min(s + per, rows)) for s in range(0, rows, per)]
+
+
+def _parts(w: Any, c: Any) -> list[tuple[slice, Any]]:
+    """(rows of w, their codebook) for each group; all rows and c for a per-tensor codebook."""
+    if c.dim() == 1:
+        return [(slice(None), c)]
+    return [(rows, c[g]) for g, rows in enumerate(group_rows(w.shape[0], c.shape[0]))]
 
 
 def _nearest(w: Any, c: Any) -> tuple[Any, Any]:
-    """(index of the nearest center, its value) for every weight, shaped as w."""
+    """(index of the nearest center, its value) for every weight, shaped as w; the value keeps c's gradient.
+
+    A binary search over the midpoints of the sorted centers: memory grows
+    with the weights, not weights x centers (an embedding of 11.7M values
+    against 64 centers would take 3 GB as a difference table).
+    """
     import torch
 
-    c2 = c if c.dim() == 2 else c[None]
-    flat = _rows(w, c)
-    idx = torch.argmin((flat[:, :, None] - c2[:, None, :]).abs(), dim=2)
-    return idx.reshape(w.shape), torch.gather(c2, 1, idx).reshape(w.shape)
+    idx, value = torch.empty(w.shape, dtype=torch.long, device=w.device), torch.empty_like(w)
+    for rows, book in _parts(w, c):
+        part = w[rows].detach()
+        order = torch.argsort(book.detach())
+        ranked = book[order]
+        pos = torch.searchsorted((ranked[1:] + ranked[:-1]).detach() / 2, part.reshape(-1).contiguous())
+        idx[rows] = order[pos].reshape(part.shape)
+        value[rows] = ranked[pos].reshape(part.shape)
+    return idx, value
 
 
 def _nearest_sq(w: Any, c: Any) -> Any:
@@ -149,7 +169,7 @@ def dense_state_dict(state: dict[str, Any]) -> dict[str, Any]:
             if book.dim() == 1:
                 out[name] = book[idx]
             else:
-                per = -(-idx.shape[0] // book.shape[0])  # channels per group
+                per = -(-idx.shape[0] // book.shape[0])  # channels per group (the last group may have fewer)
                 group = (torch.arange(idx.shape[0]) // per).reshape(-1, *([1] * (idx.dim() - 1))).expand_as(idx)
                 out[name] = book[group, idx]
             continue
@@ -173,14 +193,17 @@ def _targets(module: Any) -> tuple[dict[str, Any], list[str]]:
 
 
 def _initial_centers(w: Any, bits: int, group_channels: int | None) -> Any:
-    """k-means centers: (k,) for the tensor, or (groups, k), from sharescan.codebook.kmeans (padded by repeats when a group has fewer distinct values)."""
+    """k-means centers: (k,) for the tensor, or (groups, k), from sharescan.codebook.kmeans (padded by repeats when a group has fewer distinct values).
+
+    With N channels per group a tensor of R rows gets ceil(R / N) groups of
+    ceil(R / groups) <= N rows each, the last possibly fewer: the rule
+    :func:`dense_state_dict` rebuilds by, so no group size is stored.
+    """
     import torch
 
     k = 2**bits
     x = w.detach().cpu().double().numpy()
-    chunks = [x] if group_channels is None else [x[s : s + group_channels] for s in range(0, x.shape[0], group_channels)]
-    if group_channels is not None and len(chunks) > 1 and x.shape[0] % group_channels:  # fewer channels than N: one group
-        raise InputError(f"--group-channels {group_channels}: does not divide the {x.shape[0]} output channels of a {tuple(x.shape)} weight; choose a divisor")
+    chunks = [x] if group_channels is None else [x[rows] for rows in group_rows(x.shape[0], -(-x.shape[0] // group_channels))]
     rows = []
     for chunk in chunks:
         c = kmeans(histogram(chunk.reshape(-1)), k)
@@ -272,13 +295,12 @@ def _move_centers(w: Any, c: Any, idx: Any, pull: float) -> None:
     """Each center ``pull`` of the way to the mean of the weights nearest it (an unused center stays)."""
     import torch
 
-    c2 = c if c.dim() == 2 else c[None]
-    flat, ids = _rows(w, c), _rows(idx, c)
-    total = torch.zeros_like(c2).scatter_add_(1, ids, flat)
-    count = torch.zeros_like(c2).scatter_add_(1, ids, torch.ones_like(flat))
-    used = count > 0
-    target = torch.where(used, total / count.clamp_min(1), c2)
-    c2.add_(pull * (target - c2))
+    for rows, book in _parts(w, c):
+        flat, ids = w[rows].reshape(-1), idx[rows].reshape(-1)
+        total = torch.zeros_like(book).scatter_add_(0, ids, flat)
+        count = torch.zeros_like(book).scatter_add_(0, ids, torch.ones_like(flat))
+        target = torch.where(count > 0, total / count.clamp_min(1), book)
+        book.add_(pull * (target - book))
 
 
 def _gap(weights: list[Any], centers: list[Any]) -> float:
@@ -291,11 +313,15 @@ def _gap(weights: list[Any], centers: list[Any]) -> float:
 
 
 def _export(model: Any, sample: Any, onnx_output: Path, bits: int, max_error: float) -> float:
-    """The snapped model as ONNX, each palettized weight rebuilt by Gather over its codebook; verified against torch."""
+    """The snapped model as ONNX, each palettized weight rebuilt by Gather over its codebook; verified against torch.
+
+    Indices are UINT4 (opset 21, converted from the exporter's 17) at 4 bits
+    or fewer where the converter can, else UINT8.
+    """
     import onnx
     import torch
 
-    from sharescan.codebook.onnx_form import codebook_form, default_opset
+    from sharescan.codebook.onnx_form import codebook_form, default_opset, with_uint4_opset
     from sharescan.onnx_rewrite.verify import torch_vs_onnxruntime
 
     model = model.cpu().eval()
@@ -304,6 +330,8 @@ def _export(model: Any, sample: Any, onnx_output: Path, bits: int, max_error: fl
             torch.onnx.export(model, (sample,), str(tmp), input_names=["input"], output_names=["output"], dynamo=False, opset_version=17, dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
             expected = model(sample)
         m = onnx.load(str(tmp))
+        if bits <= 4:  # the exporter writes opset 17; Cast reads UINT4 indices from opset 21
+            m = with_uint4_opset(m)
         graph, opset = m.graph, default_opset(m)
         front = []
         for init in list(graph.initializer):
