@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet $(PIP_NET) '$(TORCH)' --index-url $(TORCH_INDEX) \
 	  || $(BIN)/pip install --quiet '$(TORCH)'
-	$(BIN)/pip install --quiet -e '.[torch,dev]'
+	$(BIN)/pip install --quiet -e '.[torch,dev,zoo]'
 	touch $(STAMP)
 
 setup: $(STAMP)

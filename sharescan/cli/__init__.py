@@ -26,6 +26,7 @@ from sharescan.cli.dedup import dedup
 from sharescan.cli.export import export
 from sharescan.cli.palettize import palettize
 from sharescan.cli.tie import tie
+from sharescan.cli.zoo import zoo
 from sharescan.errors import InputError
 
 __all__ = ["main", "cli"]
@@ -63,7 +64,7 @@ def _log_to_stderr(level: int) -> None:
         logger.addHandler(_StderrHandler())
 
 
-for _command in (analyze, dedup, export, tie, align, palettize):
+for _command in (analyze, dedup, export, tie, align, palettize, zoo):
     cli.add_command(_command)
 
 

@@ -1,0 +1,100 @@
+"""Where digest tasks run: a Dask cluster (remote, or local on this machine) or this process.
+
+Dask is imported here only, when the zoo command asks for a cluster, so
+``sharescan --help`` and every other command never import it. Results come
+back in the order tasks finish, so the caller can commit each one at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sharescan.errors import InputError
+
+__all__ = ["Runner", "InProcess", "open_runner", "NO_SCHEDULER", "DEFAULT_CONNECT_TIMEOUT"]
+
+logger = logging.getLogger(__name__)
+
+NO_SCHEDULER = "none"  # --scheduler none: every task in this process, one after another
+DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds to reach a remote scheduler before giving up
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Runner(Protocol):
+    threads_per_task: int  # digest threads a task may use
+
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
+        """``fn(item)`` for every item, yielded as each finishes; a task that fails without returning yields ``on_error``."""
+        ...
+
+
+class InProcess:
+    """Tasks run here, in order (``--scheduler none``): what tests and small zoos use."""
+
+    threads_per_task = 2
+
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+
+class _Dask:
+    """Tasks submitted to a dask.distributed client, collected as they complete."""
+
+    threads_per_task = 1  # one task per worker thread already fills the cores
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
+        from distributed import as_completed
+
+        futures = {self.client.submit(fn, item, pure=False): item for item in items}
+        try:
+            for future in as_completed(futures):
+                item = futures.pop(future)
+                if future.status == "error":  # a worker that died on this model (killed for memory, a crash in a parser)
+                    yield on_error(item, future.exception())
+                else:
+                    yield future.result()
+                future.release()
+        finally:
+            if futures:  # interrupted: what is not finished is dropped; the store keeps what is
+                self.client.cancel(list(futures))
+
+
+@contextlib.contextmanager
+def open_runner(scheduler: str | None, workers: int | None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Iterator[Runner]:
+    """A runner for ``--scheduler``: None starts a LocalCluster of ``workers`` processes (default: the cores), "none" runs in process.
+
+    Raises:
+        InputError: dask is not installed, or the scheduler cannot be reached within ``connect_timeout``.
+    """
+    if scheduler is not None and scheduler.lower() == NO_SCHEDULER:
+        yield InProcess()
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("zoo on a Dask cluster needs dask.distributed: pip install 'sharescan[zoo]' (or pass --scheduler none to scan in this process)") from None
+    if scheduler is None:
+        n = workers or os.cpu_count() or 1
+        logger.info("starting a local Dask cluster of %d worker process(es)", n)
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield _Dask(client)
+        return
+    if workers is not None:
+        raise InputError("--workers sizes the local cluster; a remote scheduler has its own workers: drop --workers or --scheduler")
+    try:
+        client = Client(scheduler, timeout=f"{connect_timeout}s")
+    except (OSError, TimeoutError, ValueError) as e:
+        reason = " ".join(str(e).split()) or e.__class__.__name__
+        raise InputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler within {connect_timeout:g} s ({reason}); check the address and that the scheduler runs, or pass --scheduler none") from None
+    with client:
+        yield _Dask(client)

@@ -1,0 +1,150 @@
+"""The zoo scan: list, digest what the store lacks (in parallel), join, summarise.
+
+1. List the models (``listing``) and stat the files each stored record was
+   read from: a model whose stamps are unchanged is not opened.
+2. Digest the others as tasks on the runner (a Dask cluster, or this
+   process); each record is committed to the store as its task finishes, so
+   an interrupted scan resumes where it stopped.
+3. If no model changed and the store holds the analysis for these stamps
+   and settings, that is the answer: nothing is read.
+4. Otherwise join every readable model's stored digests (``join``): the
+   detectors of ``sharescan analyze`` over records, reading only the
+   tensors a candidate needs; then ``summary`` adds families and totals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sharescan import __version__
+from sharescan.analysis import DEFAULT_TOL
+from sharescan.errors import InputError, one_line
+from sharescan.zoo.cluster import DEFAULT_CONNECT_TIMEOUT, NO_SCHEDULER, Runner, open_runner
+from sharescan.zoo.join import JoinSettings, ReadCounter, join_records
+from sharescan.zoo.listing import list_zoo
+from sharescan.zoo.records import STATUS_SKIPPED, ModelRecord
+from sharescan.zoo.result import ZooResult, ZooTiming
+from sharescan.zoo.store import DigestStore
+from sharescan.zoo.summary import summarise
+from sharescan.zoo.task import DigestOptions, digest_model, stamps_of
+
+__all__ = ["ZooOptions", "scan_zoo"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ZooOptions:
+    """The options of ``sharescan zoo``."""
+
+    tol: float | None = DEFAULT_TOL  # near-equal tensors; None: exact relations only
+    row_tol: float | None = DEFAULT_TOL  # near-equal rows; None: identical rows only
+    key: str | None = None  # dotted path into nested PyTorch checkpoints
+    trust_pickle: bool = False  # let PyTorch files unpickle arbitrary objects (runs code)
+    scheduler: str | None = None  # a dask.distributed address; None: a LocalCluster here; "none": this process
+    workers: int | None = None  # LocalCluster worker processes (None: the cores)
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # seconds to reach --scheduler
+    store: Path | None = None  # the digest store (None: beside the folder or manifest)
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--tol", self.tol), ("--row-tol", self.row_tol)):
+            if value is not None and not 0 < value < 1:
+                raise InputError(f"{flag} {value}: a relative distance must lie strictly between 0 and 1 (e.g. 2e-3)")
+        if self.workers is not None and self.workers < 1:
+            raise InputError(f"--workers {self.workers}: must be 1 or more")
+        if not self.connect_timeout > 0:
+            raise InputError(f"--connect-timeout {self.connect_timeout}: must be more than 0 seconds")
+
+
+# Called with (label, record) after each digested model's record is committed.
+OnModel = Callable[[str, ModelRecord], None]
+
+
+def scan_zoo(target: str, options: ZooOptions = ZooOptions(), on_model: OnModel | None = None) -> ZooResult:
+    """Scan every model under ``target`` (a folder or a manifest) and find what they share.
+
+    Raises:
+        InputError: no model listed, an unusable store, an unreachable scheduler or a bad option.
+    """
+    started = time.perf_counter()
+    listing = list_zoo(target)
+    store_path = options.store or listing.default_store
+    if not store_path.parent.is_dir():
+        raise InputError(f"--store {store_path}: its folder does not exist; create it or choose another path")
+    labels = list(listing.paths)
+    paths = [os.path.abspath(p) for p in labels]
+    label_of = dict(zip(paths, labels))
+    digest_key = json.dumps({"key": options.key, "trust_pickle": options.trust_pickle})
+    with contextlib.ExitStack() as stack:
+        # A remote scheduler is reached first, so that an unreachable one is
+        # said at once; a LocalCluster starts only if a model needs digesting.
+        runner = stack.enter_context(open_runner(options.scheduler, options.workers, options.connect_timeout)) if _remote(options.scheduler) else None
+        store = stack.enter_context(DigestStore(store_path))
+        stored = store.stamps(digest_key)
+        fresh = {p for p in paths if p in stored and stamps_of(s[0] for s in stored[p]) == stored[p]}
+        todo = [p for p in paths if p not in fresh]
+        if not todo:
+            cached = store.result(_result_key(options, labels, [stored[p] for p in paths]))
+            if cached is not None:
+                result = ZooResult.from_dict(cached)
+                for m in result.models:
+                    if m.status == STATUS_SKIPPED:
+                        logger.warning("%s: %s; skipped", m.path, m.reason)
+                return result.with_timing(ZooTiming(time.perf_counter() - started, 0, len(paths), result_from_store=True))
+        if todo:
+            if runner is not None:
+                _digest_missing(runner, todo, options, store, digest_key, label_of, on_model)
+            else:  # closed before the join: the workers' memory is given back
+                with open_runner(options.scheduler, options.workers, options.connect_timeout) as local:
+                    _digest_missing(local, todo, options, store, digest_key, label_of, on_model)
+        records = {r.path: r for r in store.records(paths)}
+        listed = [(label_of[p], records[p]) for p in paths]
+        for p, (label, record) in zip(paths, listed):
+            if p in fresh and not record.ok:  # told again on every scan, read or not
+                logger.warning("%s: %s; skipped", label, record.reason)
+        ok = [(label, r) for label, r in listed if r.ok]
+        counter = ReadCounter()
+        join = JoinSettings(options.tol, options.row_tol, options.key, options.trust_pickle)
+        analysis = join_records([r for _, r in ok], [label for label, _ in ok], join, counter) if ok else None
+        result = summarise(listed, analysis, options.tol, options.row_tol)
+        store.put_result(_result_key(options, labels, [r.stamps for _, r in listed]), result.to_dict())
+    timing = ZooTiming(time.perf_counter() - started, len(todo), len(fresh), False, counter.tensors, counter.models_opened)
+    return result.with_timing(timing)
+
+
+def _remote(scheduler: str | None) -> bool:
+    return scheduler is not None and scheduler.lower() != NO_SCHEDULER
+
+
+def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store: DigestStore, digest_key: str, label_of: dict[str, str], on_model: OnModel | None) -> None:
+    task = functools.partial(digest_model, options=DigestOptions(options.key, options.trust_pickle, runner.threads_per_task))
+    for record in runner.map_unordered(task, todo, _failed_task):
+        store.put(record, digest_key)  # committed now: an interrupted scan resumes after it
+        label = label_of[record.path]
+        if not record.ok:
+            logger.warning("%s: %s; skipped", label, record.reason)
+        else:
+            logger.info("%s: digested (%d tensors)", label, len(record.tensors))
+        if on_model is not None:
+            on_model(label, record)
+
+
+def _failed_task(path: str, error: BaseException) -> ModelRecord:
+    """A task that never returned (its worker died): the model is skipped with the cause, and retried next scan."""
+    reason = one_line(error, 1000) or error.__class__.__name__
+    return ModelRecord(path, ((path, -2, -2),), STATUS_SKIPPED, f"its digest task failed ({reason})")
+
+
+def _result_key(options: ZooOptions, labels: list[str], stamps: list[tuple[tuple[str, int, int], ...]]) -> str:
+    """The analysis is a function of these: the version, the settings, and every model's label and file stamps."""
+    body = json.dumps([__version__, options.tol, options.row_tol, options.key, options.trust_pickle, labels, stamps])
+    return hashlib.sha256(body.encode()).hexdigest()

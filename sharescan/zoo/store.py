@@ -1,0 +1,176 @@
+"""The digest store: one SQLite file holding each model's record, keyed cheaply.
+
+A model is looked up by its path; its record holds the (path, size,
+mtime_ns) stamp of every file it was read from, so whether it changed is
+decided by ``stat`` alone. Each tensor keeps its xxh3-64 content hash (and
+the rest of its digest) in its own row, indexed by hash. Finished analyses
+are kept too, keyed by every model's stamps and the settings, so a rescan of
+an unchanged zoo reads no model file at all.
+
+Only the process that drives the scan opens the store (workers hand records
+back), and each model is committed in its own transaction as it finishes:
+an interrupted scan loses at most the models still under way.
+
+Schema (``schema_version`` in ``meta``)::
+
+    models(path PK, stamps JSON, options JSON, status, reason, format,
+           file_bytes, files JSON, reused JSON, notes JSON, digested_at)
+    tensors(model -> models.path, position, name, shape JSON, dtype, storage,
+            storage_nbytes, buffer, span_start, span_end,
+            content (xxh3-64 as signed int64; NULL: not a unit), nonfinite,
+            has_nan, norm, grid_shape JSON, grid BLOB, rows_shape JSON, rows BLOB)
+    results(key PK, body JSON, created)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sharescan.digest import Digest
+from sharescan.dtypes import DTYPES
+from sharescan.errors import InputError
+from sharescan.zoo.records import FileStamp, ModelRecord, TensorRecord
+
+__all__ = ["DigestStore", "SCHEMA_VERSION"]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+_KEPT_RESULTS = 4  # analyses kept: the latest few settings of one zoo
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models(
+  path TEXT PRIMARY KEY, stamps TEXT NOT NULL, options TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+  format TEXT NOT NULL, file_bytes INTEGER NOT NULL, files TEXT NOT NULL, reused TEXT NOT NULL, notes TEXT NOT NULL, digested_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tensors(
+  model TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL, shape TEXT NOT NULL, dtype TEXT NOT NULL, storage TEXT NOT NULL,
+  storage_nbytes INTEGER, buffer TEXT, span_start INTEGER, span_end INTEGER,
+  content INTEGER, nonfinite INTEGER, has_nan INTEGER, norm REAL, grid_shape TEXT, grid BLOB, rows_shape TEXT, rows BLOB,
+  PRIMARY KEY(model, position));
+CREATE INDEX IF NOT EXISTS tensors_content ON tensors(content);
+CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL);
+"""
+
+
+class DigestStore:
+    """The store at ``path``, created if missing. Use as a context manager."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(str(path), timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")  # a commit per model stays cheap
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            version = self._version()
+            if version is not None and version != SCHEMA_VERSION:
+                logger.warning("%s: digests from another sharescan version; they are recomputed", path)
+                self.db.executescript("DROP TABLE IF EXISTS models; DROP TABLE IF EXISTS tensors; DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS meta;")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
+            self.db.commit()
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{path}: not a sharescan digest store ({e}); pass another --store path, or delete this file if it is an old store") from None
+
+    def _version(self) -> str | None:
+        has_meta = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    def __enter__(self) -> DigestStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- models -------------------------------------------------------------
+
+    def stamps(self, options: str) -> dict[str, tuple[FileStamp, ...]]:
+        """path -> stamps of every model stored with these digest options (no tensor row is read)."""
+        rows = self.db.execute("SELECT path, stamps FROM models WHERE options = ?", (options,))
+        return {path: tuple(tuple(s) for s in json.loads(stamps)) for path, stamps in rows}
+
+    def put(self, record: ModelRecord, options: str) -> None:
+        """Store one model's record, replacing any older one, in one transaction."""
+        with self.db:
+            self.db.execute("DELETE FROM tensors WHERE model = ?", (record.path,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO models VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                (record.path, json.dumps(record.stamps), options, record.status, record.reason, record.format, record.file_bytes,
+                 json.dumps(record.files), json.dumps(record.reused), json.dumps(record.notes), time.time()),
+            )
+            self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
+
+    def records(self, paths: Iterable[str]) -> Iterator[ModelRecord]:
+        """The stored records of ``paths``, in that order (a path not stored is left out)."""
+        for path in paths:
+            row = self.db.execute("SELECT path, stamps, status, reason, format, file_bytes, files, reused, notes FROM models WHERE path = ?", (path,)).fetchone()
+            if row is None:
+                continue
+            rows = self.db.execute("SELECT * FROM tensors WHERE model = ? ORDER BY position", (path,))
+            tensors = tuple(_tensor_record(r) for r in rows)
+            yield ModelRecord(
+                row[0], tuple(tuple(s) for s in json.loads(row[1])), row[2], row[3], row[4], row[5], tensors,
+                tuple(json.loads(row[6])), tuple((n, c) for n, c in json.loads(row[7])), tuple(json.loads(row[8])),
+            )
+
+    # -- finished analyses --------------------------------------------------
+
+    def result(self, key: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT body FROM results WHERE key = ?", (key,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put_result(self, key: str, body: Mapping[str, Any]) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO results VALUES(?,?,?)", (key, json.dumps(body), time.time()))
+            self.db.execute("DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY created DESC LIMIT ?)", (_KEPT_RESULTS,))
+
+
+def _signed(h: int) -> int:
+    """An unsigned 64-bit hash as SQLite's signed INTEGER."""
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+def _unsigned(h: int) -> int:
+    return h + (1 << 64) if h < 0 else h
+
+
+def _tensor_row(model: str, position: int, t: TensorRecord) -> tuple[Any, ...]:
+    d = t.digest
+    span = t.span or (None, None)
+    head = (model, position, t.name, json.dumps(t.shape), t.dtype, t.storage, t.storage_nbytes, t.buffer, span[0], span[1])
+    if d is None:
+        return (*head, None, None, None, None, None, None, None, None)
+    norm = None if math.isnan(d.norm) else d.norm
+    grid = (None, None) if d.grid is None else (json.dumps(d.grid.shape), d.grid.tobytes())
+    rows = (None, None) if d.row_sample is None else (json.dumps(d.row_sample.shape), d.row_sample.tobytes())
+    return (*head, _signed(d.content), int(d.nonfinite), int(d.has_nan), norm, *grid, *rows)
+
+
+def _array(shape: str | None, blob: bytes | None, dtype: str) -> np.ndarray | None:
+    if shape is None or blob is None:
+        return None
+    return np.frombuffer(blob, dtype=DTYPES[dtype].storage).reshape(json.loads(shape))
+
+
+def _tensor_record(r: tuple[Any, ...]) -> TensorRecord:
+    (_, _, name, shape, dtype, storage, storage_nbytes, buffer, span_start, span_end, content, nonfinite, has_nan, norm, grid_shape, grid, rows_shape, rows) = r
+    digest = None
+    if content is not None:
+        digest = Digest(_unsigned(content), bool(nonfinite), bool(has_nan), math.nan if norm is None else float(norm), _array(grid_shape, grid, dtype), _array(rows_shape, rows, dtype))
+    span = None if span_start is None else (int(span_start), int(span_end))
+    return TensorRecord(name, tuple(json.loads(shape)), dtype, storage, storage_nbytes, buffer, span, digest)

@@ -1,0 +1,253 @@
+"""sharescan zoo: cross-model groups equal to analyze's, a store that spares rescans, bad input told in one line.
+
+Zoos are a few small models built in tmp_path (safetensors, ONNX, a PyTorch
+state dict, a Hugging Face folder). Every scan but the LocalCluster test runs
+in this process (``--scheduler none``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xxhash
+
+import sharescan
+from sharescan.zoo import ZooOptions, ZooResult, scan_zoo
+from sharescan.zoo.summary import _group
+from tests.conftest import ROOT
+from tests.helpers import run_cli
+
+IN_PROCESS = ZooOptions(scheduler="none")
+
+
+def _save_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(path))
+
+
+def _save_onnx(path: Path, weight: np.ndarray) -> None:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rows, cols = weight.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, rows])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, cols])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    onnx.save(helper.make_model(graph), str(path))
+
+
+def _make_zoo(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """base; a fine-tune (one layer copied, the others near); a transposed copy; an ONNX copy; a .pt state dict; an HF folder."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    base = {f"layer{k}.weight": rng.standard_normal((64, 48)).astype(np.float32) for k in range(3)}
+    base["bias"] = rng.standard_normal(48).astype(np.float32)
+    _save_safetensors(root / "base.safetensors", base)
+    tuned = {k: v + (1e-4 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in base.items()}
+    tuned["layer0.weight"] = base["layer0.weight"].copy()
+    _save_safetensors(root / "tuned.safetensors", tuned)
+    _save_safetensors(root / "export.safetensors", {"emb": np.ascontiguousarray(base["layer1.weight"].T), "own": rng.standard_normal((16, 16)).astype(np.float32)})
+    (root / "onnx").mkdir(exist_ok=True)
+    _save_onnx(root / "onnx" / "m.onnx", base["layer2.weight"])
+    import torch
+
+    torch.save({"w": torch.from_numpy(-base["layer2.weight"]), "b": torch.from_numpy(base["bias"].copy())}, root / "neg.pt")
+    hf = root / "hf-model"
+    hf.mkdir(exist_ok=True)
+    (hf / "config.json").write_text("{}")
+    _save_safetensors(hf / "model.safetensors", {"decoder.weight": base["layer0.weight"].copy(), "extra": rng.standard_normal((32, 8)).astype(np.float32)})
+    return base
+
+
+def _groups_of(result: sharescan.result.AnalysisResult) -> list[dict]:
+    return [_group(g).to_dict() for g in result.groups]
+
+
+def _ok_paths(result: ZooResult) -> list[str]:
+    return [m.path for m in result.models if m.status == "ok"]
+
+
+def test_groups_equal_analyze_over_the_same_models(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    zoo = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    paths = _ok_paths(zoo)
+    assert len(paths) == 6 and zoo.totals.skipped == 0
+    plain = sharescan.analyze(paths)
+    assert [g.to_dict() for g in zoo.groups] == _groups_of(plain)
+    relations = {g.relation for g in zoo.groups if g.across_models}
+    assert {"identical", "transposed", "near", "negated"} <= relations
+    assert zoo.totals.reclaimable_bytes == plain.totals.reclaimable_bytes > 0
+    assert zoo.totals.input_bytes == plain.totals.unique_bytes
+    assert zoo.totals.unique_bytes == plain.totals.after_bytes
+    assert zoo.totals.exact_unique_bytes == plain.totals.unique_bytes - dict(plain.totals.by_relation)["identical"]
+    assert [m.reclaimable_bytes for m in zoo.models] == [m.reclaimable_bytes for m in plain.models]
+    # One family: every model but none is linked to base through some group.
+    assert len(zoo.families) == 1 and set(zoo.families[0].models) == set(paths)
+    assert zoo.families[0].shared_bytes == plain.totals.reclaimable_across_models_bytes
+
+
+def test_exact_settings_are_passed_to_the_detectors(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    zoo = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", tol=None, row_tol=None))
+    plain = sharescan.analyze(_ok_paths(zoo), sharescan.AnalysisOptions(tol=None, row_tol=None))
+    assert [g.to_dict() for g in zoo.groups] == _groups_of(plain)
+    assert "near" not in {g.relation for g in zoo.groups}
+
+
+def test_rescan_of_an_unchanged_zoo_reads_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _make_zoo(tmp_path / "zoo")
+    first = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert first.timing.digested == 6 and first.timing.from_store == 0
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was opened")
+
+    monkeypatch.setattr("sharescan.sources.load_model", refuse)
+    monkeypatch.setattr("sharescan.zoo.join.load_model", refuse)
+    again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (again.timing.digested, again.timing.from_store, again.timing.result_from_store, again.timing.tensors_read) == (0, 6, True, 0)
+    assert again.to_dict() | {"timing": None} == first.to_dict() | {"timing": None}
+
+
+def test_changed_model_is_digested_again_and_only_it(tmp_path: Path) -> None:
+    base = _make_zoo(tmp_path / "zoo")
+    first = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert any(m.model.endswith("export.safetensors") for g in first.groups for m in g.members)
+    target = tmp_path / "zoo" / "export.safetensors"
+    _save_safetensors(target, {"emb": np.ascontiguousarray(base["layer1.weight"].T) + 1.0, "own": np.arange(256, dtype=np.float32).reshape(16, 16) * 0.37 + 1.0})
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a coarse clock may give the rewrite the old mtime
+    again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (again.timing.digested, again.timing.from_store, again.timing.result_from_store) == (1, 5, False)
+    assert not any(m.model.endswith("export.safetensors") for g in again.groups for m in g.members)
+    assert [g.to_dict() for g in again.groups] == _groups_of(sharescan.analyze(_ok_paths(again)))
+
+
+def test_store_keeps_each_tensors_content_hash(tmp_path: Path) -> None:
+    base = _make_zoo(tmp_path / "zoo")
+    store = tmp_path / "digests.sqlite"
+    scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=store))
+    with sqlite3.connect(store) as db:
+        (content,) = db.execute("SELECT content FROM tensors WHERE model LIKE '%base.safetensors' AND name = 'layer0.weight'").fetchone()
+    assert content % (1 << 64) == xxhash.xxh3_64_intdigest(base["layer0.weight"].tobytes())
+    assert not (tmp_path / "zoo.sharescan.sqlite").exists()  # --store was used, not the default
+
+
+def test_default_store_sits_beside_the_folder_or_in_the_manifests_folder(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (tmp_path / "zoo.sharescan.sqlite").is_file()
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "few.txt").write_text("# two models\n../zoo/base.safetensors\n\n../zoo/tuned.safetensors\n../zoo/base.safetensors\n")
+    result = scan_zoo(str(lists / "few.txt"), IN_PROCESS)
+    assert [m.path for m in result.models] == [str(lists / "../zoo/base.safetensors"), str(lists / "../zoo/tuned.safetensors")]
+    assert (lists / "few.sharescan.sqlite").is_file()
+
+
+def test_unreadable_model_is_skipped_with_one_warning_and_listed(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    (tmp_path / "zoo" / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    proc = run_cli("zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "broken.safetensors" in lines[0] and lines[0].endswith("skipped")
+    data = json.loads(proc.stdout)
+    broken = [m for m in data["models"] if m["path"].endswith("broken.safetensors")]
+    assert broken == [{**broken[0], "status": "skipped"}] and "corrupt" in broken[0]["reason"]
+    assert data["totals"]["skipped"] == 1 and data["totals"]["models"] == 7
+    # Told again on a rescan that reads nothing.
+    again = run_cli("zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--json")
+    assert again.stderr == proc.stderr and json.loads(again.stdout)["timing"]["result_from_store"] is True
+
+
+def test_json_keeps_the_documented_keys(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    data = json.loads(run_cli("zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--json").stdout)
+    assert {"models", "groups", "families", "totals", "timing"} <= set(data)
+    assert {"path", "format", "bytes", "tensors", "reclaimable_bytes", "status", "reason"} <= set(data["models"][0])
+    assert {"relation", "bytes_reclaimable", "members", "rel_error"} <= set(data["groups"][0])
+    assert {"model", "tensor"} <= set(data["groups"][0]["members"][0])
+    assert {"models", "shared_bytes"} <= set(data["families"][0])
+    assert {"models", "skipped", "input_bytes", "unique_bytes", "exact_unique_bytes", "reclaimable_bytes"} <= set(data["totals"])
+    assert {"seconds", "digested", "from_store"} <= set(data["timing"])
+
+
+def test_terminal_and_markdown_reports_name_families_and_skipped_models(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    (tmp_path / "zoo" / "empty.onnx").write_bytes(b"")
+    report = tmp_path / "zoo.md"
+    proc = run_cli("zoo", "zoo", "--scheduler", "none", "--report", str(report), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("7 models (1 skipped):")
+    for text in (proc.stdout, report.read_text()):
+        assert "Families (1)" in text and "zoo/neg.pt" in text and "layer0.weight" in text
+        assert "zoo/empty.onnx: empty file" in text
+
+
+def test_interrupted_scan_resumes_from_the_store(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    done: list[str] = []
+
+    def stop_after_two(label: str, record: object) -> None:
+        done.append(label)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_zoo(str(tmp_path / "zoo"), IN_PROCESS, on_model=stop_after_two)
+    resumed = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (resumed.timing.digested, resumed.timing.from_store) == (4, 2)
+    fresh = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "fresh.sqlite"))
+    assert resumed.to_dict() | {"timing": None} == fresh.to_dict() | {"timing": None}
+
+
+def test_unreachable_scheduler_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    proc = run_cli("zoo", str(tmp_path / "zoo"), "--scheduler", "tcp://127.0.0.1:1", "--connect-timeout", "0.5")
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --scheduler tcp://127.0.0.1:1: cannot reach")
+    assert not (tmp_path / "zoo.sharescan.sqlite").exists()  # nothing written
+
+
+def test_bad_targets_are_refused_in_one_line(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    for args, says in (
+        (["zoo", str(tmp_path / "missing")], "no such folder or manifest"),
+        (["zoo", str(tmp_path / "zoo" / "base.safetensors")], "is a model file"),
+        (["zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--store", str(tmp_path / "zoo" / "base.safetensors")], "not a sharescan digest store"),
+        (["zoo", str(tmp_path / "zoo"), "--exact", "--tol", "1e-3"], "--exact excludes"),
+    ):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: ") and says in proc.stderr, proc.stderr
+
+
+def test_local_cluster_with_two_workers_gives_the_in_process_result(tmp_path: Path) -> None:
+    # A real dask.distributed LocalCluster: two worker processes.
+    _make_zoo(tmp_path / "zoo")
+    on_dask = scan_zoo(str(tmp_path / "zoo"), ZooOptions(workers=2, store=tmp_path / "dask.sqlite"))
+    here = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "here.sqlite"))
+    assert on_dask.timing.digested == 6
+    assert on_dask.to_dict() | {"timing": None} == here.to_dict() | {"timing": None}
+
+
+def test_help_imports_neither_dask_nor_torch_and_shows_the_store_default() -> None:
+    code = "import sys\nfrom sharescan.cli import cli\ntry:\n    cli.main(['zoo', '--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\nprint('\\n'.join(sys.modules))\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(proc.stdout.split())
+    assert not {"dask", "distributed", "torch"} & modules
+    assert "ROOT.sharescan.sqlite" in proc.stdout and "sharescan zoo " in proc.stdout.split("Examples:")[1]
