@@ -13,15 +13,16 @@ a pair it drops cannot be within tol, and no copy is missed:
    not depend on its columns' order, and sorted order is the best matching of
    two lists of numbers, so the sketches' distance is at most ``sqrt(2)``
    times the tensors' distance under any row and column permutation.
-2. ``sorted_rows_bound``: every row sorted (unchanged by a column
+2. sorted lines (in ``match``): every row sorted (unchanged by a column
    permutation), and each row of ``b`` paired with its nearest sorted row of
    ``a``. Summed over rows, that is at most the distance under the best
    permutation. It separates unrelated tensors whose value distributions
    agree (two random matrices of one shape pass the norm sketch, not this).
 
-The matching then recovers the permutation: rows by nearest sorted row,
-columns by nearest sorted column, then alternately rows given the columns
-and columns given the rows, each by nearest neighbour when that is a
+The same sums (and the same for columns) give the first guess: rows by
+nearest sorted row, columns by nearest sorted column; if that guess is not
+within the limit, alternately rows given the columns and columns given the
+rows, each by nearest neighbour when that is a
 bijection and by ``scipy.optimize.linear_sum_assignment`` (the optimal
 assignment) when it is not, until neither changes. Whatever it returns is
 confirmed on the whole tensor by the caller's measure.
@@ -33,7 +34,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["sketch", "sketch_bound", "sorted_rows_bound", "match", "MAX_REFINE"]
+__all__ = ["sketch", "sketch_bound", "match", "MAX_REFINE"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ def _squared_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-def sorted_rows_bound(a: np.ndarray, b: np.ndarray) -> float:
-    """A lower bound of ``min over permutations ||a[rows][:, cols] - b||``: each sorted row of b to its nearest sorted row of a."""
-    cost = _squared_distances(np.sort(b, axis=1), np.sort(a, axis=1))
-    return float(np.sqrt(cost.min(axis=1).sum())) / _SLACK
+def _lines_bound(a_sorted: np.ndarray, b_sorted: np.ndarray) -> tuple[float, np.ndarray]:
+    """(lower bound, squared distances): each sorted line of b to its nearest sorted line of a."""
+    cost = _squared_distances(b_sorted, a_sorted)
+    return float(np.sqrt(cost.min(axis=1).sum())) / _SLACK, cost
 
 
 def _assign(cost: np.ndarray) -> np.ndarray:
@@ -75,14 +76,26 @@ def _assign(cost: np.ndarray) -> np.ndarray:
     return np.asarray(order)
 
 
-def match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) that bring ``a[rows][:, cols]`` closest to ``b`` as far as alternating assignment finds; float64 inputs."""
-    rows = _assign(_squared_distances(np.sort(b, axis=1), np.sort(a, axis=1)))
-    cols = _assign(_squared_distances(np.sort(b, axis=0).T, np.sort(a, axis=0).T))
+def match(a: np.ndarray, b: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, cols) with ``||a[rows][:, cols] - b|| <= limit`` as far as alternating assignment finds one; None when a bound rules it out or none is found.
+
+    Float64 inputs of one shape. Rows sorted are unchanged by a column
+    permutation (and columns sorted by a row permutation), so the first
+    guess matches sorted lines; the two costs also give the lower bounds.
+    """
+    row_bound, row_cost = _lines_bound(np.sort(a, axis=1), np.sort(b, axis=1))
+    if row_bound > limit:
+        return None
+    col_bound, col_cost = _lines_bound(np.sort(a, axis=0).T, np.sort(b, axis=0).T)
+    if col_bound > limit:
+        return None
+    rows, cols = _assign(row_cost), _assign(col_cost)
     for _ in range(MAX_REFINE):
+        if np.linalg.norm(a[rows][:, cols] - b) <= limit:
+            return rows, cols
         new_rows = _assign(_squared_distances(b, a[:, cols]))
         new_cols = _assign(_squared_distances(b.T, a[new_rows].T))
         if np.array_equal(new_rows, rows) and np.array_equal(new_cols, cols):
-            break
+            return None
         rows, cols = new_rows, new_cols
-    return rows, cols
+    return None

@@ -136,9 +136,10 @@ def _near_copy(kept: np.ndarray, copy: np.ndarray, tol: float) -> tuple[Transfor
     scale = max(norm_kept, norm_copy)
     if float(relative_error(np.linalg.norm(kept - copy), norm_kept, norm_copy)) <= tol:
         return None  # near as it stands: the near relation's, with no index to store
-    if permute_match.sorted_rows_bound(kept, copy) > tol * scale or permute_match.sorted_rows_bound(kept.T, copy.T) > tol * scale:
+    found = permute_match.match(kept, copy, tol * scale)
+    if found is None:
         return None
-    rows, cols = permute_match.match(kept, copy)
+    rows, cols = found
     diff = kept[rows][:, cols] - copy
     rel = float(relative_error(np.linalg.norm(diff), norm_kept, norm_copy))
     if rel > tol:
