@@ -268,3 +268,131 @@ def test_large_near_cluster_is_grouped_with_few_exact_measurements(tmp_path: Pat
         assert np.linalg.norm(kept - other) / max(np.linalg.norm(kept), np.linalg.norm(other)) <= tol
     assert group.rel_error <= tol
     assert measured < 3 * n
+
+
+def _brute_pairs(x: np.ndarray, radius: float, labels: np.ndarray | None = None) -> set[tuple[int, int]]:
+    """Every pair within radius (same label), each distance computed: in blocks of rows, to bound memory."""
+    out = set()
+    for s in range(0, len(x), 64):
+        diff = x[s : s + 64, None] - x[None]
+        close = np.einsum("ijk,ijk->ij", diff, diff) <= radius * radius
+        if labels is not None:
+            close &= labels[s : s + 64, None] == labels[None]
+        out.update((s + int(i), int(j)) for i, j in zip(*np.nonzero(close)) if s + i < j)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_band_pairs_finds_what_every_pair_compared_finds(seed: int) -> None:
+    from sharescan.neighbors import band_pairs
+
+    r = np.random.default_rng(seed)
+    n, dims = int(r.integers(200, 1200)), int(r.choice([4, 16, 32]))
+    x = r.standard_normal((n, dims))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    radius = 0.012
+    # Pairs just inside and just outside the radius: the ones a missed edge loses first.
+    step = r.standard_normal((n // 4, dims))
+    step *= radius * r.uniform(0.9, 1.02, (n // 4, 1)) / np.linalg.norm(step, axis=1, keepdims=True)
+    x[: n // 4] = x[n // 4 : 2 * (n // 4)] + step
+    x[-40:] = x[-41] + 2e-3 * r.standard_normal((40, dims))  # a crowd: 780 pairs in one cell
+    labels = r.integers(0, 3, n) if seed % 2 else None
+    found = band_pairs(x.astype(np.float32) if seed % 3 == 0 else x, radius, labels=labels)
+    truth = _brute_pairs(x.astype(np.float32) if seed % 3 == 0 else x, radius, labels)
+    assert {tuple(p) for p in found.tolist()} == truth and len(truth) >= 40
+    assert found.tolist() == sorted(found.tolist())  # ordered like close_pairs
+    np.testing.assert_array_equal(found, close_pairs(x.astype(np.float32) if seed % 3 == 0 else x, radius, labels=labels))
+
+
+def _reference_merge_near_rows(samples, owner, label, dtype, row, row_tol, errors, abs_errors) -> None:
+    """The near-row merge before the banded index: every pair of samples compared, each candidate measured alone."""
+    from sharescan.detect.search import MARGIN
+    from sharescan.digest import float_values
+    from sharescan.neighbors import unit_rows
+
+    reps = np.flatnonzero(label == np.arange(len(label)))
+    values, ok = unit_rows(float_values(samples[reps], dtype).astype(np.float32, copy=False))
+    reps, values = reps[ok], values[ok]
+    pairs = sorted(_brute_pairs(values, 2 * MARGIN * row_tol, owner[reps]))
+    neighbours: dict[int, list[tuple[int, float, float]]] = {}
+    for a, b in pairs:
+        ra, rb = int(reps[a]), int(reps[b])
+        x = float_values(row(ra), dtype).astype(np.float64)
+        y = float_values(row(rb), dtype).astype(np.float64)
+        diff = float(np.linalg.norm(x - y))
+        scale = max(float(np.linalg.norm(x)), float(np.linalg.norm(y)))
+        if scale > 0 and diff <= row_tol * scale:
+            worst = float(np.abs(x - y).max())
+            neighbours.setdefault(ra, []).append((rb, diff, worst))
+            neighbours.setdefault(rb, []).append((ra, diff, worst))
+    claimed: set[int] = set()
+    for rep in sorted(neighbours, key=lambda r: (-len(neighbours[r]), r)):
+        if rep in claimed:
+            continue
+        claimed.add(rep)
+        for other, diff, worst in neighbours[rep]:
+            if other not in claimed:
+                claimed.add(other)
+                moved = label == other
+                label[moved] = rep
+                errors[moved] = diff * diff
+                abs_errors[moved] = worst
+
+
+def _row_family(r: np.random.Generator) -> dict[str, np.ndarray]:
+    """Two or three tensors of one row width: near rows at several distances, crowds, exact copies."""
+    cols = int(r.choice([16, 24, 64, 100]))
+    dtype = r.choice([np.float32, np.float16])
+    out = {}
+    for k in range(int(r.integers(2, 4))):
+        n = int(r.integers(300, 1500))
+        t = r.standard_normal((n, cols))
+        planted = r.choice(n, (n // 4, 2), replace=False)
+        for a, b in planted:
+            t[b] = t[a] * (1 + r.choice([2e-4, 1e-3, 1.9e-3, 2.5e-3, 5e-3]) * r.standard_normal(cols) / np.sqrt(cols))
+        crowd = r.choice(n, 30, replace=False)
+        t[crowd] = t[crowd[0]] + 4e-4 * r.standard_normal((30, cols))
+        t[r.choice(n, 20)] = 0.0  # exact copies: one class, searched once
+        out[f"t{k}"] = t.astype(dtype)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_near_rows_are_those_every_pair_compared_finds(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sharescan.detect import rows
+    from sharescan.detect.aliased import find_aliased
+    from sharescan.digest import compute_digests
+    from sharescan.sources import LoadOptions, load_model
+
+    path = save_safetensors(tmp_path / "m.safetensors", _row_family(np.random.default_rng(100 + seed)))
+    entries = list(load_model(str(path), 0, LoadOptions()).tensors)
+    _, units = find_aliased(entries)
+    digests = compute_digests(entries, units)
+    found = rows.find_rows(entries, units, digests, 2e-3)
+    monkeypatch.setattr(rows, "_merge_near_rows", _reference_merge_near_rows)
+    expected = rows.find_rows(entries, units, digests, 2e-3)
+    assert [(g.members, g.rows) for g in found] == [(g.members, g.rows) for g in expected]
+    assert found and any(g.rows.n_rows - g.rows.distinct_rows > 30 for g in found)
+    for g, e in zip(found, expected):
+        assert g.max_abs_error == pytest.approx(e.max_abs_error, rel=1e-12, abs=0)
+        assert g.rel_error == pytest.approx(e.rel_error, rel=1e-9, abs=0)
+
+
+def test_every_planted_near_row_is_found_among_128k_rows() -> None:
+    from sharescan.detect.aliased import find_aliased
+    from sharescan.detect.rows import find_rows
+    from sharescan.digest import compute_digests
+    from sharescan.sources.memory import load_object
+
+    r = np.random.default_rng(7)
+    n, cols, planted = 128_000, 64, 3000
+    emb = r.standard_normal((n, cols)).astype(np.float32)
+    a = r.choice(n, 2 * planted, replace=False)
+    src, dst = a[:planted], a[planted:]
+    emb[dst] = emb[src] * (1 + 1e-3 * r.standard_normal((planted, cols)) / np.sqrt(cols)).astype(np.float32)
+    entries = list(load_object({"embed": emb}, 0, "<state dict>").tensors)
+    _, units = find_aliased(entries)
+    (group,) = find_rows(entries, units, compute_digests(entries, units), 2e-3)
+    assert group.rows.n_rows - group.rows.distinct_rows == planted  # every planted row, nothing else
+    assert group.rows.reclaimed == (planted * cols * 4 - INDEX_ITEMSIZE * n,)
+    assert 0 < group.max_abs_error < 0.05

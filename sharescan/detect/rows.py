@@ -13,6 +13,12 @@ neighbours within its own tensor (where untrained rows sit together);
 searching every row against every other tensor's would cost more than the
 rest of the analysis for little gain, since near rows across tensors almost
 always come with near tensors.
+
+The near search runs on the row samples the digest already holds, through a
+banded index (``neighbors.band_pairs``): each row is looked up in a few
+sorted bands instead of being compared with every row, and no pair within
+the search radius is missed. Candidates are then measured on their full
+rows, in blocks, with the test used before: ``||x - y|| <= row_tol * max(||x||, ||y||)``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sharescan.detect.search import MARGIN
 from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.groups import Group, RowStats
-from sharescan.neighbors import close_pairs, unit_rows
+from sharescan.neighbors import band_pairs, unit_rows
 from sharescan.table import TensorEntry
 
 __all__ = ["find_rows", "INDEX_ITEMSIZE", "Rows", "RELATION"]
@@ -52,7 +58,7 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     """Row groups among tensors of one row shape and dtype."""
     owner = np.concatenate([np.full(entries[u].shape[0], k) for k, u in enumerate(members)])
     samples = np.concatenate([digests[u].row_sample for u in members])
-    row = _row_reader(entries, members, owner)
+    row = _FamilyRows(entries, members, owner)
     label = _exact_labels(samples, row)
     errors = np.zeros(len(owner))  # squared distance of each merged row to its representative
     abs_errors = np.zeros(len(owner))
@@ -77,27 +83,49 @@ def _family(entries: Sequence[TensorEntry], members: list[int], digests: Mapping
     ]
 
 
-def _row_reader(entries: Sequence[TensorEntry], members: list[int], owner: np.ndarray) -> Callable[[int], np.ndarray]:
-    """Row ``r`` of the family (global row number), reading each tensor once, when first needed."""
-    local = np.concatenate([np.arange(entries[u].shape[0]) for u in members])
-    views: dict[int, np.ndarray] = {}
+class _FamilyRows:
+    """Rows of a family by global row number, reading each tensor once, when first needed."""
 
-    def row(r: int) -> np.ndarray:
-        k = int(owner[r])
-        if k not in views:
-            views[k] = matrix_view(entries[members[k]].read())
-        return views[k][local[r]]
+    def __init__(self, entries: Sequence[TensorEntry], members: list[int], owner: np.ndarray) -> None:
+        self._entries = entries
+        self._members = members
+        self._owner = owner
+        self._local = np.concatenate([np.arange(entries[u].shape[0]) for u in members])
+        self._views: dict[int, np.ndarray] = {}
 
-    return row
+    def _view(self, k: int) -> np.ndarray:
+        if k not in self._views:
+            self._views[k] = matrix_view(self._entries[self._members[k]].read())
+        return self._views[k]
+
+    def __call__(self, r: int) -> np.ndarray:
+        """Row ``r``."""
+        return self._view(int(self._owner[r]))[self._local[r]]
+
+    def take(self, rs: np.ndarray) -> np.ndarray:
+        """Rows ``rs`` (any tensors of the family) as one matrix, in that order."""
+        owners = self._owner[rs]
+        first = self._view(int(owners[0]))
+        out = np.empty((len(rs), first.shape[1]), dtype=first.dtype)
+        for k in np.unique(owners):
+            at = np.flatnonzero(owners == k)
+            out[at] = self._view(int(k))[self._local[rs[at]]]
+        return out
 
 
 def _exact_labels(samples: np.ndarray, row: Callable[[int], np.ndarray]) -> np.ndarray:
     """Each row's representative row: rows whose samples agree, confirmed on their full bytes."""
     label = np.arange(len(samples))
-    _, inverse, counts = np.unique(_row_keys(samples), return_inverse=True, return_counts=True)
-    for cls in np.flatnonzero(counts > 1):
+    keys = _row_keys(samples)
+    # One sort puts each class's rows together, in row order (a scan per
+    # class would cost classes x rows).
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    sizes = np.diff(np.r_[starts, len(keys)])
+    for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
         first_seen: dict[int, int] = {}
-        for r in np.flatnonzero(inverse == cls):
+        for r in order[start : start + size]:
             h = xxhash.xxh3_64_intdigest(np.ascontiguousarray(row(int(r))).view(np.uint8).data)
             label[r] = first_seen.setdefault(h, int(r))
     return label
@@ -170,26 +198,19 @@ def _row_keys(samples: np.ndarray) -> np.ndarray:
     return (words * mult).sum(axis=1, dtype=np.uint64)
 
 
-def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row: Callable[[int], np.ndarray], row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
+def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row: _FamilyRows, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
     values, ok = unit_rows(float_values(samples[reps], dtype).astype(np.float32, copy=False))
     reps, values = reps[ok], values[ok]  # float32: samples only locate candidates
     if len(reps) < 2:
         return
-    pairs = close_pairs(values, 2 * MARGIN * row_tol, labels=owner[reps])
+    pairs = band_pairs(values, 2 * MARGIN * row_tol, labels=owner[reps])
     if not len(pairs):
         return
     neighbours: dict[int, list[tuple[int, float, float]]] = {}
-    for a, b in pairs:
-        ra, rb = int(reps[a]), int(reps[b])
-        x = float_values(row(ra), dtype).astype(np.float64)
-        y = float_values(row(rb), dtype).astype(np.float64)
-        diff = float(np.linalg.norm(x - y))
-        scale = max(float(np.linalg.norm(x)), float(np.linalg.norm(y)))
-        if scale > 0 and diff <= row_tol * scale:
-            worst = float(np.abs(x - y).max())
-            neighbours.setdefault(ra, []).append((rb, diff, worst))
-            neighbours.setdefault(rb, []).append((ra, diff, worst))
+    for ra, rb, diff, worst in _confirmed(reps[pairs[:, 0]], reps[pairs[:, 1]], dtype, row, row_tol):
+        neighbours.setdefault(ra, []).append((rb, diff, worst))
+        neighbours.setdefault(rb, []).append((ra, diff, worst))
     claimed: set[int] = set()
     for rep in sorted(neighbours, key=lambda r: (-len(neighbours[r]), r)):
         if rep in claimed:
@@ -203,6 +224,34 @@ def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, 
             label[moved] = rep
             errors[moved] = diff * diff
             abs_errors[moved] = worst
+
+
+_CONFIRM_ELEMENTS = 1 << 22  # candidate pairs are measured in blocks of about this many elements per side
+
+
+def _confirmed(a: np.ndarray, b: np.ndarray, dtype: str, row: _FamilyRows, row_tol: float) -> list[tuple[int, int, float, float]]:
+    """(a, b, ||a - b||, max |a - b|) for each candidate pair within ``row_tol`` on the full rows.
+
+    Measured in float64 on the full rows, in blocks: a crowd of m mutually
+    near rows gives m^2 / 2 candidates, too many for one Python step each.
+    """
+    if not len(a):
+        return []
+    cols = row(int(a[0])).size
+    step = max(1, _CONFIRM_ELEMENTS // max(1, cols))
+    out: list[tuple[int, int, float, float]] = []
+    for s in range(0, len(a), step):
+        ra, rb = a[s : s + step], b[s : s + step]
+        x = float_values(row.take(ra), dtype).astype(np.float64)
+        y = float_values(row.take(rb), dtype).astype(np.float64)
+        delta = x - y
+        diff = np.sqrt(np.einsum("ij,ij->i", delta, delta))
+        scale = np.sqrt(np.maximum(np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)))
+        near = (scale > 0) & (diff <= row_tol * scale)
+        if near.any():
+            worst = np.abs(delta[near]).max(axis=1)
+            out.extend(zip(ra[near].tolist(), rb[near].tolist(), diff[near].tolist(), worst.tolist()))
+    return out
 
 
 class Rows(BaseRelation):
