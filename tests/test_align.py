@@ -300,3 +300,26 @@ def test_softmax_across_heads_is_refused_naming_the_operation() -> None:
     with pytest.raises(InputError, match=r"^operation softmax \(softmax\): softmax across attn\.q's heads \(dim=1\)") as e:
         trace_sites(HeadsMixed())
     assert "\n" not in str(e.value)
+
+
+def test_tie_align_of_every_layer_halves_the_pair_and_aligns_the_head_columns_too(tmp_path: Path) -> None:
+    from sharescan.tying.run import TieOptions, tie
+
+    # B: pair_a with both hidden layers' units shuffled (the same function), so alignment has work to do.
+    state = torch.load(PAIR[0], weights_only=True)
+    g = torch.Generator().manual_seed(3)
+    p0, p2 = torch.randperm(64, generator=g), torch.randperm(32, generator=g)
+    shuffled = dict(state)
+    shuffled["features.0.weight"], shuffled["features.0.bias"] = state["features.0.weight"][p0], state["features.0.bias"][p0]
+    shuffled["features.2.weight"], shuffled["features.2.bias"] = state["features.2.weight"][p2][:, p0], state["features.2.bias"][p2]
+    shuffled["head.weight"] = state["head.weight"][:, p2]
+    torch.save(shuffled, tmp_path / "b.pt")
+    options = TieOptions(groups="A:* = B:*", task="tests.tie_tasks:small_pair", arch=ARCH, epochs=2, finetune_shared=0, lam=10.0, max_drop=100.0, align=True)
+    r = tie([PAIR[0], str(tmp_path / "b.pt")], str(tmp_path / "t.pt"), options)
+    assert r.bytes_after * 2 == r.bytes_before  # every parameter stored once for both models
+    a, b = r.modules["A"], r.modules["B"]
+    assert all(pa is pb for pa, pb in zip(a.parameters(), b.parameters()))
+    # The head's input columns follow the second hidden layer's permutation: its gap vanishes with the others.
+    gaps = next(n for n in r.notes if "group gaps before -> after alignment" in n)
+    before, after = (float(v) for v in gaps.split("A:head.weight = B:head.weight ")[1].split(",")[0].split(" -> "))
+    assert before > 0.1 and after < 1e-6
