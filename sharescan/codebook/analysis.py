@@ -22,7 +22,7 @@ from sharescan.codebook.kmeans import histogram, kmeans, sse
 from sharescan.errors import InputError
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["CodebookOptions", "TensorCodebook", "CodebookReport", "codebook_tensor", "codebook_models", "check_bits", "palettized_bytes", "DEFAULT_ERROR"]
+__all__ = ["CodebookOptions", "TensorCodebook", "CodebookReport", "codebook_tensor", "codebook_models", "check_bits", "palettized_bytes", "group_rows", "DEFAULT_ERROR"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,21 @@ def palettized_bytes(numel: int, bits: int, codebook_entries: int, itemsize: int
     return math.ceil(numel * bits / 8) + codebook_entries * itemsize
 
 
+def group_rows(rows: int, groups: int) -> list[slice]:
+    """The rows of each group: ``ceil(rows / groups)`` each, the last one possibly fewer.
+
+    With N channels a group, ``groups = ceil(rows / N)``: every group then has
+    at most N rows, and the split is found again from ``rows`` and ``groups``
+    alone (a checkpoint or a graph need not store N).
+    """
+    per = -(-rows // groups)
+    return [slice(s, min(s + per, rows)) for s in range(0, rows, per)]
+
+
 def _groups(w: np.ndarray, group_channels: int | None) -> list[np.ndarray]:
     if group_channels is None or w.ndim < 2:
         return [w.reshape(-1)]
-    return [w[s : s + group_channels].reshape(-1) for s in range(0, w.shape[0], group_channels)]
+    return [w[rows].reshape(-1) for rows in group_rows(w.shape[0], -(-w.shape[0] // group_channels))]
 
 
 def codebook_tensor(entry: TensorEntry, options: CodebookOptions) -> TensorCodebook:

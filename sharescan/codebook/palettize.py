@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.codebook.analysis import check_bits, palettized_bytes
+from sharescan.codebook.analysis import check_bits, group_rows, palettized_bytes
 from sharescan.codebook.kmeans import histogram, kmeans
 from sharescan.errors import InputError, SharescanError, VerificationError, one_line
 from sharescan.outputs import atomic_path, check_output
 
-__all__ = ["PalettizeOptions", "PalettizeResult", "palettize", "soft_share_penalty", "dense_state_dict", "group_rows", "INDICES", "CODEBOOK"]
+__all__ = ["PalettizeOptions", "PalettizeResult", "palettize", "soft_share_penalty", "dense_state_dict", "INDICES", "CODEBOOK"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +116,6 @@ def soft_share_penalty(weights: list[Any], centers: list[Any]) -> Any:
     for w, c in zip(weights, centers):
         total = total.to(w.device) + _nearest_sq(w, c).sum()
     return total
-
-
-def group_rows(rows: int, groups: int) -> list[slice]:
-    """The rows of each group: ``ceil(rows / groups)`` each, the last one possibly fewer (the rebuild's rule)."""
-    per = -(-rows // groups)
-    return [slice(s, min(s + per, rows)) for s in range(0, rows, per)]
 
 
 def _parts(w: Any, c: Any) -> list[tuple[slice, Any]]:
