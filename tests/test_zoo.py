@@ -19,7 +19,7 @@ import pytest
 import xxhash
 
 import sharescan
-from sharescan.zoo import ZooOptions, ZooResult, scan_zoo
+from sharescan.zoo import ZooOptions, ZooProgress, ZooResult, scan_zoo
 from sharescan.zoo.summary import _group
 from tests.conftest import ROOT
 from tests.helpers import run_cli
@@ -199,15 +199,17 @@ def test_terminal_and_markdown_reports_name_families_and_skipped_models(tmp_path
 
 def test_interrupted_scan_resumes_from_the_store(tmp_path: Path) -> None:
     _make_zoo(tmp_path / "zoo")
-    done: list[str] = []
 
-    def stop_after_two(label: str, record: object) -> None:
-        done.append(label)
-        if len(done) == 2:
-            raise KeyboardInterrupt
+    class StopAfterTwo(ZooProgress):
+        count = 0
+
+        def digested(self, label: str, record: object) -> None:
+            self.count += 1
+            if self.count == 2:
+                raise KeyboardInterrupt  # what Ctrl-C does between two models
 
     with pytest.raises(KeyboardInterrupt):
-        scan_zoo(str(tmp_path / "zoo"), IN_PROCESS, on_model=stop_after_two)
+        scan_zoo(str(tmp_path / "zoo"), IN_PROCESS, StopAfterTwo())
     resumed = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert (resumed.timing.digested, resumed.timing.from_store) == (4, 2)
     fresh = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "fresh.sqlite"))

@@ -12,6 +12,6 @@ cluster is asked for.
 from __future__ import annotations
 
 from sharescan.zoo.result import ZooResult
-from sharescan.zoo.scan import ZooOptions, scan_zoo
+from sharescan.zoo.scan import ZooOptions, ZooProgress, scan_zoo
 
-__all__ = ["ZooOptions", "ZooResult", "scan_zoo"]
+__all__ = ["ZooOptions", "ZooProgress", "ZooResult", "scan_zoo"]

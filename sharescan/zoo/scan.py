@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from sharescan.zoo.store import DigestStore
 from sharescan.zoo.summary import summarise
 from sharescan.zoo.task import DigestOptions, digest_model, stamps_of
 
-__all__ = ["ZooOptions", "scan_zoo"]
+__all__ = ["ZooOptions", "ZooProgress", "scan_zoo"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +64,30 @@ class ZooOptions:
             raise InputError(f"--connect-timeout {self.connect_timeout}: must be more than 0 seconds")
 
 
-# Called with (label, record) after each digested model's record is committed.
-OnModel = Callable[[str, ModelRecord], None]
+class ZooProgress:
+    """Hooks for a progress display; the default does nothing."""
+
+    def digesting(self, total: int) -> None: ...  # this many models are to be digested
+    def digested(self, label: str, record: ModelRecord) -> None: ...  # one is committed to the store
+    def joining(self, models: int) -> None: ...  # the cross-model search over this many readable models starts
+    def done(self) -> None: ...
 
 
-def scan_zoo(target: str, options: ZooOptions = ZooOptions(), on_model: OnModel | None = None) -> ZooResult:
+def scan_zoo(target: str, options: ZooOptions = ZooOptions(), progress: ZooProgress | None = None) -> ZooResult:
     """Scan every model under ``target`` (a folder or a manifest) and find what they share.
 
     Raises:
         InputError: no model listed, an unusable store, an unreachable scheduler or a bad option.
     """
     started = time.perf_counter()
+    progress = progress or ZooProgress()
+    try:
+        return _scan(target, options, progress, started)
+    finally:
+        progress.done()
+
+
+def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: float) -> ZooResult:
     listing = list_zoo(target)
     store_path = options.store or listing.default_store
     if not store_path.parent.is_dir():
@@ -101,11 +113,12 @@ def scan_zoo(target: str, options: ZooOptions = ZooOptions(), on_model: OnModel 
                         logger.warning("%s: %s; skipped", m.path, m.reason)
                 return result.with_timing(ZooTiming(time.perf_counter() - started, 0, len(paths), result_from_store=True))
         if todo:
+            progress.digesting(len(todo))
             if runner is not None:
-                _digest_missing(runner, todo, options, store, digest_key, label_of, on_model)
+                _digest_missing(runner, todo, options, store, digest_key, label_of, progress)
             else:  # closed before the join: the workers' memory is given back
                 with open_runner(options.scheduler, options.workers, options.connect_timeout) as local:
-                    _digest_missing(local, todo, options, store, digest_key, label_of, on_model)
+                    _digest_missing(local, todo, options, store, digest_key, label_of, progress)
         records = {r.path: r for r in store.records(paths)}
         listed = [(label_of[p], records[p]) for p in paths]
         for p, (label, record) in zip(paths, listed):
@@ -113,6 +126,7 @@ def scan_zoo(target: str, options: ZooOptions = ZooOptions(), on_model: OnModel 
                 logger.warning("%s: %s; skipped", label, record.reason)
         ok = [(label, r) for label, r in listed if r.ok]
         counter = ReadCounter()
+        progress.joining(len(ok))
         join = JoinSettings(options.tol, options.row_tol, options.key, options.trust_pickle)
         analysis = join_records([r for _, r in ok], [label for label, _ in ok], join, counter) if ok else None
         result = summarise(listed, analysis, options.tol, options.row_tol)
@@ -125,7 +139,7 @@ def _remote(scheduler: str | None) -> bool:
     return scheduler is not None and scheduler.lower() != NO_SCHEDULER
 
 
-def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store: DigestStore, digest_key: str, label_of: dict[str, str], on_model: OnModel | None) -> None:
+def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store: DigestStore, digest_key: str, label_of: dict[str, str], progress: ZooProgress) -> None:
     task = functools.partial(digest_model, options=DigestOptions(options.key, options.trust_pickle, runner.threads_per_task))
     for record in runner.map_unordered(task, todo, _failed_task):
         store.put(record, digest_key)  # committed now: an interrupted scan resumes after it
@@ -134,8 +148,7 @@ def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store:
             logger.warning("%s: %s; skipped", label, record.reason)
         else:
             logger.info("%s: digested (%d tensors)", label, len(record.tensors))
-        if on_model is not None:
-            on_model(label, record)
+        progress.digested(label, record)
 
 
 def _failed_task(path: str, error: BaseException) -> ModelRecord:
