@@ -54,7 +54,7 @@ def test_the_verbs_complete_after_the_program_name() -> None:
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        ("sharescan dedup --", {"--output", "--tol", "--rows", "--max-error", "--input", "--inputs", "--in-place", "--no-ram", "--json", "--report"}),
+        ("sharescan dedup --", {"--output", "--tol", "--rows", "--max-error", "--input", "--inputs", "--in-place", "--ram", "--json", "--report"}),
         ("sharescan analyze --trust", {"--trust-code", "--trust-pickle"}),
         ("sharescan tie --fine", {"--finetune-shared"}),
         ("sharescan export --no-", {"--no-constant-folding", "--no-ram"}),

@@ -353,4 +353,30 @@ def test_dedup_reports_each_step_as_it_starts(tmp_path: Path) -> None:
     src = _chain(tmp_path / "m.onnx", {"w0": w, "w1": w.copy()})
     steps: list[str] = []
     dedup(str(src), str(tmp_path / "o.onnx"), DedupOptions(), on_step=steps.append)
-    assert steps == ["analysing", "checking and loading", "running the original in onnxruntime", "rewriting and verifying", "measuring onnxruntime RAM", "writing"]
+    assert steps == ["loading", "analysing", "checking", "running the original in onnxruntime", "rewriting and verifying", "writing"]
+    steps.clear()
+    dedup(str(src), str(tmp_path / "o2.onnx"), DedupOptions(measure_ram=True), on_step=steps.append)
+    assert steps == ["loading", "analysing", "checking", "running the original in onnxruntime", "rewriting and verifying", "measuring onnxruntime RAM", "writing"]
+
+
+def test_dedup_analyses_the_model_it_loaded_without_reading_the_file_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sharescan.sources.onnx_source as onnx_source
+
+    def second_read(*args: object) -> None:
+        raise AssertionError("the analysis read the file again")
+
+    monkeypatch.setattr(onnx_source, "load_onnx", second_read)
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    r = dedup(str(_chain(tmp_path / "m.onnx", {"a": w, "b": w.copy()})), str(tmp_path / "out.onnx"), OPTS)
+    assert [(m.kept, m.dropped) for m in r.merges] == [("a", "b")] and r.verdict.outputs_identical
+
+
+def test_an_unreadable_model_is_refused_with_the_loader_message(tmp_path: Path) -> None:
+    src = tmp_path / "m.onnx"
+    w = rng.standard_normal((8, 8)).astype(np.float32)
+    _chain(src, {"a": w, "b": w.copy()})
+    src.write_bytes(src.read_bytes()[:-100])  # cut short
+    with pytest.raises(InputError) as caught:
+        dedup(str(src), str(tmp_path / "out.onnx"), OPTS)
+    assert str(src) in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "out.onnx").exists()

@@ -166,7 +166,7 @@ def test_failing_ram_probe_becomes_a_warning_not_a_traceback(tmp_path: Path, mon
         raise RuntimeError("MemoryError")
 
     monkeypatch.setattr(dedup_module, "measure_ram", broken)
-    r = dedup(str(_bert_like(tmp_path / "m.onnx")), str(tmp_path / "o.onnx"), DedupOptions())
+    r = dedup(str(_bert_like(tmp_path / "m.onnx")), str(tmp_path / "o.onnx"), DedupOptions(measure_ram=True))
     assert r.ram == {} and len(r.warnings) == 1 and "MemoryError" in r.warnings[0] and (tmp_path / "o.onnx").exists()
 
 
@@ -191,3 +191,19 @@ def test_inputs_npz_feeds_each_sample_and_refuses_a_wrong_dtype(tmp_path: Path) 
     with pytest.raises(InputError, match="names no graph input"):
         np.savez(tmp_path / "other.npz", nope=np.zeros(3))
         dedup(str(src), str(tmp_path / "o3.onnx"), DedupOptions(measure_ram=False, samples=(str(tmp_path / "other.npz"),)))
+
+
+def test_verification_opens_one_onnxruntime_session_per_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sharescan.onnx_rewrite import verify
+
+    opened: list[str] = []
+    real = verify._session
+
+    def counting(path: Path) -> object:
+        opened.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(verify, "_session", counting)
+    r = dedup(str(_bert_like(tmp_path / "m.onnx")), str(tmp_path / "o.onnx"), DedupOptions())
+    assert r.merges and r.verdict.outputs_identical
+    assert opened == ["m.onnx", "o.onnx"]  # the original, then the rewrite (in its work folder), each once

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sharescan.cli._options import json_opt, no_ram_opt, output_opt, report_opt, rewrite_opts
+from sharescan.cli._options import json_opt, output_opt, report_opt, rewrite_opts
 from sharescan.cli._output import check_report_target, dedup_rendering, emit
 from sharescan.cli._progress import step_status
 
@@ -22,6 +22,7 @@ Examples:
   sharescan dedup model.onnx -o small.onnx --codebook 4 --max-error 1e-2
   sharescan dedup model.onnx -o out.onnx --input input_ids:1x128:int64
   sharescan dedup vad.onnx -o out.onnx --inputs speech.npz --inputs silence.npz
+  sharescan dedup model.onnx -o small.onnx --ram
 \b
 Exit codes: 0 written and verified; 2 unusable input, options or a failed verification (nothing written).""")
 @click.argument("model", metavar="MODEL.onnx")
@@ -32,17 +33,19 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims tried at sizes the model runs at.")
 @click.option("--inputs", "samples", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Real inputs for verification: an .npz of arrays named after graph inputs; one sample per file, or several along a leading axis (one dim more than declared); repeatable.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
-@no_ram_opt("Skip measuring onnxruntime RAM (four short runs).")
+@click.option("--ram", "measure_ram", is_flag=True, help="Also measure onnxruntime's RAM (RSS growth for a session and one run) before and after, with default and recommended session options: four more sessions in fresh processes.")
+# RAM used to be measured unless --no-ram was given: still accepted, it asks for what is now the default (and wins over --ram).
+@click.option("--no-ram", "no_ram", is_flag=True, hidden=True)
 @json_opt
 @report_opt
-def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], samples: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, codebook_bits: int | None, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], samples: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, codebook_bits: int | None, measure_ram: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
     """Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime."""
     check_report_target(report_path, model, output)
     from sharescan.onnx_rewrite.dedup import DedupOptions, dedup as run_dedup
     from sharescan.onnx_rewrite.verify import parse_input_spec
 
     inputs = tuple(parse_input_spec(s) for s in input_specs)
-    options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=not no_ram, inputs=inputs, samples=samples, strip_debug=strip_debug, simplify=simplify, codebook=codebook_bits)
+    options = DedupOptions(tol=tol, rows=rows, max_error=max_error, measure_ram=measure_ram and not no_ram, inputs=inputs, samples=samples, strip_debug=strip_debug, simplify=simplify, codebook=codebook_bits)
     with step_status("dedup") as on_step:
         result = run_dedup(model, output, options, in_place=in_place, on_step=on_step)
     emit(dedup_rendering(result), as_json, report_path)

@@ -42,7 +42,9 @@ class DedupOptions:
     tol: float | None = None  # also merge near-equal tensors within this relative distance (lossy)
     rows: bool = False  # store tensors with duplicate rows as unique rows + Gather
     max_error: float = 1e-3  # a lossy result whose outputs move more than this (relative) is not written
-    measure_ram: bool = True  # measure onnxruntime RAM before and after (4 short runs)
+    # Measure onnxruntime RAM before and after (``--ram``): four sessions in
+    # fresh processes, which cost more than the rest of a run; off unless asked.
+    measure_ram: bool = False
     inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # graph input specs for verification
     # .npz files of real inputs for verification (each one sample, or several
     # along a leading axis; see feeds.load_samples); replace synthetic feeds.
@@ -173,7 +175,7 @@ def _silent(step: str) -> None:
 
 
 def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step: Callable[[str], None]) -> DedupResult:
-    from sharescan.analysis import AnalysisOptions, analyze
+    from sharescan.analysis import AnalysisOptions
 
     if not src.is_file():
         raise InputError(f"{src}: no such file; check the path")
@@ -181,11 +183,12 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step:
         raise InputError(f"{src}: not an .onnx file; dedup rewrites ONNX models (use `sharescan export` for PyTorch)")
     check_output(out, [src], in_place=in_place)
 
+    on_step("loading")
+    model, data_files = _load_checked(src)
     on_step("analysing")
-    result = analyze([str(src)], AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
-    on_step("checking and loading")
+    result = _analysed(src, model, AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
+    on_step("checking")
     check_model(src)
-    model, data_files = _load(src)
     before = _tensor_bytes(model)
     on_step("running the original in onnxruntime")
     reference = reference_runs(src, model, options.inputs, options.samples)
@@ -310,6 +313,33 @@ def _drop_failing(src: Path, result: Any, options: DedupOptions, work: Path, out
         raise VerificationError(f"{out}: verification failed even with no merge: {final.failure}; nothing written{hint}")
     dropped = [DroppedMerge(by_name[n], reasons.get(n, "left out with a failing merge")) for n in names if n not in kept]
     return final, dropped
+
+
+def _load_checked(src: Path) -> tuple[Any, list[str]]:
+    """``_load``, but a file it cannot read is refused with the analysis loader's message.
+
+    That loader checks what onnx does not (external data outside the model's
+    folder, sizes, element types) and names the file and the tensor; ``_load``
+    can only name the exception.
+    """
+    try:
+        return _load(src)
+    except InputError as failed:
+        from sharescan.analysis import AnalysisOptions, analyze
+
+        analyze([str(src)], AnalysisOptions(tol=None, row_tol=None, candidates=0))  # raises the precise message, if it has one
+        raise failed from None
+
+
+def _analysed(src: Path, model: Any, options: Any) -> Any:
+    """The analysis of the loaded model: its tensors are read from memory, not from the file a second time."""
+    from sharescan.analysis import analyze
+
+    try:
+        return analyze(model, options)
+    except InputError:
+        # Refused in memory: the file's own loader refuses it too, naming the file.
+        return analyze([str(src)], options)
 
 
 def _load(src: Path) -> tuple[Any, list[str]]:

@@ -54,7 +54,8 @@ class DedupResult:
     merges: tuple[Merge, ...]
     verdict: Verdict
     lossy: bool
-    # onnxruntime RSS growth in bytes: {"before"|"after": {"default"|"recommended": n}}
+    # onnxruntime RSS growth in bytes: {"before"|"after": {"default"|"recommended": n}};
+    # empty when not measured (measured only with ``--ram``, or the probe failed: see warnings).
     ram: dict[str, dict[str, int]] = field(default_factory=dict)
     simplified: FoldResult | None = None  # what --simplify folded, if asked
     settings: dict[str, Any] = field(default_factory=dict)  # the options this result was made with
@@ -73,7 +74,7 @@ class DedupResult:
             "merges": [m.to_dict() for m in self.merges],
             "dropped_merges": [d.to_dict() for d in self.dropped_merges],
             "verification": {**self.verdict.to_dict(), "lossy": self.lossy},
-            "onnxruntime_ram_bytes": self.ram,
+            "onnxruntime_ram_bytes": self.ram or None,  # null: not measured
             "simplify": None if self.simplified is None else self.simplified.to_dict(),
             "recommended_session_options": self.recommended_options,
             "warnings": list(self.warnings),
