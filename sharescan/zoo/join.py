@@ -42,9 +42,12 @@ logger = logging.getLogger(__name__)
 # or graph and one lazy reader per tensor (tensor bytes stay in the file), so
 # many fit; detectors confirm across models in their own order, and reopening
 # a model per read cost more than the reads (27,634 reopenings for 28,453
-# reads over 400 models with 4 kept open). Bounded by tensors held as well.
+# reads over 400 models with 4 kept open). Bounded by tensors held, and by
+# file bytes: a loader may map a whole file, whose touched pages then count
+# in the process's memory while the model stays open.
 _OPEN_MODELS = 1024
 _OPEN_TENSORS = 200_000
+_OPEN_FILE_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class _Reopener:
         self.counter = counter
         self.open: OrderedDict[int, LoadedModel] = OrderedDict()
         self.open_tensors = 0
+        self.open_bytes = 0
         self.lock = threading.Lock()  # detectors may confirm from several threads
 
     def reader(self, k: int, position: int) -> Callable[[], np.ndarray]:
@@ -85,9 +89,11 @@ class _Reopener:
                 model = self._load(k)
                 self.open[k] = model
                 self.open_tensors += len(model.tensors)
-                while len(self.open) > 1 and (len(self.open) > _OPEN_MODELS or self.open_tensors > _OPEN_TENSORS):
+                self.open_bytes += model.file_bytes
+                while len(self.open) > 1 and (len(self.open) > _OPEN_MODELS or self.open_tensors > _OPEN_TENSORS or self.open_bytes > _OPEN_FILE_BYTES):
                     _, dropped = self.open.popitem(last=False)
                     self.open_tensors -= len(dropped.tensors)
+                    self.open_bytes -= dropped.file_bytes
             else:
                 self.open.move_to_end(k)
             self.counter.tensors += 1

@@ -119,10 +119,13 @@ class ZooTiming:
     result_from_store: bool = False  # the whole analysis came from the store: no model was read
     tensors_read: int = 0  # tensors read again to confirm candidates
     models_reopened: int = 0  # models opened again for those reads
+    digest_seconds: float = 0.0  # listing, stat and digesting (the parallel part)
+    join_seconds: float = 0.0  # the cross-model search and its confirming reads (in this process)
 
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 3), "digested": self.digested, "from_store": self.from_store, "result_from_store": self.result_from_store,
-                "tensors_read": self.tensors_read, "models_reopened": self.models_reopened}
+                "tensors_read": self.tensors_read, "models_reopened": self.models_reopened,
+                "digest_seconds": round(self.digest_seconds, 3), "join_seconds": round(self.join_seconds, 3)}
 
 
 @dataclass(frozen=True)

@@ -127,11 +127,13 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
         ok = [(label, r) for label, r in listed if r.ok]
         counter = ReadCounter()
         progress.joining(len(ok))
+        joined = time.perf_counter()
         join = JoinSettings(options.tol, options.row_tol, options.key, options.trust_pickle)
         analysis = join_records([r for _, r in ok], [label for label, _ in ok], join, counter) if ok else None
         result = summarise(listed, analysis, options.tol, options.row_tol)
         store.put_result(_result_key(options, labels, [r.stamps for _, r in listed]), result.to_dict())
-    timing = ZooTiming(time.perf_counter() - started, len(todo), len(fresh), False, counter.tensors, counter.models_opened)
+    now = time.perf_counter()
+    timing = ZooTiming(now - started, len(todo), len(fresh), False, counter.tensors, counter.models_opened, joined - started, now - joined)
     return result.with_timing(timing)
 
 
