@@ -232,6 +232,8 @@ def test_bad_targets_are_refused_in_one_line(tmp_path: Path) -> None:
         (["zoo", str(tmp_path / "zoo" / "base.safetensors")], "is a model file"),
         (["zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--store", str(tmp_path / "zoo" / "base.safetensors")], "not a sharescan digest store"),
         (["zoo", str(tmp_path / "zoo"), "--exact", "--tol", "1e-3"], "--exact excludes"),
+        (["zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--workers", "2"], "--workers sizes the local cluster"),
+        (["zoo", str(tmp_path / "zoo"), "--workers", "0"], "must be 1 or more"),
     ):
         proc = run_cli(*args)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: ") and says in proc.stderr, proc.stderr
@@ -253,3 +255,14 @@ def test_help_imports_neither_dask_nor_torch_and_shows_the_store_default() -> No
     modules = set(proc.stdout.split())
     assert not {"dask", "distributed", "torch"} & modules
     assert "ROOT.sharescan.sqlite" in proc.stdout and "sharescan zoo " in proc.stdout.split("Examples:")[1]
+
+
+def test_large_families_and_groups_are_cut_in_tables_but_listed_whole_in_json(tmp_path: Path) -> None:
+    weight = np.random.default_rng(3).standard_normal((32, 16)).astype(np.float32)
+    (tmp_path / "zoo").mkdir()
+    for k in range(10):
+        _save_safetensors(tmp_path / "zoo" / f"copy{k}.safetensors", {"w": weight})
+    proc = run_cli("zoo", "zoo", "--scheduler", "none", cwd=tmp_path)
+    assert "and 2 more" in proc.stdout and "and 4 more" in proc.stdout  # 10 models: 8 shown; 10 members: 6 shown
+    data = json.loads(run_cli("zoo", "zoo", "--scheduler", "none", "--json", cwd=tmp_path).stdout)
+    assert len(data["families"][0]["models"]) == 10 and len(data["groups"][0]["members"]) == 10

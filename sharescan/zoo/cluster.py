@@ -89,8 +89,6 @@ def open_runner(scheduler: str | None, workers: int | None, connect_timeout: flo
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             yield _Dask(client)
         return
-    if workers is not None:
-        raise InputError("--workers sizes the local cluster; a remote scheduler has its own workers: drop --workers or --scheduler")
     try:
         client = Client(scheduler, timeout=f"{connect_timeout}s")
     except (OSError, TimeoutError, ValueError) as e:

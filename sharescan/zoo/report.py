@@ -24,6 +24,8 @@ FAMILY_HEADER = ("#", "models", "shared tensors", "reclaimable")
 GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "error")
 MODEL_HEADER = ("#", "model", "tensors", "bytes", "reclaimable")
 _NAMES_SHOWN = 4  # tensor names a family row shows before "and N more"
+_MODELS_SHOWN = 8  # models a family row shows before "and N more" (JSON lists all)
+_MEMBERS_SHOWN = 6  # members a group row shows before "and N more" (JSON lists all)
 
 
 def render_zoo_json(result: ZooResult) -> str:
@@ -58,15 +60,24 @@ def _family_names(result: ZooResult, f: ZooFamily) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
+def _family_models(f: ZooFamily) -> str:
+    shown = list(f.models[:_MODELS_SHOWN])
+    if len(f.models) > _MODELS_SHOWN:
+        shown.append(f"and {len(f.models) - _MODELS_SHOWN} more")
+    return "\n".join(shown)
+
+
 def _family_rows(result: ZooResult) -> list[tuple[str, ...]]:
-    return [(str(k), "\n".join(f.models), _family_names(result, f), human_bytes(f.shared_bytes)) for k, f in enumerate(result.families, 1)]
+    return [(str(k), _family_models(f), _family_names(result, f), human_bytes(f.shared_bytes)) for k, f in enumerate(result.families, 1)]
 
 
 def _member_lines(g: ZooGroup) -> list[tuple[str, str]]:
     out = []
-    for m in g.members:
+    for m in g.members[:_MEMBERS_SHOWN]:
         how = " (transposed)" if m.transposed else (f" (x {m.scale:.6g})" if m.scale is not None else "")
         out.append((f"{m.model}: {m.tensor}", f"[{'x'.join(map(str, m.shape))} {m.dtype}]{how}"))
+    if len(g.members) > _MEMBERS_SHOWN:
+        out.append((f"and {len(g.members) - _MEMBERS_SHOWN} more", ""))
     return out
 
 

@@ -60,6 +60,8 @@ class ZooOptions:
                 raise InputError(f"{flag} {value}: a relative distance must lie strictly between 0 and 1 (e.g. 2e-3)")
         if self.workers is not None and self.workers < 1:
             raise InputError(f"--workers {self.workers}: must be 1 or more")
+        if self.workers is not None and self.scheduler is not None:
+            raise InputError(f"--workers sizes the local cluster, and --scheduler {self.scheduler} uses none: drop --workers or --scheduler")
         if not self.connect_timeout > 0:
             raise InputError(f"--connect-timeout {self.connect_timeout}: must be more than 0 seconds")
 
