@@ -353,10 +353,10 @@ def test_dedup_reports_each_step_as_it_starts(tmp_path: Path) -> None:
     src = _chain(tmp_path / "m.onnx", {"w0": w, "w1": w.copy()})
     steps: list[str] = []
     dedup(str(src), str(tmp_path / "o.onnx"), DedupOptions(), on_step=steps.append)
-    assert steps == ["loading", "analysing", "checking", "running the original in onnxruntime", "rewriting and verifying", "writing"]
+    assert steps == ["loading and analysing", "checking", "running the original in onnxruntime", "rewriting and verifying", "writing"]
     steps.clear()
     dedup(str(src), str(tmp_path / "o2.onnx"), DedupOptions(measure_ram=True), on_step=steps.append)
-    assert steps == ["loading", "analysing", "checking", "running the original in onnxruntime", "rewriting and verifying", "measuring onnxruntime RAM", "writing"]
+    assert steps == ["loading and analysing", "checking", "running the original in onnxruntime", "rewriting and verifying", "measuring onnxruntime RAM", "writing"]
 
 
 def test_dedup_analyses_the_model_it_loaded_without_reading_the_file_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -183,10 +183,8 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step:
         raise InputError(f"{src}: not an .onnx file; dedup rewrites ONNX models (use `sharescan export` for PyTorch)")
     check_output(out, [src], in_place=in_place)
 
-    on_step("loading")
-    model, data_files = _load_checked(src)
-    on_step("analysing")
-    result = _analysed(src, model, AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
+    on_step("loading and analysing")
+    model, data_files, result = _read(src, AnalysisOptions(tol=options.tol, row_tol=None, candidates=0))
     on_step("checking")
     check_model(src)
     before = _tensor_bytes(model)
@@ -315,44 +313,60 @@ def _drop_failing(src: Path, result: Any, options: DedupOptions, work: Path, out
     return final, dropped
 
 
-def _load_checked(src: Path) -> tuple[Any, list[str]]:
-    """``_load``, but a file it cannot read is refused with the analysis loader's message.
+def _read(src: Path, options: Any) -> tuple[Any, list[str], Any]:
+    """The model with its data, the files that held external data, and the model's analysis.
 
-    That loader checks what onnx does not (external data outside the model's
-    folder, sizes, element types) and names the file and the tensor; ``_load``
-    can only name the exception.
+    A self-contained model is parsed once and analysed in memory: its
+    tensors are not read from the file a second time. A model with external
+    data is analysed from its files first: the analysis' loader vets every
+    data path (NUL bytes, links out of the folder, devices, sizes) before onnx
+    opens any of them; the data is then added to the same parsed model.
     """
-    try:
-        return _load(src)
-    except InputError as failed:
-        from sharescan.analysis import AnalysisOptions, analyze
+    import onnx
 
-        analyze([str(src)], AnalysisOptions(tol=None, row_tol=None, candidates=0))  # raises the precise message, if it has one
-        raise failed from None
-
-
-def _analysed(src: Path, model: Any, options: Any) -> Any:
-    """The analysis of the loaded model: its tensors are read from memory, not from the file a second time."""
     from sharescan.analysis import analyze
 
     try:
-        return analyze(model, options)
-    except InputError:
-        # Refused in memory: the file's own loader refuses it too, naming the file.
-        return analyze([str(src)], options)
+        model = onnx.load(str(src), load_external_data=False)
+    except Exception as e:  # onnx raises several types for an unreadable file
+        analyze([str(src)], options)  # the loader's own message names the file and what is wrong, when it has one
+        raise InputError(f"{src}: could not load the model ({e.__class__.__name__}); check that the file is complete and valid ONNX") from None
+    data_files = _data_files(model)
+    if not data_files:
+        try:
+            return model, [], analyze(model, options)
+        except InputError:
+            # Refused in memory: the file's own loader refuses it too, naming the file.
+            return model, [], analyze([str(src)], options)
+    result = analyze([str(src)], options)
+    _add_external_data(model, src)
+    return model, data_files, result
+
+
+def _data_files(model: Any) -> list[str]:
+    return sorted({kv.value for t in model.graph.initializer for kv in t.external_data if kv.key == "location"})
+
+
+def _add_external_data(model: Any, src: Path) -> None:
+    import onnx
+
+    try:
+        onnx.load_external_data_for_model(model, str(src.parent))
+    except Exception as e:  # onnx raises several types for unreadable external data
+        raise InputError(f"{src}: could not load the model with its external data ({e.__class__.__name__})") from None
 
 
 def _load(src: Path) -> tuple[Any, list[str]]:
-    """The model with its data, and the files that held external data (the input is parsed once)."""
+    """The model with its data, and the files that held external data (the analysis vetted the data paths)."""
     import onnx
 
     try:
         model = onnx.load(str(src), load_external_data=False)
-        data_files = sorted({kv.value for t in model.graph.initializer for kv in t.external_data if kv.key == "location"})
-        if data_files:
-            onnx.load_external_data_for_model(model, str(src.parent))
-    except Exception as e:  # onnx raises several types for unreadable external data
-        raise InputError(f"{src}: could not load the model with its external data ({e.__class__.__name__})") from None
+    except Exception as e:  # onnx raises several types for an unreadable file
+        raise InputError(f"{src}: could not load the model ({e.__class__.__name__})") from None
+    data_files = _data_files(model)
+    if data_files:
+        _add_external_data(model, src)
     return model, data_files
 
 
