@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +19,9 @@ import numpy as np
 import xxhash
 
 from sharescan.dtypes import DTYPES, to_float
+from sharescan.errors import InputError
 from sharescan.neighbors import axis_sample
+from sharescan.sources.mapped import FileRange, file_range
 from sharescan.table import TensorEntry
 
 __all__ = ["Digest", "compute_digests", "content_hash", "matrix_view", "GRID", "ROW_SAMPLE", "float_values"]
@@ -84,7 +88,15 @@ def _digest(entry: TensorEntry) -> Digest:
 
 
 def _digest_values(entry: TensorEntry) -> Digest:
-    array = entry.read()
+    where = file_range(entry.read)
+    if where is not None and entry.nbytes >= _STREAM_BYTES and entry.numel > 0:
+        streamed = _digest_streamed(entry, where)
+        if streamed is not None:
+            return streamed
+    return _digest_array(entry, entry.read())
+
+
+def _digest_array(entry: TensorEntry, array: np.ndarray) -> Digest:
     content = content_hash(array)
     if entry.numel == 0:
         return Digest(content, False, False, 0.0, None, None)
@@ -103,7 +115,7 @@ def _digest_values(entry: TensorEntry) -> Digest:
     # so a norm does not depend on which path computed it); float32 squares
     # of tiny values underflow, so a zero sum over a grid with nonzero values
     # is redone in float64 as well.
-    total = _sum_squares(flat, entry.dtype, np.float64 if dt.name == "float64" or entry.nbytes <= _SMALL_BYTES else np.float32)
+    total = _sum_squares(flat, entry.dtype, _accumulator(entry))
     if total == 0.0 and np.any(grid):
         total = _sum_squares(flat, entry.dtype, np.float64)
     nonfinite = has_nan = False
@@ -116,6 +128,85 @@ def _digest_values(entry: TensorEntry) -> Digest:
             total = _sum_squares(flat, entry.dtype, np.float64, peak) * peak * peak
     norm = math.sqrt(total) if not nonfinite else math.nan
     return Digest(content, nonfinite, has_nan, norm, grid, row_sample)
+
+
+def _accumulator(entry: TensorEntry) -> type:
+    return np.float64 if entry.dtype == "float64" or entry.nbytes <= _SMALL_BYTES else np.float32
+
+
+# Tensors of at least this size, stored contiguously in a file, are streamed:
+# read block by block into a buffer each thread reuses, and hashed, summed
+# and sampled while the block is in cache. One pass over memory instead of
+# three (hash, norm, row samples), and resident memory stays at the buffer.
+_STREAM_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 20
+_buffers = threading.local()
+
+
+def _buffer(nbytes: int) -> np.ndarray:
+    buf = getattr(_buffers, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _buffers.buf = np.empty(nbytes, dtype=np.uint8)
+    return buf
+
+
+def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
+    """``_digest_array``'s digest from one streamed read; None when the tensor
+    needs the close look (a sum that is not finite, or zero with a nonzero
+    grid), which the caller then takes on the mapped array."""
+    dt = DTYPES[entry.dtype]
+    storage = np.dtype(dt.storage)
+    rows, rest = matrix_view(np.empty(entry.shape, dtype=np.uint8)).shape
+    row_bytes = rest * storage.itemsize
+    ri, ci = grid_index((rows, rest))
+    with_rows = rows_worth_indexing(entry)
+    sample_cols = axis_sample(rest, ROW_SAMPLE) if with_rows else None
+    grid = np.empty((len(ri), len(ci)), dtype=storage)
+    row_sample = np.empty((rows, len(sample_cols)), dtype=storage) if sample_cols is not None else None
+    acc = _accumulator(entry) if dt.is_float else None
+    hasher = xxhash.xxh3_64()
+    total = 0.0
+    # Whole rows per block when a row fits one; else the rows are few, and
+    # the samples are taken from a mapping that only touches their pages.
+    per_block = _BLOCK_BYTES // row_bytes if row_bytes <= _BLOCK_BYTES else 0
+    step = per_block * row_bytes if per_block else _BLOCK_BYTES - _BLOCK_BYTES % storage.itemsize
+    buf = _buffer(step)
+    fd = os.open(where.path, os.O_RDONLY)
+    try:
+        for start in range(0, where.nbytes, step):
+            n = min(step, where.nbytes - start)
+            got = os.preadv(fd, [memoryview(buf)[:n]], where.offset + start)
+            if got != n:
+                raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
+            raw = buf[:n]
+            hasher.update(raw)
+            block = raw.view(storage)
+            if acc is not None:
+                values = float_values(block, entry.dtype)
+                if values.dtype != acc:
+                    values = values.astype(acc)
+                total += float(np.dot(values, values))
+            if per_block:
+                r0 = start // row_bytes
+                block_rows = block.reshape(-1, rest)
+                inside = ri[(ri >= r0) & (ri < r0 + len(block_rows))]
+                if len(inside):
+                    grid[np.searchsorted(ri, inside[0]) : np.searchsorted(ri, inside[-1]) + 1] = block_rows[inside - r0][:, ci]
+                if row_sample is not None:
+                    row_sample[r0 : r0 + len(block_rows)] = block_rows[:, sample_cols]
+    finally:
+        os.close(fd)
+    if not per_block:
+        view = matrix_view(entry.read(populate=False))  # type: ignore[call-arg]
+        grid[:] = view[np.ix_(ri, ci)]
+        if row_sample is not None:
+            row_sample[:] = view[:, sample_cols]
+        del view
+    if acc is None:
+        return Digest(hasher.intdigest(), False, False, 0.0, grid, row_sample)
+    if not math.isfinite(total) or (total == 0.0 and np.any(grid)):
+        return None
+    return Digest(hasher.intdigest(), False, False, math.sqrt(total), grid, row_sample)
 
 
 def _sum_squares(flat: np.ndarray, dtype: str, acc: type = np.float32, scale: float = 1.0) -> float:

@@ -14,13 +14,14 @@ import mmap
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sharescan.errors import InputError
 
-__all__ = ["mapped_reader", "FileWindow"]
+__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "FileWindow"]
 
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
@@ -28,27 +29,64 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
 _SHARED_BYTES = 64 * 1024
 
 
-def mapped_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
-    """A function that maps ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``."""
-    count = 1
-    for d in shape:
-        count *= d
-    nbytes = count * np.dtype(storage).itemsize
+@dataclass(frozen=True)
+class FileRange:
+    """Where a tensor's bytes lie, contiguous and in C order, in a file.
 
-    def read() -> np.ndarray:
+    A reader that carries one lets a scan stream the bytes through a small
+    buffer (``os.preadv``) instead of mapping the whole tensor: the pages of
+    a memory-mapped tensor count towards the process's resident memory until
+    it is unmapped, a reused buffer does not grow.
+    """
+
+    path: Path
+    offset: int  # first byte of the tensor in the file
+    nbytes: int
+
+
+class MappedRead:
+    """Reads ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``, memory-mapped.
+
+    Called, it maps just the tensor's pages and returns a plain ndarray over
+    them; the mapping goes away with the last reference to the array.
+    """
+
+    __slots__ = ("file_range", "storage", "shape", "count")
+
+    def __init__(self, path: Path, offset: int, storage: str, shape: tuple[int, ...]) -> None:
+        count = 1
+        for d in shape:
+            count *= d
+        self.storage = storage
+        self.shape = shape
+        self.count = count
+        self.file_range = FileRange(path, offset, count * np.dtype(storage).itemsize)
+
+    def __call__(self, populate: bool = True) -> np.ndarray:
+        """The tensor; ``populate=False`` maps its pages only as they are touched (for sparse reads)."""
+        path, offset, nbytes = self.file_range.path, self.file_range.offset, self.file_range.nbytes
         if nbytes == 0:
-            return np.zeros(shape, dtype=storage)
+            return np.zeros(self.shape, dtype=self.storage)
         start = offset - offset % _PAGE
         fd = os.open(path, os.O_RDONLY)
         try:
             # Pre-faulting the whole range in one call is far cheaper than a
             # page fault per 4 KiB when the tensor is then read through.
-            region = mmap.mmap(fd, offset - start + nbytes, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ, offset=start)
+            flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
+            region = mmap.mmap(fd, offset - start + nbytes, flags=flags, prot=mmap.PROT_READ, offset=start)
         finally:
             os.close(fd)  # the mapping keeps the file open
-        return np.frombuffer(region, dtype=storage, count=count, offset=offset - start).reshape(shape)
+        return np.frombuffer(region, dtype=self.storage, count=self.count, offset=offset - start).reshape(self.shape)
 
-    return read
+
+def mapped_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]) -> MappedRead:
+    """A function that maps ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``."""
+    return MappedRead(path, offset, storage, shape)
+
+
+def file_range(read: Callable[..., np.ndarray]) -> FileRange | None:
+    """Where the tensor a reader returns lies in its file; None when it is not one contiguous range of a file."""
+    return read.file_range if isinstance(read, MappedRead) else None
 
 
 class FileWindow:
