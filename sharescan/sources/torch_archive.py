@@ -30,7 +30,7 @@ import struct
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from sharescan.errors import InputError
 from sharescan.sources.mapped import mapped_reader
 from sharescan.table import LoadedModel, TensorEntry
 
-__all__ = ["TensorView", "load_torchscript_archive", "load_pt2_archive", "view_entry", "MAX_DEPTH", "MAX_TENSORS"]
+__all__ = ["TensorView", "load_torchscript_archive", "load_pt2_archive", "view_entry", "read_checkpoint", "checkpoint_entries", "walk_tree", "check_checkpoint_records", "MAX_DEPTH", "MAX_TENSORS", "MAX_EXPANDED"]
 
 logger = logging.getLogger(__name__)
 
@@ -459,8 +459,20 @@ def view_entry(path: Path, name: str, view: TensorView, model: int) -> TensorEnt
                        view.record.nbytes, buffer=view.record.name, span=span)  # fmt: skip
 
 
+def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    expected = 1
+    for n, s in zip(reversed(shape), reversed(stride)):
+        if n != 1 and s != expected:
+            return False
+        expected *= n
+    return True
+
+
 def _view_reader(path: Path, view: TensorView, storage: str, numel: int, last: int):  # type: ignore[no-untyped-def]
     item = np.dtype(storage).itemsize
+    if numel and _contiguous(view.shape, view.stride):
+        # One run of bytes in the file: mapped as is, and streamable by a scan.
+        return mapped_reader(path, view.record.offset + view.offset * item, storage, view.shape)
     count = last - view.offset + 1 if numel else 0
     window = mapped_reader(path, view.record.offset + view.offset * item, storage, (count,))
 
@@ -515,3 +527,150 @@ def check_checkpoint_records(path: Path) -> None:
             stack.extend((v, f"{name}.{k}" if name else str(k)) for k, v in enumerate(item))
         elif isinstance(item, _Opaque):
             stack.extend((v, name) for v in (item.args, item.state))
+
+
+# -- zip checkpoints read without torch ----------------------------------------
+
+
+class _CheckpointUnpickler(_SafeUnpickler):
+    """A ``torch.save`` pickle read with no code run: tensors, storages and
+    containers. Anything a plain state dict does not hold (a tensor with
+    hooks or extra state, an inert object) clears ``plain``: such a file is
+    left to ``torch.load``, which decides whether it is safe."""
+
+    def __init__(self, data: bytes, archive: _Archive) -> None:
+        super().__init__(data, archive, "data", {})
+        self.plain = True
+
+    def find_class(self, module: str, name: str) -> Any:
+        qualname = f"{module}.{name}"
+        if qualname == "torch._utils._rebuild_tensor_v2":
+            return self._rebuild_tensor_v2
+        if qualname == "torch._utils._rebuild_parameter_with_state":
+            return self._rebuild_parameter_with_state
+        return super().find_class(module, name)
+
+    def _rebuild_tensor_v2(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False, hooks: Any = None, *extra: Any) -> TensorView:
+        if hooks or any(extra):  # backward hooks, or metadata (conj/neg bits and the like) torch would apply
+            self.plain = False
+        return _rebuild_tensor(storage, offset, size, stride)
+
+    def _rebuild_parameter_with_state(self, data: Any, requires_grad: Any, hooks: Any, state: Any = None) -> Any:
+        if hooks or state:
+            self.plain = False
+        return data
+
+
+# What a plain checkpoint holds besides tensors and containers.
+_PLAIN = (str, bytes, int, float, bool, type(None))
+
+
+def read_checkpoint(path: Path) -> Any | None:
+    """The object a ``torch.save`` zip archive holds, its tensors as views of
+    the archive's records (memory-mapped when read); None when the file needs
+    ``torch.load`` to decide (other objects, a big-endian file).
+
+    Nothing in the pickle runs: every global is a fixed tensor-rebuild
+    function or an inert record, as for TorchScript. A view that reaches past
+    its record is refused here, as :func:`check_checkpoint_records` does.
+    """
+    archive = _Archive(path)
+    if not archive.has("data.pkl"):
+        return None
+    if archive.has("byteorder") and archive.read("byteorder", limit=64).strip() != b"little":
+        return None
+    unpickler = _CheckpointUnpickler(archive.read("data.pkl"), archive)
+    try:
+        obj = unpickler.load()
+    except InputError:
+        raise
+    except Exception:  # refused globals, odd layouts: torch.load's own checks follow
+        return None
+    if not unpickler.plain:
+        return None
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, TensorView) or isinstance(item, _PLAIN):
+            continue
+        if not isinstance(item, (dict, list, tuple)):
+            return None  # an inert object, a bare storage: torch.load decides
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack.extend(item.values() if isinstance(item, dict) else item)
+    return obj
+
+
+def walk_tree(obj: Any, prefix: str, source: str, is_tensor: Callable[[Any], bool], unwrap: Callable[[Any], Any] = lambda x: x) -> Iterator[tuple[str, Any]]:
+    """Every tensor in a nested checkpoint, named by its dotted path.
+
+    Each container is entered once, under the first name that reaches it (a
+    checkpoint can share one tuple many times over: walking every path would
+    take exponential time). A tensor named twice in one container (tied
+    weights) keeps both names: they are aliases. A container that contains itself,
+    nesting deeper than MAX_DEPTH or more than MAX_TENSORS tensors is refused.
+    ``unwrap`` turns an object into the container to walk (a module into its
+    state dict).
+    """
+    seen: set[int] = set()
+    count = 0
+    # (object, name, ids of the containers above it): an explicit stack, so
+    # depth from the file never meets Python's recursion limit.
+    stack: list[tuple[Any, str, frozenset[int]]] = [(obj, prefix, frozenset())]
+    while stack:
+        item, name, above = stack.pop()
+        item = unwrap(item)
+        if is_tensor(item):
+            count += 1
+            if count > MAX_TENSORS:
+                raise InputError(f"{source}: more than {MAX_TENSORS:,} tensors; sharescan refuses it (split the checkpoint, or --key one part)")
+            yield name or "tensor", item
+            continue
+        if isinstance(item, dict):
+            children = [(v, f"{name}.{k}" if name else str(k)) for k, v in item.items()]
+        elif isinstance(item, (list, tuple)):
+            children = [(v, f"{name}.{i}" if name else str(i)) for i, v in enumerate(item)]
+        else:
+            continue
+        if id(item) in above:
+            raise InputError(f"{source}: {name or 'the checkpoint'} contains itself; re-save a plain state_dict()")
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if len(above) >= MAX_DEPTH:
+            raise InputError(f"{source}: nested more than {MAX_DEPTH} deep at {name[:80]}...; re-save a flat state_dict()")
+        inner = above | {id(item)}
+        stack.extend((v, n, inner) for v, n in reversed(children))
+
+
+# An expanded view larger than this and than 16x its storage is refused.
+MAX_EXPANDED = 1 << 30
+
+
+def checkpoint_entries(path: Path, tensors: list[tuple[str, TensorView]], model: int) -> list[TensorEntry]:
+    """Table entries for the views of a checkpoint read by :func:`read_checkpoint`,
+    keyed as ``torch.load``'s tensors are: views reading the same bytes the same way share a key."""
+    entries = []
+    for name, view in tensors:
+        if not view.dtype:
+            logger.warning("skipping %s: dtype %s is not supported", name, view.dtype_shown)
+            continue
+        numel = math.prod(view.shape)
+        if numel == 0:
+            entries.append(TensorEntry(model, name, view.shape, view.dtype, f"empty:{name}", _empty_reader(view.shape, DTYPES[view.dtype].storage), 0, buffer=f"empty:{name}", span=(0, 0)))
+            continue
+        if numel * DTYPES[view.dtype].itemsize > max(MAX_EXPANDED, 16 * view.record.nbytes):
+            # A zero-stride (expanded) view can name far more elements than
+            # its storage holds; reading it would materialise all of them.
+            raise InputError(f"{path}: tensor {name} is a view of {numel:,} elements over a {view.record.nbytes:,}-byte storage (expanded); sharescan does not materialise it: re-save the tensor with .contiguous()")
+        entries.append(view_entry(path, name, view, model))
+    return entries
+
+
+def _empty_reader(shape: tuple[int, ...], storage: str) -> Callable[[], np.ndarray]:
+    def read() -> np.ndarray:
+        return np.zeros(shape, dtype=storage)
+
+    return read

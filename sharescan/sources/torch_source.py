@@ -22,6 +22,7 @@ import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError, one_line
+from sharescan.sources.torch_archive import MAX_EXPANDED
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_pytorch", "load_torchscript", "load_torch_export", "is_torchscript", "torch_load", "walk_tensors", "first_line", "needs_torch", "TRUST_HINT", "TORCH_EXTRA"]
@@ -60,25 +61,53 @@ def is_torchscript(path: Path) -> bool:
 
 def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: bool = False) -> LoadedModel:
     if zipfile.is_zipfile(path):
-        from sharescan.sources.torch_archive import check_checkpoint_records
+        from sharescan.sources import torch_archive
 
-        check_checkpoint_records(path)
+        # A plain state dict (tensors in containers) is read from the archive's
+        # records without torch: nothing is unpickled into tensors, nothing
+        # copied, and each tensor is mapped (or streamed) only when read.
+        found = torch_archive.read_checkpoint(path)
+        if found is not None:
+            _torch_installed(path)
+            obj = _select(found, key, path)
+            views = list(torch_archive.walk_tree(obj, "", str(path), lambda x: isinstance(x, torch_archive.TensorView)))
+            return LoadedModel(str(path), "pytorch", tuple(torch_archive.checkpoint_entries(path, views, model)), path.stat().st_size, files=(str(path),))
+        torch_archive.check_checkpoint_records(path)
     with needs_torch(f"{path}: reading PyTorch files"):
         import torch
     obj = torch_load(path, trust_pickle)
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
-    fmt = "pytorch"
-    if key:
-        for part in key.split("."):
-            if isinstance(obj, dict) and part in obj:
-                obj = obj[part]
-            elif isinstance(obj, (list, tuple)) and part.isdigit() and int(part) < len(obj):
-                obj = obj[int(part)]
-            else:
-                raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
+    obj = _select(obj, key, path)
     tensors = list(walk_tensors(obj, "", str(path)))
-    return LoadedModel(str(path), fmt, tuple(_entries(tensors, model, str(path))), path.stat().st_size, files=(str(path),))
+    return LoadedModel(str(path), "pytorch", tuple(_entries(tensors, model, str(path))), path.stat().st_size, files=(str(path),))
+
+
+def _torch_installed(path: Path) -> None:
+    """PyTorch files need the torch extra, even those read without importing it:
+    one rule for every PyTorch file, whatever it holds."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # torch set to None in sys.modules, or a broken entry there
+        found = False
+    if not found:
+        raise InputError(f"{path}: reading PyTorch files needs torch: {TORCH_EXTRA}")
+
+
+def _select(obj: Any, key: str | None, path: Path) -> Any:
+    """The part of a checkpoint ``key`` names (dotted: dict keys and list indices)."""
+    if not key:
+        return obj
+    for part in key.split("."):
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, (list, tuple)) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            raise InputError(f"{path}: no entry {key!r} in the checkpoint; its top-level keys are {_top_keys(obj)}")
+    return obj
 
 
 def load_torchscript(path: Path, model: int) -> LoadedModel:
@@ -137,52 +166,19 @@ def _top_keys(obj: Any) -> str:
 
 
 def walk_tensors(obj: Any, prefix: str, source: str = "checkpoint") -> Iterator[tuple[str, Any]]:
-    """Every tensor in a nested checkpoint, named by its dotted path.
-
-    Each container is entered once, under the first name that reaches it (a
-    checkpoint can share one tuple many times over: walking every path would
-    take exponential time). A tensor named twice in one container (tied
-    weights) keeps both names: they are aliases. A container that contains itself,
-    nesting deeper than MAX_DEPTH or more than MAX_TENSORS tensors is refused.
-    """
+    """Every tensor in a nested checkpoint of torch objects, named by its dotted
+    path (:func:`sharescan.sources.torch_archive.walk_tree`); modules are
+    walked as their state dicts."""
     import torch
 
-    from sharescan.sources.torch_archive import MAX_DEPTH, MAX_TENSORS
+    from sharescan.sources.torch_archive import walk_tree
 
-    seen: set[int] = set()
-    count = 0
-    # (object, name, ids of the containers above it): an explicit stack, so
-    # depth from the file never meets Python's recursion limit.
-    stack: list[tuple[Any, str, frozenset[int]]] = [(obj, prefix, frozenset())]
-    while stack:
-        item, name, above = stack.pop()
-        if isinstance(item, torch.nn.Module):
-            item = item.state_dict()
-        if isinstance(item, torch.Tensor):
-            count += 1
-            if count > MAX_TENSORS:
-                raise InputError(f"{source}: more than {MAX_TENSORS:,} tensors; sharescan refuses it (split the checkpoint, or --key one part)")
-            yield name or "tensor", item
-            continue
-        if isinstance(item, dict):
-            children = [(v, f"{name}.{k}" if name else str(k)) for k, v in item.items()]
-        elif isinstance(item, (list, tuple)):
-            children = [(v, f"{name}.{i}" if name else str(i)) for i, v in enumerate(item)]
-        else:
-            continue
-        if id(item) in above:
-            raise InputError(f"{source}: {name or 'the checkpoint'} contains itself; re-save a plain state_dict()")
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if len(above) >= MAX_DEPTH:
-            raise InputError(f"{source}: nested more than {MAX_DEPTH} deep at {name[:80]}...; re-save a flat state_dict()")
-        inner = above | {id(item)}
-        stack.extend((v, n, inner) for v, n in reversed(children))
+    def unwrap(item: Any) -> Any:
+        return item.state_dict() if isinstance(item, torch.nn.Module) else item
+
+    return walk_tree(obj, prefix, source, lambda x: isinstance(x, torch.Tensor), unwrap)
 
 
-# An expanded view larger than this and than 16x its storage is refused.
-_MAX_EXPANDED = 1 << 30
 
 
 def _entries(tensors: list[tuple[str, Any]], model: int, source: str) -> list[TensorEntry]:
@@ -205,7 +201,7 @@ def _entries(tensors: list[tuple[str, Any]], model: int, source: str) -> list[Te
         # same way (offset, shape, stride, dtype) are one tensor. The file
         # saves each storage once, whole: that is the buffer counted once.
         item = DTYPES[dtype].itemsize
-        if t.numel() * item > max(_MAX_EXPANDED, 16 * storage.nbytes()):
+        if t.numel() * item > max(MAX_EXPANDED, 16 * storage.nbytes()):
             # A zero-stride (expanded) view can name far more elements than
             # its storage holds; reading it would materialise all of them.
             raise InputError(f"{source}: tensor {name} is a view of {t.numel():,} elements over a {storage.nbytes():,}-byte storage (expanded); sharescan does not materialise it: re-save the tensor with .contiguous()")
