@@ -211,6 +211,12 @@ def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, 
     for ra, rb, diff, worst in _confirmed(reps[pairs[:, 0]], reps[pairs[:, 1]], dtype, row, row_tol):
         neighbours.setdefault(ra, []).append((rb, diff, worst))
         neighbours.setdefault(rb, []).append((ra, diff, worst))
+    # Each representative's exact class, found by binary search in the labels
+    # sorted once (a scan of every row per merged row would cost rows^2).
+    # A claimed neighbour was never a representative that took others in, so
+    # its class is still the one it had here.
+    by_label = np.argsort(label, kind="stable")
+    sorted_label = label[by_label]
     claimed: set[int] = set()
     for rep in sorted(neighbours, key=lambda r: (-len(neighbours[r]), r)):
         if rep in claimed:
@@ -220,7 +226,8 @@ def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, 
             if other in claimed:
                 continue
             claimed.add(other)
-            moved = label == other  # the neighbour's exact class follows it
+            lo, hi = np.searchsorted(sorted_label, [other, other + 1])
+            moved = by_label[lo:hi]  # the neighbour's exact class follows it
             label[moved] = rep
             errors[moved] = diff * diff
             abs_errors[moved] = worst
@@ -234,19 +241,25 @@ def _confirmed(a: np.ndarray, b: np.ndarray, dtype: str, row: _FamilyRows, row_t
 
     Measured in float64 on the full rows, in blocks: a crowd of m mutually
     near rows gives m^2 / 2 candidates, too many for one Python step each.
+    Each row's norm is taken once, however many pairs it is in.
     """
     if not len(a):
         return []
     cols = row(int(a[0])).size
     step = max(1, _CONFIRM_ELEMENTS // max(1, cols))
+    involved = np.unique(np.concatenate([a, b]))
+    square = np.empty(len(involved))
+    for s in range(0, len(involved), step):
+        x = float_values(row.take(involved[s : s + step]), dtype).astype(np.float64)
+        square[s : s + step] = np.einsum("ij,ij->i", x, x)
+    scale_a = np.sqrt(square[np.searchsorted(involved, a)])
+    scale_b = np.sqrt(square[np.searchsorted(involved, b)])
     out: list[tuple[int, int, float, float]] = []
     for s in range(0, len(a), step):
         ra, rb = a[s : s + step], b[s : s + step]
-        x = float_values(row.take(ra), dtype).astype(np.float64)
-        y = float_values(row.take(rb), dtype).astype(np.float64)
-        delta = x - y
+        delta = float_values(row.take(ra), dtype).astype(np.float64) - float_values(row.take(rb), dtype).astype(np.float64)
         diff = np.sqrt(np.einsum("ij,ij->i", delta, delta))
-        scale = np.sqrt(np.maximum(np.einsum("ij,ij->i", x, x), np.einsum("ij,ij->i", y, y)))
+        scale = np.maximum(scale_a[s : s + step], scale_b[s : s + step])
         near = (scale > 0) & (diff <= row_tol * scale)
         if near.any():
             worst = np.abs(delta[near]).max(axis=1)
