@@ -266,3 +266,16 @@ def test_large_families_and_groups_are_cut_in_tables_but_listed_whole_in_json(tm
     assert "and 2 more" in proc.stdout and "and 4 more" in proc.stdout  # 10 models: 8 shown; 10 members: 6 shown
     data = json.loads(run_cli("zoo", "zoo", "--scheduler", "none", "--json", cwd=tmp_path).stdout)
     assert len(data["families"][0]["models"]) == 10 and len(data["groups"][0]["members"]) == 10
+
+
+def test_a_model_reached_twice_through_a_symlink_is_scanned_once(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    (tmp_path / "zoo" / "again.safetensors").symlink_to(tmp_path / "zoo" / "base.safetensors")
+    result = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert len(result.models) == 6 and not any(m.path.endswith("again.safetensors") for m in result.models)
+
+
+def test_a_store_that_cannot_be_written_is_one_error_line(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    proc = run_cli("zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--store", str(tmp_path / "no-such-folder" / "s.sqlite"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1

@@ -70,6 +70,7 @@ def is_model_folder(folder: Path, names: set[str]) -> bool:
 
 
 def _walk(root: Path) -> list[str]:
+    """Model files and folders under ``root``; a file reached twice (a symlink) is listed once, or its copies would look shared."""
     found: list[str] = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
@@ -86,7 +87,16 @@ def _walk(root: Path) -> list[str]:
             if name.lower().endswith(".bin") and with_onnx and not _looks_like_torch(here / name):
                 continue  # an ONNX model's external data, read with that model
             found.append(str(here / name))
-    return sorted(found)
+    chosen: dict[str, str] = {}  # real path -> the path listed: the file's own path where it is reached that way
+    for path in sorted(found):
+        key = os.path.realpath(path)
+        if key not in chosen or os.path.abspath(path) == key:
+            if key in chosen:
+                logger.info("%s is %s again; scanned once", chosen[key], path)
+            chosen[key] = path
+        else:
+            logger.info("%s is %s again; scanned once", path, chosen[key])
+    return sorted(chosen.values())
 
 
 def _looks_like_torch(path: Path) -> bool:

@@ -78,6 +78,8 @@ class DigestStore:
             self.db.executescript(_SCHEMA)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
             self.db.commit()
+        except sqlite3.OperationalError as e:  # a folder that cannot be written, a locked file, a full disk
+            raise InputError(f"{path}: cannot open the digest store ({e}); pass --store PATH in a folder you can write") from None
         except sqlite3.DatabaseError as e:
             raise InputError(f"{path}: not a sharescan digest store ({e}); pass another --store path, or delete this file if it is an old store") from None
 
@@ -106,6 +108,12 @@ class DigestStore:
 
     def put(self, record: ModelRecord, options: str) -> None:
         """Store one model's record, replacing any older one, in one transaction."""
+        try:
+            self._put(record, options)
+        except sqlite3.Error as e:
+            raise InputError(f"{self.path}: cannot write the digest store ({e}); free some space or pass another --store path (models digested so far are kept)") from None
+
+    def _put(self, record: ModelRecord, options: str) -> None:
         with self.db:
             self.db.execute("DELETE FROM tensors WHERE model = ?", (record.path,))
             self.db.execute(
@@ -135,9 +143,12 @@ class DigestStore:
         return None if row is None else dict(json.loads(row[0]))
 
     def put_result(self, key: str, body: Mapping[str, Any]) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO results VALUES(?,?,?)", (key, json.dumps(body), time.time()))
-            self.db.execute("DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY created DESC LIMIT ?)", (_KEPT_RESULTS,))
+        try:
+            with self.db:
+                self.db.execute("INSERT OR REPLACE INTO results VALUES(?,?,?)", (key, json.dumps(body), time.time()))
+                self.db.execute("DELETE FROM results WHERE key NOT IN (SELECT key FROM results ORDER BY created DESC LIMIT ?)", (_KEPT_RESULTS,))
+        except sqlite3.Error as e:  # the result stands; only the next rescan will not find it
+            logger.warning("%s: could not keep the analysis in the store (%s); the next scan will search again", self.path, e)
 
 
 def _signed(h: int) -> int:
