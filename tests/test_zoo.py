@@ -48,11 +48,13 @@ def _save_onnx(path: Path, weight: np.ndarray) -> None:
 
 
 def _make_zoo(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """base; a fine-tune (one layer copied, the others near); a transposed copy; an ONNX copy; a .pt state dict; an HF folder."""
+    """base; a fine-tune (one layer copied, the others near); a transposed copy; an ONNX copy; a .pt state dict (a negated copy);
+    an HF folder whose embedding extends base's vocabulary (the same rows, then new ones)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     base = {f"layer{k}.weight": rng.standard_normal((64, 48)).astype(np.float32) for k in range(3)}
     base["bias"] = rng.standard_normal(48).astype(np.float32)
+    base["embed"] = rng.standard_normal((40, 24)).astype(np.float32)
     _save_safetensors(root / "base.safetensors", base)
     tuned = {k: v + (1e-4 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in base.items()}
     tuned["layer0.weight"] = base["layer0.weight"].copy()
@@ -66,7 +68,8 @@ def _make_zoo(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
     hf = root / "hf-model"
     hf.mkdir(exist_ok=True)
     (hf / "config.json").write_text("{}")
-    _save_safetensors(hf / "model.safetensors", {"decoder.weight": base["layer0.weight"].copy(), "extra": rng.standard_normal((32, 8)).astype(np.float32)})
+    bigger_vocab = np.concatenate([base["embed"], rng.standard_normal((8, 24)).astype(np.float32)])
+    _save_safetensors(hf / "model.safetensors", {"decoder.weight": base["layer0.weight"].copy(), "embed": bigger_vocab})
     return base
 
 
@@ -86,7 +89,7 @@ def test_groups_equal_analyze_over_the_same_models(tmp_path: Path) -> None:
     plain = sharescan.analyze(paths)
     assert [g.to_dict() for g in zoo.groups] == _groups_of(plain)
     relations = {g.relation for g in zoo.groups if g.across_models}
-    assert {"identical", "transposed", "near", "negated"} <= relations
+    assert {"identical", "transposed", "near", "negated", "rows"} <= relations
     assert zoo.totals.reclaimable_bytes == plain.totals.reclaimable_bytes > 0
     assert zoo.totals.input_bytes == plain.totals.unique_bytes
     assert zoo.totals.unique_bytes == plain.totals.after_bytes
@@ -279,3 +282,15 @@ def test_a_store_that_cannot_be_written_is_one_error_line(tmp_path: Path) -> Non
     _make_zoo(tmp_path / "zoo")
     proc = run_cli("zoo", str(tmp_path / "zoo"), "--scheduler", "none", "--store", str(tmp_path / "no-such-folder" / "s.sqlite"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_running_scheduler_is_reached_by_its_address(tmp_path: Path) -> None:
+    # A cluster started apart (threads, processes=False, to stay quick), reached the way a remote one is.
+    from distributed import LocalCluster
+
+    _make_zoo(tmp_path / "zoo")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        remote = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler=cluster.scheduler_address, store=tmp_path / "remote.sqlite"))
+    here = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "here.sqlite"))
+    assert remote.timing.digested == 6
+    assert remote.to_dict() | {"timing": None} == here.to_dict() | {"timing": None}
