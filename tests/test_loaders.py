@@ -198,3 +198,61 @@ def test_loaders_agree_on_one_state_dict(tmp_path: Path, suffix: str) -> None:
     t = _by_name(_load(path))
     for k, v in sd.items():
         np.testing.assert_array_equal(t[k].read(), v.numpy())
+
+
+def test_plain_torch_checkpoint_is_read_from_its_records_as_torch_loads_it(tmp_path: Path) -> None:
+    w = torch.randn(40, 24)
+    sd = {"emb": w, "head": w, "t": w.t(), "half": torch.randn(3, 5).half(), "b": torch.randn(6).to(torch.bfloat16), "i": torch.arange(7), "empty": torch.zeros(0, 3)}
+    nested = {"model": sd, "epoch": 3, "note": "x", "scale": 0.5, "extra": [w[1:3], None]}
+    torch.save(nested, tmp_path / "m.pt")
+    loaded = _load(tmp_path / "m.pt")
+    expected = torch.load(tmp_path / "m.pt", weights_only=True)
+    flat = {"model." + k: v for k, v in expected["model"].items()} | {"extra.0": expected["extra"][0]}
+    # Same names in the same order as torch.load and walk_tensors give.
+    assert [e.name for e in loaded.tensors] == list(flat)
+    for e in loaded.tensors:
+        t = flat[e.name]
+        assert e.shape == tuple(t.shape)
+        want = t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
+        np.testing.assert_array_equal(e.read(), want)
+    t = _by_name(loaded)
+    assert t["model.emb"].storage == t["model.head"].storage != t["model.t"].storage
+    assert t["model.emb"].buffer_key == t["model.t"].buffer_key == t["extra.0"].buffer_key
+    assert t["model.empty"].storage == "empty:model.empty" and t["model.empty"].stored_nbytes == 0
+    assert _is_mapped(t["model.emb"].read())
+    assert [e.name for e in _load(tmp_path / "m.pt", key="model").tensors] == list(expected["model"])
+
+
+def test_plain_torch_checkpoint_is_analysed_without_importing_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    w = torch.randn(64, 32)
+    torch.save({"a": w, "b": w.clone(), "c": -w}, tmp_path / "m.pt")
+    code = "import sys, sharescan; r = sharescan.analyze(sys.argv[1]); print(sorted(g.relation for g in r.groups), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pt")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("]")[1].strip() == "False"
+    assert "'identical'" in out.stdout and "'negated'" in out.stdout
+
+
+def test_checkpoint_with_objects_beyond_tensors_still_goes_through_torch_load(tmp_path: Path) -> None:
+    from sharescan.sources.torch_archive import read_checkpoint
+
+    w = torch.randn(4, 4)
+    torch.save({"w": w, "device": torch.device("cpu")}, tmp_path / "dev.pt")
+    assert read_checkpoint(tmp_path / "dev.pt") is None  # an inert object: torch.load decides
+    t = _by_name(_load(tmp_path / "dev.pt"))
+    np.testing.assert_array_equal(t["w"].read(), w.numpy())
+    torch.save({"w": w}, tmp_path / "plain.pt")
+    assert read_checkpoint(tmp_path / "plain.pt") is not None
+
+
+def test_untrusted_pickle_in_a_zip_checkpoint_is_still_refused(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"w": torch.randn(2, 2), "p": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(sharescan.InputError, match="holds pickled Python objects"):
+        _load(tmp_path / "evil.pt")
