@@ -93,7 +93,10 @@ def test_groups_equal_analyze_over_the_same_models(tmp_path: Path) -> None:
     assert zoo.totals.reclaimable_bytes == plain.totals.reclaimable_bytes > 0
     assert zoo.totals.input_bytes == plain.totals.unique_bytes
     assert zoo.totals.unique_bytes == plain.totals.after_bytes
-    assert zoo.totals.exact_unique_bytes == plain.totals.unique_bytes - dict(plain.totals.by_relation)["identical"]
+    assert zoo.totals.content_addressed_bytes == plain.totals.unique_bytes - dict(plain.totals.by_relation)["identical"]
+    # This zoo's near merges touch no tensor an exact relation merges: exact-only is analyze --exact's answer.
+    exact = sharescan.analyze(paths, sharescan.AnalysisOptions(tol=None, row_tol=None))
+    assert zoo.totals.unique_bytes < zoo.totals.exact_unique_bytes == exact.totals.after_bytes < zoo.totals.content_addressed_bytes
     assert [m.reclaimable_bytes for m in zoo.models] == [m.reclaimable_bytes for m in plain.models]
     # One family: every model but none is linked to base through some group.
     assert len(zoo.families) == 1 and set(zoo.families[0].models) == set(paths)
@@ -183,7 +186,7 @@ def test_json_keeps_the_documented_keys(tmp_path: Path) -> None:
     assert {"relation", "bytes_reclaimable", "members", "rel_error"} <= set(data["groups"][0])
     assert {"model", "tensor"} <= set(data["groups"][0]["members"][0])
     assert {"models", "shared_bytes"} <= set(data["families"][0])
-    assert {"models", "skipped", "input_bytes", "unique_bytes", "exact_unique_bytes", "reclaimable_bytes"} <= set(data["totals"])
+    assert {"models", "skipped", "input_bytes", "unique_bytes", "exact_unique_bytes", "content_addressed_bytes", "reclaimable_bytes"} <= set(data["totals"])
     assert {"seconds", "digested", "from_store"} <= set(data["timing"])
 
 

@@ -39,7 +39,7 @@ def zoo_headline(result: ZooResult) -> list[str]:
     models = f"{t.models} models" + (f" ({t.skipped} skipped)" if t.skipped else "") + ":"
     return [
         models, f"{human_bytes(t.input_bytes)} of tensors;",
-        f"a content-addressed store keeps {human_bytes(t.unique_bytes)}", f"({human_bytes(t.exact_unique_bytes)} with exact copies merged only);",
+        f"a content-addressed store keeps {human_bytes(t.unique_bytes)}", f"({human_bytes(t.exact_unique_bytes)} with bit-exact merges only);",
         f"reclaimable {human_bytes(t.reclaimable_bytes)}{share},", f"{human_bytes(t.reclaimable_across_models_bytes)} across models",
     ]
 
@@ -163,7 +163,8 @@ def render_zoo_markdown(result: ZooResult, top: int = 20) -> str:
         f"- models: {t.models} ({t.skipped} skipped)",
         f"- tensor bytes of the readable models: {human_bytes(t.input_bytes)} ({human_bytes(t.file_bytes)} on disk)",
         f"- kept by a content-addressed store after sharescan's merges: {human_bytes(t.unique_bytes)}",
-        f"- kept with exact copies merged only: {human_bytes(t.exact_unique_bytes)}",
+        f"- kept with bit-exact merges only (no near tensors or rows): {human_bytes(t.exact_unique_bytes)}",
+        f"- kept by a store keyed by each tensor's bytes (identical copies merged, nothing else): {human_bytes(t.content_addressed_bytes)}",
         f"- reclaimable: {human_bytes(t.reclaimable_bytes)} ({human_bytes(t.reclaimable_across_models_bytes)} across models); by relation: "
         + ", ".join(f"{name} {human_bytes(n)}" for name, n in t.by_relation),
         "",

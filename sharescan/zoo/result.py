@@ -93,22 +93,23 @@ class ZooTotals:
     skipped: int
     input_bytes: int  # tensor bytes of the readable models, each model's storages once
     unique_bytes: int  # what a content-addressed store keeps after every merge: input_bytes - reclaimable_bytes
-    exact_unique_bytes: int  # ... after merging identical tensors only
+    exact_unique_bytes: int  # ... after the bit-exact merges only (identical, transposed, negated, scaled, permuted, identical rows)
     reclaimable_bytes: int
     reclaimable_across_models_bytes: int
     file_bytes: int  # on disk
     by_relation: tuple[tuple[str, int], ...]
+    content_addressed_bytes: int = 0  # what a store keyed by each tensor's bytes keeps: identical copies merged, nothing else
 
     def to_dict(self) -> dict[str, Any]:
         return {"models": self.models, "skipped": self.skipped, "input_bytes": self.input_bytes, "unique_bytes": self.unique_bytes,
-                "exact_unique_bytes": self.exact_unique_bytes, "reclaimable_bytes": self.reclaimable_bytes,
+                "exact_unique_bytes": self.exact_unique_bytes, "content_addressed_bytes": self.content_addressed_bytes, "reclaimable_bytes": self.reclaimable_bytes,
                 "reclaimable_across_models_bytes": self.reclaimable_across_models_bytes, "file_bytes": self.file_bytes,
                 "reclaimable_by_relation": dict(self.by_relation)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ZooTotals:
         return cls(d["models"], d["skipped"], d["input_bytes"], d["unique_bytes"], d["exact_unique_bytes"], d["reclaimable_bytes"],
-                   d["reclaimable_across_models_bytes"], d["file_bytes"], tuple(d["reclaimable_by_relation"].items()))
+                   d["reclaimable_across_models_bytes"], d["file_bytes"], tuple(d["reclaimable_by_relation"].items()), d["content_addressed_bytes"])
 
 
 @dataclass(frozen=True)

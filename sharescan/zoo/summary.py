@@ -32,12 +32,15 @@ def summarise(listed: Sequence[tuple[str, ModelRecord]], analysis: AnalysisResul
     input_bytes = analysis.totals.unique_bytes if analysis is not None else 0
     reclaimable = analysis.totals.reclaimable_bytes if analysis is not None else 0
     identical = dict(by_relation).get("identical", 0)
+    # Bit-exact merges: every group but near ones, and permuted or rows groups only where they merged nothing near.
+    exact = sum(g.bytes_reclaimable for g in groups if g.relation != "near" and g.rel_error == 0 and g.max_abs_error == 0)
     totals = ZooTotals(
         models=len(models),
         skipped=sum(1 for m in models if m.status == STATUS_SKIPPED),
         input_bytes=input_bytes,
         unique_bytes=input_bytes - reclaimable,
-        exact_unique_bytes=input_bytes - identical,
+        exact_unique_bytes=input_bytes - exact,
+        content_addressed_bytes=input_bytes - identical,
         reclaimable_bytes=reclaimable,
         reclaimable_across_models_bytes=analysis.totals.reclaimable_across_models_bytes if analysis is not None else 0,
         file_bytes=sum(m.file_bytes for m in models),
