@@ -292,7 +292,7 @@ def test_a_running_scheduler_is_reached_by_its_address(tmp_path: Path) -> None:
     from distributed import LocalCluster
 
     _make_zoo(tmp_path / "zoo")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         remote = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler=cluster.scheduler_address, store=tmp_path / "remote.sqlite"))
     here = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "here.sqlite"))
     assert remote.timing.digested == 6

@@ -86,7 +86,8 @@ def open_runner(scheduler: str | None, workers: int | None, connect_timeout: flo
     if scheduler is None:
         n = workers or os.cpu_count() or 1
         logger.info("starting a local Dask cluster of %d worker process(es)", n)
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        # ":0": the dashboard on a free port, never a clash with a cluster already on 8787.
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             yield _Dask(client)
         return
     try:
