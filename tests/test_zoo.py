@@ -297,3 +297,16 @@ def test_a_running_scheduler_is_reached_by_its_address(tmp_path: Path) -> None:
     here = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "here.sqlite"))
     assert remote.timing.digested == 6
     assert remote.to_dict() | {"timing": None} == here.to_dict() | {"timing": None}
+
+
+def test_an_analysis_kept_in_an_older_form_is_searched_again(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    first = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    with sqlite3.connect(tmp_path / "zoo.sharescan.sqlite") as db:
+        (body,) = db.execute("SELECT body FROM results").fetchone()
+        old = json.loads(body)
+        del old["totals"]["content_addressed_bytes"]  # a key an earlier sharescan did not write
+        db.execute("UPDATE results SET body = ?", (json.dumps(old),))
+    again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (again.timing.digested, again.timing.result_from_store) == (0, False)
+    assert again.to_dict() | {"timing": None} == first.to_dict() | {"timing": None}

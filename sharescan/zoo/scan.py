@@ -107,9 +107,9 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
         fresh = {p for p in paths if p in stored and stamps_of(s[0] for s in stored[p]) == stored[p]}
         todo = [p for p in paths if p not in fresh]
         if not todo:
-            cached = store.result(_result_key(options, labels, [stored[p] for p in paths]))
+            cached = _cached_result(store, _result_key(options, labels, [stored[p] for p in paths]))
             if cached is not None:
-                result = ZooResult.from_dict(cached)
+                result = cached
                 for m in result.models:
                     if m.status == STATUS_SKIPPED:
                         logger.warning("%s: %s; skipped", m.path, m.reason)
@@ -161,7 +161,23 @@ def _failed_task(path: str, error: BaseException) -> ModelRecord:
     return ModelRecord(path, ((path, -2, -2),), STATUS_SKIPPED, f"its digest task failed ({reason})")
 
 
+def _cached_result(store: DigestStore, key: str) -> ZooResult | None:
+    """The stored analysis for this key; None when there is none, or it was kept in an older form (then it is searched again)."""
+    body = store.result(key)
+    if body is None:
+        return None
+    try:
+        return ZooResult.from_dict(body)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        logger.info("%s: the stored analysis is in an older form; searching again", store.path)
+        return None
+
+
+# Bump when ZooResult.to_dict() changes shape: analyses kept in older forms are then not looked up.
+_RESULT_FORM = 2
+
+
 def _result_key(options: ZooOptions, labels: list[str], stamps: list[tuple[tuple[str, int, int], ...]]) -> str:
     """The analysis is a function of these: the version, the settings, and every model's label and file stamps."""
-    body = json.dumps([__version__, options.tol, options.row_tol, options.key, options.trust_pickle, labels, stamps])
+    body = json.dumps([__version__, _RESULT_FORM, options.tol, options.row_tol, options.key, options.trust_pickle, labels, stamps])
     return hashlib.sha256(body.encode()).hexdigest()
