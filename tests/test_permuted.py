@@ -211,3 +211,33 @@ def test_dedup_never_writes_a_near_permuted_merge_as_if_it_were_exact(tmp_path: 
     assert [(d.merge.relation, d.merge.dropped) for d in r.dropped_merges] == [("permuted", "w_near")]
     assert r.verdict.outputs_identical
     assert "w_near" in {t.name for t in onnx.load(str(tmp_path / "o.onnx")).graph.initializer}
+
+
+def test_a_family_beyond_the_near_limit_is_searched_for_exact_copies_only(tmp_path: Path) -> None:
+    from sharescan.detect.permuted import NEAR_FAMILY_LIMIT
+
+    local = np.random.default_rng(4)
+    base = local.standard_normal((16, 8)).astype(np.float32)
+    tensors = {f"near{k:03d}": _noisy(base[local.permutation(16)], 1e-3, seed=k) for k in range(NEAR_FAMILY_LIMIT)}
+    tensors["base"], tensors["exact"] = base, base[:, local.permutation(8)]
+    result = sharescan.analyze(_save("safetensors", tmp_path, tensors))
+    permuted = [g for g in result.groups if g.relation == "permuted"]
+    assert [sorted(m.name for m in g.members) for g in permuted] == [["base", "exact"]]
+    assert all(g.rel_error == 0 for g in permuted)
+
+
+def test_the_dct_codes_without_scipy_equal_scipys() -> None:
+    from scipy.fft import dct
+
+    from sharescan.detect.permute_match import _leading_dct_numpy
+
+    for cols in (2, 7, 64):
+        lines = rng.standard_normal((5, cols))
+        assert np.allclose(_leading_dct_numpy(lines, min(32, cols)), dct(lines, type=2, norm="ortho", axis=1)[:, :32], atol=1e-12)
+
+
+def test_the_greedy_assignment_without_scipy_is_a_permutation_that_takes_the_cheapest_pairs_first() -> None:
+    from sharescan.detect.permute_match import _greedy
+
+    cost = np.array([[0.0, 1.0, 5.0], [0.1, 3.0, 2.0], [4.0, 0.2, 9.0]])
+    assert _greedy(cost).tolist() == [0, 2, 1]

@@ -20,10 +20,13 @@ the rows' bytes, and the whole copy is compared with ``kept[rows][:, cols]``.
 Near copies (with ``--tol``, float tensors only): the tensors no exact
 group took are screened pairwise by lower bounds of their distance under
 any permutation (``permute_match``: sorted row and column norms, then
-sorted rows), so a pair dropped cannot be within tol; survivors are matched
+sorted rows' and columns' leading DCT terms, then sorted rows and columns),
+so a pair dropped cannot be within tol; survivors are matched
 by assignment and kept only when ``||kept[rows][:, cols] - copy|| /
 max(||kept||, ||copy||) <= tol``, measured on the whole tensors. A pair near
-without any permutation is left to ``near`` (no index to store).
+without any permutation is left to ``near`` (no index to store). A family of
+more than NEAR_FAMILY_LIMIT same-shape tensors with agreeing norms is
+searched for exact copies only.
 
 A tensor whose rows are all equal (or columns all equal) is left out: its
 row order means nothing, and the rows relation stores it as one row plus an
@@ -46,7 +49,7 @@ from sharescan.dtypes import DTYPES
 from sharescan.groups import SAME, Group, Transform
 from sharescan.table import TensorEntry
 
-__all__ = ["find_permuted", "index_bytes", "Permuted", "RELATION", "INDEX_ITEMSIZE"]
+__all__ = ["find_permuted", "index_bytes", "Permuted", "RELATION", "INDEX_ITEMSIZE", "NEAR_FAMILY_LIMIT"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,11 @@ INDEX_ITEMSIZE = 4  # int32 index per permuted row or column
 # Norms of two permuted copies differ only by summation order (float32
 # chunks: ~sqrt(n) ulps); a wider margin costs only a read of a distractor.
 _NORM_RTOL = 1e-3
+# Near copies are searched pair by pair among tensors of one dtype and shape
+# whose norms agree; beyond this many (a model of hundreds of same-shape
+# random matrices, whose norms and sketches all agree), that family is
+# searched for exact copies only, so the time stays near the read time.
+NEAR_FAMILY_LIMIT = 64
 _CHUNK_ELEMENTS = 1 << 22  # mix hashes are computed in row chunks of about this many elements
 
 
@@ -77,6 +85,10 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
         if DTYPES[dtype].is_float:
             # | ||a|| - ||b|| | <= ||a - permuted b||: a near copy's norm is within tol too.
             members = _norm_neighbours(members, digests, max(_NORM_RTOL, tol) if near and tol is not None else _NORM_RTOL)
+        if len(members) > NEAR_FAMILY_LIMIT:
+            near = False  # exact copies only: see NEAR_FAMILY_LIMIT
+            if tol is not None:
+                logger.info("%d tensors of shape %s: near-permuted copies not searched (more than %d)", len(members), entries[members[0]].shape, NEAR_FAMILY_LIMIT)
         buckets: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         sketches: dict[int, np.ndarray] = {}
         for i in members:
@@ -97,46 +109,74 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
     return groups
 
 
+def _near_pairs(members: list[int], sketches: Mapping[int, np.ndarray], digests: Mapping[int, Digest], tol: float) -> list[tuple[int, int]]:
+    """Pairs (kept, copy), kept first in file order, whose sketches allow a permuted distance within tol.
+
+    Two sketches lie within sqrt(2) times the tensors' distance under any
+    row and column permutation (``permute_match.sketch_bound``).
+    """
+    points = np.array([sketches[i] for i in members])
+    norms = np.array([digests[i].norm for i in members])
+    pairs = []
+    for x in range(len(members) - 1):
+        gaps = np.linalg.norm(points[x + 1 :] - points[x], axis=1) / np.sqrt(2) / (1 + 1e-9)
+        close = np.flatnonzero(gaps <= tol * np.maximum(norms[x + 1 :], norms[x]))
+        pairs += [(members[x], members[x + 1 + y]) for y in close]
+    return pairs
+
+
 def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: Mapping[int, np.ndarray], digests: Mapping[int, Digest], tol: float) -> list[Group]:
-    """Near-equal permuted copies among ``members`` (file order): the first left is kept, each other confirmed against it."""
-    groups = []
-    left = members
-    while len(left) > 1:
-        i, rest = left[0], left[1:]
-        left = []
-        kept: np.ndarray | None = None
-        members_found, transforms, worst_rel, worst_abs = [i], [SAME], 0.0, 0.0
-        for j in rest:
-            limit = tol * max(digests[i].norm, digests[j].norm)
-            if permute_match.sketch_bound(sketches[i], sketches[j]) > limit:
-                left.append(j)
-                continue
-            if kept is None:
-                kept = float_values(entries[i].read(), entries[i].dtype).astype(np.float64)
-                if _degenerate(kept):
-                    break
-            found = _near_copy(kept, float_values(entries[j].read(), entries[j].dtype).astype(np.float64), tol)
-            if found is None or index_bytes(found[0]) >= entries[j].nbytes:
-                left.append(j)
-                continue
-            members_found.append(j)
-            transforms.append(found[0])
-            worst_rel, worst_abs = max(worst_rel, found[1]), max(worst_abs, found[2])
-        else:
-            if len(members_found) > 1:
-                groups.append(Group("permuted", tuple(members_found), transforms=tuple(transforms), max_abs_error=worst_abs, rel_error=worst_rel))
+    """Near-equal permuted copies among ``members`` (file order): each copy confirmed against the kept tensor of its group."""
+    coded: dict[tuple[int, int], permute_match.Codes] = {}  # (member, axis): each computed once, when first needed
+    prepared: dict[int, permute_match.Prepared | None] = {}  # None: a degenerate tensor, never kept
+
+    def codes(k: int, axis: int) -> permute_match.Codes:
+        if (k, axis) not in coded:
+            coded[k, axis] = permute_match.codes(float_values(entries[k].read(), entries[k].dtype), axis)
+        return coded[k, axis]
+
+    def prepare(k: int) -> permute_match.Prepared | None:
+        if k not in prepared:
+            values = float_values(entries[k].read(), entries[k].dtype).astype(np.float64)
+            prepared[k] = None if _degenerate(values) else permute_match.prepare(values)
+        return prepared[k]
+
+    copies: dict[int, list[tuple[int, Transform, float, float]]] = {}
+    placed: set[int] = set()  # tensors that are a copy in some group
+    for i, j in _near_pairs(members, sketches, digests, tol):
+        if i in placed or j in placed or j in copies:
             continue
-        left = rest  # the kept tensor is degenerate: the others may still pair among themselves
+        limit = tol * max(digests[i].norm, digests[j].norm)
+        copy = float_values(entries[j].read(), entries[j].dtype)
+        if not all(permute_match.code_screen(codes(i, axis), copy, axis, limit) for axis in (0, 1)):
+            continue
+        kept = prepare(i)
+        if kept is None:
+            continue
+        found = _near_copy(kept, copy, tol)
+        if found is not None and index_bytes(found[0]) < entries[j].nbytes:
+            copies.setdefault(i, []).append((j, *found))
+            placed.add(j)
+    groups = []
+    for i, found_copies in copies.items():
+        members_found = (i, *(j for j, _, _, _ in found_copies))
+        transforms = (SAME, *(t for _, t, _, _ in found_copies))
+        groups.append(Group("permuted", members_found, transforms=transforms,
+                            max_abs_error=max(a for _, _, _, a in found_copies), rel_error=max(r for _, _, r, _ in found_copies)))
     return groups
 
 
-def _near_copy(kept: np.ndarray, copy: np.ndarray, tol: float) -> tuple[Transform, float, float] | None:
+def _near_copy(prepared: permute_match.Prepared, copy: np.ndarray, tol: float) -> tuple[Transform, float, float] | None:
     """(transform, relative error, max abs error) with copy ~ kept[rows][:, cols] within tol; None when none is found or no permutation is needed."""
-    norm_kept, norm_copy = float(np.linalg.norm(kept)), float(np.linalg.norm(copy))
-    scale = max(norm_kept, norm_copy)
+    kept = prepared.a
+    norm_kept, norm_copy = float(np.linalg.norm(kept)), float(np.linalg.norm(copy.astype(np.float64)))
+    limit = tol * max(norm_kept, norm_copy)
+    if not permute_match.screen(prepared, copy, limit):
+        return None
+    copy = copy.astype(np.float64)
     if float(relative_error(np.linalg.norm(kept - copy), norm_kept, norm_copy)) <= tol:
         return None  # near as it stands: the near relation's, with no index to store
-    found = permute_match.match(kept, copy, tol * scale)
+    found = permute_match.match(prepared, copy, limit)
     if found is None:
         return None
     rows, cols = found
