@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sharescan import detect
 from sharescan.result import AnalysisResult, GroupReport
 from sharescan.zoo.records import STATUS_SKIPPED, ModelRecord
 from sharescan.zoo.result import ZooFamily, ZooGroup, ZooMember, ZooModel, ZooResult, ZooTotals
@@ -28,7 +29,7 @@ def summarise(listed: Sequence[tuple[str, ModelRecord]], analysis: AnalysisResul
         m = next(reports)
         models.append(ZooModel(label, m.format, m.unique_bytes, m.file_bytes, m.n_tensors, m.reclaimable_bytes, "ok"))
     groups = tuple(_group(g) for g in analysis.groups) if analysis is not None else ()
-    by_relation = analysis.totals.by_relation if analysis is not None else ()
+    by_relation = analysis.totals.by_relation if analysis is not None else tuple((r.name, 0) for r in detect.RELATIONS)
     input_bytes = analysis.totals.unique_bytes if analysis is not None else 0
     reclaimable = analysis.totals.reclaimable_bytes if analysis is not None else 0
     identical = dict(by_relation).get("identical", 0)
