@@ -5,6 +5,13 @@ with ``rows=True``); near-equal tensors only with ``tol``. The result is
 written to a temporary folder beside the output, checked with onnx.checker,
 run in onnxruntime against the original on the same inputs, and only then
 moved into place: an output that fails verification is never written.
+
+A self-contained model is parsed once: the analysis reads its tensors from
+that parse, and the rewrite edits it. Verification opens one onnxruntime
+session for the original and one for the result (more only when merges
+must be bisected). onnxruntime's RAM is measured only when asked
+(``measure_ram``, ``--ram``): its four fresh processes cost more than the
+rest of a run.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """What onnxruntime holds in RAM for a model, measured in a fresh process.
 
+``dedup --ram`` (``DedupOptions(measure_ram=True)``) runs it four times: the
+original and the rewrite, each with default and recommended session options.
+A fresh process per reading costs more than the rest of a dedup, so it runs
+only when asked.
+
 RSS growth (read with psutil) from before creating the session to after one
 run. glibc keeps freed memory, so the child sets MALLOC_MMAP_THRESHOLD_=65536:
 large buffers then go back to the system when freed and readings repeat
