@@ -20,7 +20,12 @@ Generates (once; cached under ~/.cache/sharescan-bench/read_speed, never in the 
 Each case: `cat` over every file of the model and `sharescan analyze --json`
 (and `--exact`) in fresh processes, alternating, median of 5 after one
 warm-up read of everything; then one more run whose peak RSS (VmHWM) is
-read at exit. Writes reports/benchmarks.json and reports/benchmarks.md.
+read at exit, and one that splits the time by the library's progress steps.
+Writes reports/benchmarks.json and reports/benchmarks.md.
+
+    git archive <commit> | tar -x -C /tmp/before && echo <commit> > /tmp/before/COMMIT
+    python benchmarks/bench_read_speed.py --tree /tmp/before --json-out /tmp/before.json
+    python benchmarks/bench_read_speed.py --before /tmp/before.json   # the report with a before table
 """
 
 from __future__ import annotations
@@ -56,6 +61,35 @@ _RSS_WRAPPER = (
     "from sharescan.cli import main\n"
     "sys.argv = ['sharescan', *sys.argv[1:]]\n"
     "main()\n"
+)
+
+
+# Where one analysis spends its time: a fresh process times its imports,
+# then each step the library reports through its progress hooks.
+_PHASES = (
+    "import json, sys, time\n"
+    "start = time.perf_counter()\n"
+    "import sharescan.cli.analyze, sharescan\n"
+    "from sharescan.analysis import Progress\n"
+    "phases = {'imports': time.perf_counter() - start}\n"
+    "class Timer(Progress):\n"
+    "    def __init__(self):\n"
+    "        self.t, self.name = time.perf_counter(), 'load'\n"
+    "    def mark(self, name):\n"
+    "        now = time.perf_counter()\n"
+    "        phases[self.name] = phases.get(self.name, 0.0) + now - self.t\n"
+    "        self.t, self.name = now, name\n"
+    "    def step(self, name):\n"
+    "        self.mark('load' if name.startswith('loading') else name.removeprefix('finding ').removesuffix(' tensors') or 'accounting')\n"
+    "    def start(self, total):\n"
+    "        self.mark('digest (one read of every tensor)')\n"
+    "    def stop(self):\n"
+    "        self.mark('after digest')\n"
+    "timer = Timer()\n"
+    "sharescan.analyze(sys.argv[1], progress=timer)\n"
+    "timer.mark('')\n"
+    "phases.pop('after digest', None)\n"
+    "print(json.dumps(phases))\n"
 )
 
 
@@ -208,6 +242,11 @@ def measure(label: str, path: Path, floor: float, runs: int) -> dict:
         analyze_s.append(_timed(analyze))
         exact_s.append(_timed(exact))
     rss = _rss(["analyze", str(path), "--json"])
+    # Python's own start, before `import`, is not in the split: measured with `python -c pass`.
+    bare = statistics.median(_timed([sys.executable, "-c", "pass"]) for _ in range(3))
+    phases = {"python start (bare interpreter)": bare}
+    split = json.loads(subprocess.run([sys.executable, "-c", _PHASES, str(path)], capture_output=True, text=True, check=True, env=_ENV).stdout)
+    phases |= split
     largest = max(f.stat().st_size for f in files)
     row = {
         "case": label,
@@ -220,6 +259,7 @@ def measure(label: str, path: Path, floor: float, runs: int) -> dict:
         "exact_s": statistics.median(exact_s),
         "runs": {"cat_s": cat_s, "analyze_s": analyze_s, "exact_s": exact_s},
         "peak_rss_bytes": rss * 1024,
+        "phases_s": phases,
         "floor_ratio": floor,
     }
     row["ratio"] = row["analyze_s"] / row["cat_s"]
@@ -244,10 +284,19 @@ def _rss(args: list[str]) -> int:
     return int(text)
 
 
+def _commit(tree: Path | None) -> str:
+    """The commit measured: the tree's (an export names it in its folder's COMMIT file, if any), else this checkout's HEAD."""
+    if tree is not None:
+        marker = tree / "COMMIT"
+        return marker.read_text().strip() if marker.exists() else str(tree)
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
 # -- report --------------------------------------------------------------------
 
 
-def markdown(rows: list[dict], meta: dict, notes: str) -> str:
+def markdown(rows: list[dict], meta: dict, before: dict | None) -> str:
     lines = [
         "# sharescan analyze: read speed on every format",
         "",
@@ -263,8 +312,18 @@ def markdown(rows: list[dict], meta: dict, notes: str) -> str:
             f"| {r['case']} | {r['bytes'] / 1e6:,.0f} MB ({r['files']} file{'s' if r['files'] > 1 else ''}) | {r['cat_s']:.3f} | {r['analyze_s']:.3f} | {r['ratio']:.2f}x | {r['exact_ratio']:.2f}x "
             f"| {r['peak_rss_bytes'] / MiB:,.0f} MiB | {100 * r['rss_fraction_of_largest']:.1f}% | {r['floor_ratio']:g}x, RSS < 25% | {'yes' if r['met'] else 'no'} |"
         )
-    lines += ["", notes.strip(), ""] if notes.strip() else [""]
-    return "\n".join(lines)
+    if before is not None:
+        lines += ["", f"Before (the same script with `--tree` on an export of commit {before['commit']}, the same files, measured in the same session):", "",
+                  "| file | analyze s | ratio | --exact ratio | peak RSS | % of largest file |", "|---|---|---|---|---|---|"]
+        for r in before["cases"]:
+            lines.append(f"| {r['case']} | {r['analyze_s']:.3f} | {r['ratio']:.2f}x | {r['exact_ratio']:.2f}x | {r['peak_rss_bytes'] / MiB:,.0f} MiB | {100 * r['rss_fraction_of_largest']:.1f}% |")
+    names = list(dict.fromkeys(k for r in rows for k in r["phases_s"]))
+    lines += ["", "Where the time goes: one analysis in a fresh process, split by the library's progress steps (seconds; the steps after `digest` are the detectors).", "",
+              "| step | " + " | ".join(r["case"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{r['phases_s'].get(name, 0.0):.3f}" for r in rows) + " |")
+    lines.append("| cat (for scale) | " + " | ".join(f"{r['cat_s']:.3f}" for r in rows) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -272,7 +331,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a ~250 MB Llama-style file instead of 2 GB, 3 runs")
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--only", choices=["llama", "sharded", "onnx", "bin"], action="append", help="run only these cases")
-    parser.add_argument("--notes", type=Path, default=ROOT / "benchmarks" / "read_speed_notes.md", help="Markdown appended to the report (where the time goes)")
+    parser.add_argument("--before", type=Path, help="JSON of a --tree --json-out run, shown as the 'before' table")
     parser.add_argument("--no-write", action="store_true", help="print only; leave reports/ as it is")
     parser.add_argument("--tree", type=Path, help="measure the sharescan in this source tree (e.g. an export of an earlier commit) instead of the installed one")
     parser.add_argument("--json-out", type=Path, help="write the JSON here instead of reports/benchmarks.json (with --tree: a comparison run)")
@@ -280,6 +339,7 @@ def main() -> None:
     if args.tree is not None:
         SHARESCAN[:] = [sys.executable, "-m", "sharescan"]
         _ENV["PYTHONPATH"] = str(args.tree.resolve())
+        os.chdir(args.tree)  # `python -m` and `-c` put the working folder first on sys.path
     runs = args.runs or (3 if args.quick else 5)
     only = set(args.only or ["llama", "sharded", "onnx", "bin"])
     rows = []
@@ -295,14 +355,16 @@ def main() -> None:
         if "bin" in only:
             rows.append(measure("GPT-2 small, pytorch_model.bin", gpt2["bin"], 6.0, runs))
     meta = {"quick": args.quick, "runs": runs, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    document = json.dumps({"schema_version": 1, "benchmark": "read_speed", **meta, "tree": str(args.tree) if args.tree else None, "cases": rows}, indent=2) + "\n"
+    document = json.dumps({"schema_version": 1, "benchmark": "read_speed", **meta, "commit": _commit(args.tree), "cases": rows}, indent=2) + "\n"
     if args.json_out is not None:
         args.json_out.write_text(document, encoding="utf-8")
     if args.no_write or args.json_out is not None:
         return
-    notes = args.notes.read_text(encoding="utf-8") if args.notes.exists() else ""
+    before = json.loads(args.before.read_text(encoding="utf-8")) if args.before is not None else None
+    if before is not None:
+        document = json.dumps({**json.loads(document), "before": before}, indent=2) + "\n"
     (ROOT / "reports" / "benchmarks.json").write_text(document, encoding="utf-8")
-    (ROOT / "reports" / "benchmarks.md").write_text(markdown(rows, meta, notes), encoding="utf-8")
+    (ROOT / "reports" / "benchmarks.md").write_text(markdown(rows, meta, before), encoding="utf-8")
 
 
 if __name__ == "__main__":

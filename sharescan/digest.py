@@ -171,15 +171,16 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
     per_block = _BLOCK_BYTES // row_bytes if row_bytes <= _BLOCK_BYTES else 0
     step = per_block * row_bytes if per_block else _BLOCK_BYTES - _BLOCK_BYTES % storage.itemsize
     buf = _buffer(step)
+    whole = memoryview(buf.data)  # a plain buffer for preadv and the hasher
     fd = os.open(where.path, os.O_RDONLY)
     try:
         for start in range(0, where.nbytes, step):
             n = min(step, where.nbytes - start)
-            got = os.preadv(fd, [memoryview(buf)[:n]], where.offset + start)
+            got = os.preadv(fd, [whole[:n]], where.offset + start)
             if got != n:
                 raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
             raw = buf[:n]
-            hasher.update(raw)
+            hasher.update(whole[:n])
             block = raw.view(storage)
             if acc is not None:
                 values = float_values(block, entry.dtype)
