@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sharescan.report.layout import column_width, fit_label, spare_width, wrap_line, wrap_phrases
+from sharescan.report.layout import column_width, fit_label, shorten_middle, spare_width, wrap_line, wrap_phrases
 from sharescan.report.markdown_table import markdown_table
 from sharescan.units import human_bytes
 from sharescan.zoo.result import ZooFamily, ZooGroup, ZooResult
@@ -21,7 +21,7 @@ from sharescan.zoo.result import ZooFamily, ZooGroup, ZooResult
 __all__ = ["render_zoo_json", "render_zoo_terminal", "render_zoo_markdown", "zoo_headline", "FAMILY_HEADER", "GROUP_HEADER", "MODEL_HEADER"]
 
 FAMILY_HEADER = ("#", "models", "shared tensors", "reclaimable")
-GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "error")
+GROUP_HEADER = ("#", "relation", "members (first is kept)", "each", "reclaimable", "rel error")
 MODEL_HEADER = ("#", "model", "tensors", "bytes", "reclaimable")
 _NAMES_SHOWN = 4  # tensor names a family row shows before "and N more"
 _MODELS_SHOWN = 8  # models a family row shows before "and N more" (JSON lists all)
@@ -39,7 +39,7 @@ def zoo_headline(result: ZooResult) -> list[str]:
     models = f"{t.models} models" + (f" ({t.skipped} skipped)" if t.skipped else "") + ":"
     return [
         models, f"{human_bytes(t.input_bytes)} of tensors;",
-        f"a content-addressed store keeps {human_bytes(t.unique_bytes)}", f"({human_bytes(t.exact_unique_bytes)} with bit-exact merges only);",
+        f"kept after sharing {human_bytes(t.unique_bytes)}", f"(bit-exact merges only: {human_bytes(t.exact_unique_bytes)};", f"identical tensors only: {human_bytes(t.content_addressed_bytes)});",
         f"reclaimable {human_bytes(t.reclaimable_bytes)}{share},", f"{human_bytes(t.reclaimable_across_models_bytes)} across models",
     ]
 
@@ -57,7 +57,7 @@ def _family_names(result: ZooResult, f: ZooFamily) -> str:
         names.setdefault(result.groups[k].members[0].tensor, None)
     shown = list(names)[:_NAMES_SHOWN]
     more = len(names) - len(shown)
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return "\n".join(shown) + (f"\nand {more} more" if more > 0 else "")
 
 
 def _family_models(f: ZooFamily) -> str:
@@ -82,7 +82,18 @@ def _member_lines(g: ZooGroup) -> list[tuple[str, str]]:
 
 
 def _error_cell(g: ZooGroup) -> str:
-    return "exact" if g.rel_error == 0 and g.max_abs_error == 0 else f"{g.rel_error:.3g} rel"
+    return "exact" if g.rel_error == 0 and g.max_abs_error == 0 else f"{g.rel_error:.2g}"
+
+
+def _member_cell(name: str, rest: str, room: int) -> str:
+    """``model: tensor [shape dtype]`` on one line if it fits, else the model on its line and the tensor below (names shortened in the middle)."""
+    line = f"{name} {rest}".rstrip()
+    if len(line) <= room:
+        return line
+    model, _, tensor = name.partition(": ")
+    if not tensor:  # "and N more"
+        return shorten_middle(line, room)
+    return shorten_middle(f"{model}:", room) + "\n" + fit_label(tensor, rest, room)
 
 
 def _model_rows(result: ZooResult, top: int) -> list[tuple[str, ...]]:
@@ -108,7 +119,7 @@ def render_zoo_terminal(result: ZooResult, console: Any, top: int = 20) -> None:
     if result.families:
         rows = _family_rows(result)[:top]
         room = _room(console.width, FAMILY_HEADER, rows, [1, 2])
-        rows = [(r[0], "\n".join(fit_label(m, "", room) for m in r[1].split("\n")), fit_label(r[2], "", room), r[3]) for r in rows]
+        rows = [(r[0], *("\n".join(shorten_middle(line, room) for line in cell.split("\n")) for cell in r[1:3]), r[3]) for r in rows]
         console.print(_table(f"Families ({len(result.families)}): models that share tensors", FAMILY_HEADER, rows, separate_rows=True))
     else:
         say("No tensors shared across models.")
@@ -116,14 +127,14 @@ def render_zoo_terminal(result: ZooResult, console: Any, top: int = 20) -> None:
     if groups:
         numbers = [(str(k), g.relation, "", human_bytes(g.bytes_each), human_bytes(g.bytes_reclaimable), _error_cell(g)) for k, g in enumerate(groups, 1)]
         room = _room(console.width, GROUP_HEADER, numbers, [2])
-        rows = [(*r[:2], "\n".join(fit_label(name, rest, room) for name, rest in _member_lines(g)), *r[3:]) for r, g in zip(numbers, groups)]
+        rows = [(*r[:2], "\n".join(_member_cell(name, rest, room) for name, rest in _member_lines(g)), *r[3:]) for r, g in zip(numbers, groups)]
         console.print(_table(f"Groups ({len(result.groups)}), largest first", GROUP_HEADER, rows, separate_rows=True))
         if len(result.groups) > top:
             say(f"{len(result.groups) - top} more group(s) (--top {top} shown; --json lists all)")
     models = _model_rows(result, top)
     if models:
         room = _room(console.width, MODEL_HEADER, [(r[0], "", *r[2:]) for r in models], [1])
-        rows = [(r[0], fit_label(r[1], "", room), *r[2:]) for r in models]
+        rows = [(r[0], shorten_middle(r[1], room), *r[2:]) for r in models]
         console.print(_table("Models, most reclaimable first", MODEL_HEADER, rows))
     skipped = _skipped_lines(result)
     if skipped:
