@@ -310,3 +310,22 @@ def test_an_analysis_kept_in_an_older_form_is_searched_again(tmp_path: Path) -> 
     again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert (again.timing.digested, again.timing.result_from_store) == (0, False)
     assert again.to_dict() | {"timing": None} == first.to_dict() | {"timing": None}
+
+
+def test_a_change_to_external_data_alone_is_noticed(tmp_path: Path) -> None:
+    import onnx
+
+    (tmp_path / "zoo").mkdir()
+    weight = np.random.default_rng(5).standard_normal((32, 16)).astype(np.float32)
+    _save_onnx(tmp_path / "zoo" / "a.onnx", weight)
+    model = onnx.load(str(tmp_path / "zoo" / "a.onnx"))
+    onnx.save(model, str(tmp_path / "zoo" / "b.onnx"), save_as_external_data=True, location="b.onnx.data", size_threshold=0)
+    first = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert [g.relation for g in first.groups] == ["identical"] and len(first.models) == 2  # the .data file is not a model
+    data = tmp_path / "zoo" / "b.onnx.data"
+    data.write_bytes((-weight).tobytes())  # the graph file is untouched
+    st = data.stat()
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (again.timing.digested, again.timing.from_store) == (1, 1)
+    assert [g.relation for g in again.groups] == ["negated"]
