@@ -71,3 +71,15 @@ def test_a_vector_or_a_group_costing_more_than_it_saves_is_not_grouped() -> None
     # 1 row a group at 8 bits: 256 float codebook entries per 16-element row cost more than the row
     assert grouped_codebook_form(g, numpy_helper.from_array(rng.normal(size=(64, 16)).astype(np.float32), "w"), 8, 21, 1) is None
     assert grouped_codebook_form(g, numpy_helper.from_array(np.arange(64 * 16, dtype=np.int64).reshape(64, 16), "i"), 4, 21, 8) is None
+
+
+def test_codebook_rewrite_groups_matrices_and_gives_vectors_one_codebook() -> None:
+    from sharescan.codebook.forms import codebook_rewrite
+
+    g = helper.make_graph([], "g", [], [])
+    matrix = codebook_rewrite(g, numpy_helper.from_array(rng.normal(size=(64, 32)).astype(np.float32), "w"), 4, 21, group_channels=16)
+    vector = codebook_rewrite(g, numpy_helper.from_array(rng.normal(size=512).astype(np.float32), "b"), 4, 21, group_channels=16)
+    uniform = codebook_rewrite(g, numpy_helper.from_array(rng.normal(size=(64, 32)).astype(np.float32), "u"), 4, 21, uniform=True)
+    assert matrix is not None and [n.op_type for n in matrix.nodes] == ["Cast", "Add", "Gather"]
+    assert vector is not None and [n.op_type for n in vector.nodes] == ["Cast", "Gather"]
+    assert uniform is not None and [n.op_type for n in uniform.nodes] == ["DequantizeLinear"]
