@@ -102,8 +102,10 @@ def test_torch_is_not_imported_for_help_version_onnx_or_safetensors(args: list[s
         assert "sharescan.analysis" in modules  # the analysis really ran
 
 
-def test_torch_files_do_import_torch() -> None:
-    assert "torch" in _modules_after(["analyze", "fixtures/tiny_lm.pt", "--json"])
+def test_plain_state_dicts_are_read_without_torch_and_pickled_modules_with_it() -> None:
+    # A zip state dict's tensors are read from its records; only unpickling Python objects needs torch.
+    assert "torch" not in _modules_after(["analyze", "fixtures/tiny_lm.pt", "--json"])
+    assert "torch" in _modules_after(["analyze", "fixtures/mlp_module.pkl.pt", "--json", "--trust-code"])
 
 
 def test_progress_bar_stays_off_stderr_when_not_a_terminal() -> None:

@@ -48,7 +48,7 @@ def test_zsh_source_prints_the_completion_function() -> None:
 
 
 def test_the_verbs_complete_after_the_program_name() -> None:
-    assert _values(_complete("bash_complete", "sharescan ", 1)) == {"align", "analyze", "dedup", "export", "palettize", "tie"}
+    assert _values(_complete("bash_complete", "sharescan ", 1)) == {"align", "analyze", "dedup", "export", "palettize", "tie", "zoo"}
 
 
 @pytest.mark.parametrize(
