@@ -13,20 +13,18 @@ a pair it drops cannot be within tol, and no copy is missed:
    not depend on its columns' order, and sorted order is the best matching of
    two lists of numbers, so the sketches' distance is at most ``sqrt(2)``
    times the tensors' distance under any row and column permutation.
-2. ``code_screen``, then ``screen``: every row sorted (unchanged by a column permutation), and
+2. sorted lines: every row sorted (unchanged by a column permutation), and
    each row of ``b`` paired with its nearest sorted row of ``a``. Summed
    over rows, that is at most the distance under the best permutation; the
    same for columns. It separates unrelated tensors whose value
    distributions agree (two random matrices of one shape pass the norm
-   sketch, not this), and the sum is taken a block of rows at a time, so an
-   unrelated pair costs a block, not a matrix product of the whole tensors.
-   ``code_screen`` first does the same on each sorted line's leading DCT
-   terms (``codes``, computed once per tensor): an orthonormal projection
-   only shortens distances, so it is a lower bound too, at 32 numbers a
-   line; random tensors of one shape, which every invariant of their value
-   distribution takes for copies, are refused there within a block.
+   sketch, not this). ``code_screen`` takes it on each sorted line's leading
+   DCT terms (``codes``; an orthonormal projection only shortens distances,
+   so it is a lower bound too, at 32 numbers a line), a block of the copy's
+   lines at a time: an unrelated pair is refused within a block or two.
+   ``match`` then takes it in full, on the way to its first guess.
 
-``match`` then guesses rows by nearest sorted row and columns by nearest
+``match`` guesses rows by nearest sorted row and columns by nearest
 sorted column; if that guess is not
 within the limit, alternately rows given the columns and columns given the
 rows, each by nearest neighbour when that is a
@@ -43,14 +41,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Codes", "codes", "code_screen", "Prepared", "prepare", "sketch", "sketch_bound", "screen", "match", "MAX_REFINE", "SCREEN_BLOCK", "CODE_TERMS"]
+__all__ = ["Codes", "codes", "code_screen", "Prepared", "prepare", "sketch", "sketch_bound", "match", "MAX_REFINE", "SCREEN_BLOCK", "CODE_TERMS"]
 
 logger = logging.getLogger(__name__)
 
 MAX_REFINE = 6  # alternating row/column passes before giving up (a true copy settles in one or two)
-# Rows of the copy sorted and compared per step of the screen: an unrelated
-# tensor is usually refused within the first block, at block/rows of the
-# cost of the whole bound.
+# Rows of the copy sorted and compared in the screen's first step (each next
+# step doubles): an unrelated tensor is usually refused within the first,
+# at a small part of the cost of the whole bound.
 SCREEN_BLOCK = 32
 # Leading orthonormal DCT terms kept of each sorted line. Sorted rows of
 # random data differ mostly in smooth ways (scale, shift, tails: a quantile
@@ -107,11 +105,13 @@ def codes(values: np.ndarray, axis: int) -> Codes:
 
 
 def _coded_blocks(values: np.ndarray, axis: int) -> Iterator[np.ndarray]:
-    """The copy's codes SCREEN_BLOCK lines at a time: a pair refused early never codes the rest."""
+    """The copy's codes, SCREEN_BLOCK lines first and twice as many each step: a pair refused early never codes the rest."""
     lines = values if axis == 0 else values.T
-    for start in range(0, len(lines), SCREEN_BLOCK):
-        block = np.sort(lines[start : start + SCREEN_BLOCK], axis=1)
+    start, size = 0, SCREEN_BLOCK
+    while start < len(lines):
+        block = np.sort(lines[start : start + size], axis=1)
         yield _leading_dct(block, min(CODE_TERMS, block.shape[1]))
+        start, size = start + size, 2 * size
 
 
 def code_screen(kept: Codes, copy: np.ndarray, axis: int, limit: float) -> bool:
@@ -155,13 +155,6 @@ def _squared_distances(x: np.ndarray, y: np.ndarray, y_sq: np.ndarray | None = N
     return np.maximum(d, 0.0)
 
 
-def _blocks(lines: np.ndarray, sort: bool) -> Iterator[np.ndarray]:
-    """SCREEN_BLOCK lines at a time as float64, each sorted if asked."""
-    for start in range(0, len(lines), SCREEN_BLOCK):
-        block = lines[start : start + SCREEN_BLOCK].astype(np.float64)
-        yield np.sort(block, axis=1) if sort else block
-
-
 def _within(kept_lines: np.ndarray, kept_sq: np.ndarray, copy_blocks: Iterator[np.ndarray], limit: float) -> bool:
     """Whether each copy line to its nearest kept line, squared and summed, stays within ``limit`` squared.
 
@@ -174,11 +167,6 @@ def _within(kept_lines: np.ndarray, kept_sq: np.ndarray, copy_blocks: Iterator[n
         if total > bound:
             return False
     return True
-
-
-def screen(kept: Prepared, b: np.ndarray, limit: float) -> bool:
-    """False when no row and column permutation brings ``kept.a`` within ``limit`` of ``b`` (the sorted lines' lower bound says so)."""
-    return _within(kept.sorted_rows, kept.row_sq, _blocks(b, sort=True), limit) and _within(kept.sorted_cols, kept.col_sq, _blocks(b.T, sort=True), limit)
 
 
 def _assign(cost: np.ndarray) -> np.ndarray:
@@ -212,13 +200,19 @@ def _greedy(cost: np.ndarray) -> np.ndarray:
 def match(kept: Prepared, b: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(rows, cols) with ``||a[rows][:, cols] - b|| <= limit`` as far as alternating assignment finds one; None when none is found.
 
-    Call after ``screen``. Rows sorted are unchanged by a column permutation
-    (and columns sorted by a row permutation), so the first guess matches
-    sorted lines.
+    Rows sorted are unchanged by a column permutation (and columns sorted by
+    a row permutation): each copy line's distance to its nearest sorted kept
+    line, summed, bounds the distance from below (over the limit: None), and
+    the nearest lines are the first guess.
     """
     a = kept.a
-    rows = _assign(_squared_distances(np.sort(b, axis=1), kept.sorted_rows, kept.row_sq))
-    cols = _assign(_squared_distances(np.sort(b, axis=0).T, kept.sorted_cols, kept.col_sq))
+    row_cost = _squared_distances(np.sort(b, axis=1), kept.sorted_rows, kept.row_sq)
+    if row_cost.min(axis=1).sum() > (limit * _SLACK) ** 2:
+        return None
+    col_cost = _squared_distances(np.sort(b, axis=0).T, kept.sorted_cols, kept.col_sq)
+    if col_cost.min(axis=1).sum() > (limit * _SLACK) ** 2:
+        return None
+    rows, cols = _assign(row_cost), _assign(col_cost)
     for _ in range(MAX_REFINE):
         if np.linalg.norm(a[rows][:, cols] - b) <= limit:
             return rows, cols

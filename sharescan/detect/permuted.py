@@ -171,8 +171,6 @@ def _near_copy(prepared: permute_match.Prepared, copy: np.ndarray, tol: float) -
     kept = prepared.a
     norm_kept, norm_copy = float(np.linalg.norm(kept)), float(np.linalg.norm(copy.astype(np.float64)))
     limit = tol * max(norm_kept, norm_copy)
-    if not permute_match.screen(prepared, copy, limit):
-        return None
     copy = copy.astype(np.float64)
     if float(relative_error(np.linalg.norm(kept - copy), norm_kept, norm_copy)) <= tol:
         return None  # near as it stands: the near relation's, with no index to store
