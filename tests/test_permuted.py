@@ -241,3 +241,14 @@ def test_the_greedy_assignment_without_scipy_is_a_permutation_that_takes_the_che
 
     cost = np.array([[0.0, 1.0, 5.0], [0.1, 3.0, 2.0], [4.0, 0.2, 9.0]])
     assert _greedy(cost).tolist() == [0, 2, 1]
+
+
+def test_a_dense_layer_saved_after_a_flatten_in_another_order_is_a_column_permuted_copy(tmp_path: Path) -> None:
+    # A conv output of 16 channels x 3 x 3 flattened channels-last in one package, channels-first in the other.
+    channels, side = 16, 3
+    hwc = rng.standard_normal((32, channels * side * side)).astype(np.float32)
+    order = np.arange(channels * side * side).reshape(side, side, channels).transpose(2, 0, 1).reshape(-1)
+    chw = np.ascontiguousarray(hwc[:, order])
+    (group,) = _found(sharescan.analyze(_save("safetensors", tmp_path, {"a_dense": hwc, "b_dense": chw})))
+    assert group.relation == "permuted" and group.rel_error == 0
+    assert [(axis, list(index)) for axis, index in group.members[1].permutation] == [(1, order.tolist())]
