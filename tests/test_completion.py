@@ -57,7 +57,7 @@ def test_the_verbs_complete_after_the_program_name() -> None:
         ("sharescan dedup --", {"--output", "--tol", "--rows", "--max-error", "--input", "--inputs", "--in-place", "--ram", "--json", "--report"}),
         ("sharescan analyze --trust", {"--trust-code", "--trust-pickle"}),
         ("sharescan tie --fine", {"--finetune-shared"}),
-        ("sharescan export --no-", {"--no-constant-folding", "--no-ram"}),
+        ("sharescan export --no-", {"--no-constant-folding"}),
     ],
 )
 def test_options_complete_for_each_verb(words: str, expected: set[str]) -> None:

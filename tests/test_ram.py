@@ -71,3 +71,15 @@ def test_ram_flag_measures_and_no_ram_is_still_accepted(tmp_path: Path) -> None:
     assert json.loads(old.stdout)["onnxruntime_ram_bytes"] is None
     helped = run_cli("dedup", "--help").stdout
     assert "--ram" in helped and "--no-ram" not in helped
+
+
+def test_export_measures_ram_only_with_the_ram_flag_as_dedup_does(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import run_cli
+
+    plain = run_cli("export", str(FIXTURES / "mlp_script.pt"), "-o", str(tmp_path / "a.onnx"), "--input", "x:3x64:float32", "--trust-code", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["onnxruntime_ram_bytes"] is None
+    helped = run_cli("export", "--help").stdout
+    assert "--ram" in helped and "--no-ram" not in helped

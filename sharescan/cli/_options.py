@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-__all__ = ["Option", "models_arg", "output_opt", "json_opt", "report_opt", "trust_code_opt", "arch_opt", "no_ram_opt", "rewrite_opts"]
+__all__ = ["Option", "models_arg", "output_opt", "json_opt", "report_opt", "trust_code_opt", "arch_opt", "ram_opts", "rewrite_opts"]
 
 Option = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -37,9 +37,14 @@ def arch_opt(help_text: str) -> Option:
     return click.option("--arch", help=help_text)
 
 
-def no_ram_opt(help_text: str) -> Option:
-    """``--no-ram``: skip measuring onnxruntime RAM."""
-    return click.option("--no-ram", is_flag=True, help=help_text)
+def ram_opts(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ram`` (measure onnxruntime RAM: four more sessions in fresh processes) and the hidden ``--no-ram``.
+
+    RAM used to be measured unless ``--no-ram`` was given; it is still accepted,
+    asks for what is now the default, and wins over ``--ram``.
+    """
+    command = click.option("--no-ram", "no_ram", is_flag=True, hidden=True)(command)
+    return click.option("--ram", "measure_ram", is_flag=True, help="Also measure onnxruntime's RAM (RSS growth for a session and one run) before and after, with default and recommended session options: four more sessions in fresh processes.")(command)
 
 
 def rewrite_opts(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sharescan.cli._options import json_opt, output_opt, report_opt, rewrite_opts
+from sharescan.cli._options import json_opt, output_opt, ram_opts, report_opt, rewrite_opts
 from sharescan.cli._output import check_report_target, dedup_rendering, emit
 from sharescan.cli._progress import step_status
 
@@ -33,9 +33,7 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--input", "input_specs", multiple=True, help="Input for verification as name:shape:dtype (e.g. input_ids:1x32:int64); default: declared shapes, symbolic dims tried at sizes the model runs at.")
 @click.option("--inputs", "samples", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Real inputs for verification: an .npz of arrays named after graph inputs; one sample per file, or several along a leading axis (one dim more than declared); repeatable.")
 @click.option("--in-place", is_flag=True, help="Allow -o to be the input file (replaced only after verification).")
-@click.option("--ram", "measure_ram", is_flag=True, help="Also measure onnxruntime's RAM (RSS growth for a session and one run) before and after, with default and recommended session options: four more sessions in fresh processes.")
-# RAM used to be measured unless --no-ram was given: still accepted, it asks for what is now the default (and wins over --ram).
-@click.option("--no-ram", "no_ram", is_flag=True, hidden=True)
+@ram_opts
 @json_opt
 @report_opt
 def dedup(model: str, output: str, tol: float | None, rows: bool, max_error: float, input_specs: tuple[str, ...], samples: tuple[str, ...], in_place: bool, strip_debug: bool, simplify: bool, codebook_bits: int | None, measure_ram: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sharescan.cli._options import arch_opt, json_opt, no_ram_opt, output_opt, report_opt, rewrite_opts, trust_code_opt
+from sharescan.cli._options import arch_opt, json_opt, output_opt, ram_opts, report_opt, rewrite_opts, trust_code_opt
 from sharescan.cli._output import check_report_target, dedup_rendering, emit
 from sharescan.cli._progress import step_status
 
@@ -37,10 +37,10 @@ Exit codes: 0 written and verified; 2 unusable input, options or a failed verifi
 @click.option("--no-constant-folding", is_flag=True, help="Export without constant folding.")
 @trust_code_opt("Allow loading what runs code from the file: TorchScript, a .pt2 program, a pickled whole nn.Module. Only for files you trust.")
 @rewrite_opts
-@no_ram_opt("Skip measuring onnxruntime RAM.")
+@ram_opts
 @json_opt
 @report_opt
-def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ...], inputs_npz: str | None, opset: int, dynamo: bool, no_constant_folding: bool, trust_pickle: bool, tol: float | None, rows: bool, strip_debug: bool, simplify: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
+def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ...], inputs_npz: str | None, opset: int, dynamo: bool, no_constant_folding: bool, trust_pickle: bool, tol: float | None, rows: bool, strip_debug: bool, simplify: bool, measure_ram: bool, no_ram: bool, as_json: bool, report_path: Path | None) -> None:
     """Export a PyTorch or transformers MODEL to ONNX, deduplicate it, and check onnxruntime against torch."""
     check_report_target(report_path, model, output)
     from sharescan.onnx_rewrite.dedup import DedupOptions
@@ -49,7 +49,7 @@ def export(model: str, output: str, arch: str | None, input_specs: tuple[str, ..
     from sharescan.sources.torch_source import needs_torch
 
     inputs = tuple(parse_input_spec(s) for s in input_specs)
-    dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=not no_ram, inputs=inputs, strip_debug=strip_debug, simplify=simplify)
+    dedup_options = DedupOptions(tol=tol, rows=rows, measure_ram=measure_ram and not no_ram, inputs=inputs, strip_debug=strip_debug, simplify=simplify)
     options = ExportOptions(arch=arch, inputs_npz=inputs_npz, opset=opset, dynamo=dynamo, constant_folding=not no_constant_folding, trust_pickle=trust_pickle, dedup=dedup_options)
     with needs_torch("export"), step_status("export") as on_step:
         result = run_export(model, output, options, on_step=on_step)
