@@ -550,6 +550,17 @@ class _CheckpointUnpickler(_SafeUnpickler):
             return self._rebuild_parameter_with_state
         return super().find_class(module, name)
 
+    def persistent_load(self, pid: Any) -> Any:
+        storage = super().persistent_load(pid)
+        # torch.save records each storage's element count; anything but the
+        # record's exact size (negative, past the data, not an int) is for
+        # torch.load to judge, as before.
+        numel = pid[4]
+        size = numel * DTYPES[storage.dtype].itemsize if storage.dtype and type(numel) is int else None
+        if size is None or numel < 0 or size != storage.record.nbytes:
+            self.plain = False
+        return storage
+
     def _rebuild_tensor_v2(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False, hooks: Any = None, *extra: Any) -> TensorView:
         if hooks or any(extra):  # backward hooks, or metadata (conj/neg bits and the like) torch would apply
             self.plain = False
