@@ -160,7 +160,8 @@ def flatten_order(index: np.ndarray, channels: int, side: int) -> str:
     for kept, copy in (("HWC", "CHW"), ("WHC", "CHW"), ("CHW", "HWC"), ("CHW", "WHC")):
         expected = np.arange(channels * side * side).reshape([dims[d] for d in kept]).transpose([kept.index(d) for d in copy]).reshape(-1)
         if np.array_equal(index, expected):
-            return f"kept flattened {kept}, copy {copy}"
+            same = " (H = W: HWC and WHC are one order here)" if side > 1 and "C" in (kept[-1], copy[-1]) else ""
+            return f"kept flattened {kept}, copy {copy}{same}"
     return ""
 
 
@@ -275,7 +276,8 @@ def main() -> None:
         f"Total: {len(copies)} permuted dense layers of {len(dense)} ({sum(f['verified'] for f in copies)} verified bit for bit), "
         f"{sum(f['bytes'] for f in copies):,} B of copies ({sum(f['bytes'] for f in copies) / 1e6:.2f} MB) in a pair of "
         f"{sum(r['unique'] for r in real):,} B ({sum(r['unique'] for r in real) / 1e6:.2f} MB); "
-        f"reclaimable by `permuted` after the int32 indices: {sum(r['permuted_reclaimable'] for r in real):,} B. "
+        f"reclaimable by `permuted` after the int32 indices: {sum(r['permuted_reclaimable'] for r in real):,} B; "
+        f"by all relations: {sum(r['reclaimable'] for r in real):,} B ({sum(r['reclaimable'] for r in real) / sum(r['unique'] for r in real) * 100:.1f}% of the pair). "
         "The rest of the pair is bit-for-bit identical tensors under other names (`identical`).",
         "",
     ]
