@@ -267,7 +267,8 @@ def _attempt(model: Any, result: Any, options: DedupOptions, skip: frozenset[str
     staged = _save(model, folder / out.name, external=after > _TWO_GB // 2 or external_data)
     del model
     # What verification expects: bit-identical outputs unless a merge's relation is lossy.
-    lossy = any(m.relation == "codebook" or not detect.relation_named(m.relation).lossless for m in merges)
+    # A lossless relation found within --tol (a near-permuted copy) carries its error: lossy too.
+    lossy = any(m.relation == "codebook" or not detect.relation_named(m.relation).lossless or m.rel_error > 0 for m in merges)
     try:
         check_model(staged[0], label=str(out))
     except VerificationError as e:
@@ -428,7 +429,7 @@ def _share_group(graph: Any, g: Any, stored: dict[str, Any], skip: frozenset[str
             front.extend(rebuild.nodes)
         else:
             kept_for[m.name] = keep
-        err = (0.0, 0.0) if relation.lossless else (g.max_abs_error, g.rel_error)
+        err = (0.0, 0.0) if relation.lossless and g.rel_error == 0 else (g.max_abs_error, g.rel_error)
         merges.append(Merge(g.relation, keep, m.name, rebuild.saved or g.bytes_each, rebuild.how, *err))
     return merges
 
