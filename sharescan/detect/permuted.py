@@ -62,6 +62,9 @@ _NORM_RTOL = 1e-3
 # random matrices, whose norms and sketches all agree), that family is
 # searched for exact copies only, so the time stays near the read time.
 NEAR_FAMILY_LIMIT = 64
+# A sample of 1,024 elements estimates the relative distance of a near pair
+# within a few times tol; beyond this many tols the pair is not near as it stands.
+_SAMPLE_SLACK = 8.0
 _CHUNK_ELEMENTS = 1 << 22  # mix hashes are computed in row chunks of about this many elements
 
 
@@ -148,6 +151,12 @@ def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: M
             continue
         limit = tol * max(digests[i].norm, digests[j].norm)
         copy = float_values(entries[j].read(), entries[j].dtype)
+        if _near_as_it_stands(digests[i], digests[j], entries[i], copy, tol):
+            # The near relation's, with no index to store. j is set aside for good:
+            # in a zoo of fine-tunes every copy is near every other, and trying
+            # each remaining pair again would cost a full comparison per pair.
+            placed.add(j)
+            continue
         if not all(permute_match.code_screen(codes(i, axis), copy, axis, limit) for axis in (0, 1)):
             continue
         kept = prepare(i)
@@ -164,6 +173,18 @@ def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: M
         groups.append(Group("permuted", members_found, transforms=transforms,
                             max_abs_error=max(a for _, _, _, a in found_copies), rel_error=max(r for _, _, r, _ in found_copies)))
     return groups
+
+
+def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, copy: np.ndarray, tol: float) -> bool:
+    """Whether copy is within tol of kept with no permutation: the grid samples first, then the whole tensors."""
+    if a.grid is not None and b.grid is not None:
+        ga, gb = a.grid.astype(np.float64).ravel(), b.grid.astype(np.float64).ravel()
+        # Same shape, same sampled positions: unrelated or permuted tensors sit near sqrt(2) apart.
+        if float(relative_error(np.linalg.norm(ga - gb), np.linalg.norm(ga), np.linalg.norm(gb))) > _SAMPLE_SLACK * tol:
+            return False
+    values = float_values(kept.read(), kept.dtype).astype(np.float64)
+    c = copy.astype(np.float64)
+    return float(relative_error(np.linalg.norm(values - c), np.linalg.norm(values), np.linalg.norm(c))) <= tol
 
 
 def _near_copy(prepared: permute_match.Prepared, copy: np.ndarray, tol: float) -> tuple[Transform, float, float] | None:
