@@ -91,12 +91,32 @@ def test_safetensors_bfloat16_is_read_without_torch_conversion(tmp_path: Path) -
     assert [g.relation for g in result.groups] == ["transposed"]
 
 
-def test_safetensors_reads_lazily_through_a_memory_map(tmp_path: Path) -> None:
-    path = save_safetensors(tmp_path / "m.safetensors", {"w": np.arange(12, dtype=np.float32).reshape(3, 4)})
-    entry = _load(path).tensors[0]
-    array = entry.read()
-    assert _is_mapped(array)
-    np.testing.assert_array_equal(array, np.arange(12).reshape(3, 4))
+def test_safetensors_reads_lazily_large_tensors_mapped_small_ones_read_alone(tmp_path: Path) -> None:
+    big = np.arange(32 * 64, dtype=np.float32).reshape(32, 64)  # 8 KiB: a mapping of its own
+    path = save_safetensors(tmp_path / "m.safetensors", {"big": big, "w": np.arange(12, dtype=np.float32).reshape(3, 4)})
+    t = _by_name(_load(path))
+    assert _is_mapped(t["big"].read())
+    # A small tensor among few is read with one pread, not through a mapping
+    # whose fault would map its large neighbours' pages too.
+    small = t["w"].read()
+    assert not _is_mapped(small)
+    np.testing.assert_array_equal(small, np.arange(12).reshape(3, 4))
+    # Nothing was read at load: bytes changed in place afterwards are what a read sees.
+    raw = bytearray(path.read_bytes())
+    at = raw.rfind(np.arange(12, dtype=np.float32).tobytes())
+    raw[at : at + 4] = np.float32(7).tobytes()
+    path.write_bytes(bytes(raw))
+    assert t["w"].read()[0, 0] == 7
+
+
+def test_a_file_of_many_small_tensors_shares_one_mapping(tmp_path: Path) -> None:
+    from sharescan.sources import mapped
+
+    arrays = {f"b{k}": np.full(4, k, dtype=np.float32) for k in range(mapped._PREAD_SMALL + 1)}
+    t = _by_name(_load(save_safetensors(tmp_path / "m.safetensors", arrays)))
+    first = t["b0"].read()
+    assert _is_mapped(first) and first.base is not None
+    np.testing.assert_array_equal(t[f"b{mapped._PREAD_SMALL}"].read(), np.full(4, mapped._PREAD_SMALL))
 
 
 def test_safetensors_save_model_dropped_names_come_back_as_aliases(tmp_path: Path) -> None:
