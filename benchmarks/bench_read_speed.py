@@ -116,18 +116,19 @@ def _write_safetensors(path: Path, items: Iterator[tuple[str, np.ndarray]], spec
 
 
 def llama_file(target_bytes: int) -> Path:
-    """A Llama-style float32 safetensors of about ``target_bytes``, with planted relations."""
+    """A Llama-style float32 safetensors of about ``target_bytes``, with planted relations
+    (Llama-2-1B-like widths for 2 GB, half of them for a quick run)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    hidden, vocab = 2048, 32000
-    per_layer = 4 * hidden * hidden + 3 * hidden * 5504
+    hidden, vocab, inner = (2048, 32000, 5504) if target_bytes >= 1_000_000_000 else (1024, 16000, 2752)
+    per_layer = 4 * hidden * hidden + 3 * hidden * inner
     layers = max(2, round((target_bytes / 4 - 2 * vocab * hidden) / per_layer))
-    out = CACHE / f"llama-{layers}L-v2" / "model.safetensors"
+    out = CACHE / f"llama-{hidden}x{layers}L-v2" / "model.safetensors"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    config = LlamaConfig(hidden_size=hidden, intermediate_size=5504, num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=16, vocab_size=vocab, tie_word_embeddings=False)
+    config = LlamaConfig(hidden_size=hidden, intermediate_size=inner, num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=16, vocab_size=vocab, tie_word_embeddings=False)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     specs = [(n, tuple(t.shape)) for n, t in model.state_dict().items()]
