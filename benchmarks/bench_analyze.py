@@ -2,7 +2,7 @@
 
     python benchmarks/bench_analyze.py            # makes the data if missing (2 GB)
 
-Writes reports/benchmarks.md and reports/benchmarks.json. Every figure comes
+Writes reports/analyze_synthetic.md and reports/analyze_synthetic.json. Every figure comes
 from one run on one machine: medians of 5, page-cached file, the time to read
 the same file with `cat` measured alongside.
 """
@@ -145,8 +145,8 @@ def main() -> None:
         "scaling": {**{str(k): v for k, v in scaling.items()}, "ratio_4096_over_512": scaling[4096]["median_s"] / scaling[512]["median_s"]},
     }
     (ROOT / "reports").mkdir(exist_ok=True)
-    (ROOT / "reports/benchmarks.json").write_text(json.dumps(report, indent=1) + "\n")
-    (ROOT / "reports/benchmarks.md").write_text(render(report))
+    (ROOT / "reports/analyze_synthetic.json").write_text(json.dumps(report, indent=1) + "\n")
+    (ROOT / "reports/analyze_synthetic.md").write_text(render(report))
     print(render(report))
 
 
