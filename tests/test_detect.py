@@ -171,3 +171,41 @@ def test_negated_copies_inside_a_crowd_of_near_equal_tensors_are_found_without_p
     units = list(range(len(entries)))
     pairs = direction_pairs(entries, units, compute_digests(entries, units))
     assert len(pairs) < 4 * len(entries)
+
+
+def test_identical_compares_block_by_block_and_finds_a_difference_in_any_block(tmp_path: Path) -> None:
+    from sharescan.detect.identical import same_content
+    from sharescan.sources import LoadOptions, load_model
+
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    late, middle = w.copy(), w.copy()
+    late.reshape(-1)[-1] = np.nextafter(late.reshape(-1)[-1], np.float32(np.inf))  # one bit, last block
+    middle[30, 3] = -middle[30, 3]
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": w.copy(), "late": late, "middle": middle})
+    entries = {e.name: e for e in load_model(str(path), 0, LoadOptions()).tensors}
+    for block in (1, 100, 1000, w.nbytes, 1 << 24):  # the last block shorter, or one block for all
+        assert same_content(entries["a"], entries["b"], block)
+        assert not same_content(entries["a"], entries["late"], block)
+        assert not same_content(entries["a"], entries["middle"], block)
+
+
+def test_identical_reads_file_tensors_through_a_buffer_without_mapping_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sharescan.detect.identical import find_identical
+    from sharescan.digest import compute_digests
+    from sharescan.sources import LoadOptions, load_model
+    from sharescan.sources.mapped import MappedRead
+
+    w = rng.standard_normal((256, 64)).astype(np.float32)  # 64 KiB: a mapped reader of its own
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": w.copy(), "c": -w})
+    entries = load_model(str(path), 0, LoadOptions()).tensors
+    digests = compute_digests(entries, [0, 1, 2], lambda n: None)
+    mapped: list[tuple[int, ...]] = []
+    original = MappedRead.__call__
+
+    def spy(self: MappedRead, populate: bool = True) -> np.ndarray:
+        mapped.append(self.shape)
+        return original(self, populate)
+
+    monkeypatch.setattr(MappedRead, "__call__", spy)
+    assert [g.members for g in find_identical(entries, [0, 1, 2], digests)] == [(0, 1)]
+    assert mapped == []  # compared through pread buffers: no tensor's pages were mapped

@@ -6,15 +6,24 @@ Bitwise identity is what a merge can promise without changing any output:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 
-from sharescan.detect.common import same_bytes
+import numpy as np
+
 from sharescan.detect.relation import BaseRelation, Scope
 from sharescan.digest import Digest
+from sharescan.errors import InputError
 from sharescan.groups import Group
+from sharescan.sources.mapped import FileRange, file_range
 from sharescan.table import TensorEntry
 
-__all__ = ["find_identical", "Identical", "RELATION"]
+__all__ = ["find_identical", "same_content", "Identical", "RELATION"]
+
+# Candidates are compared this many bytes at a time. Mapping both tensors
+# whole made their pages resident together (two tied 262 MB embeddings put
+# 524 MB on top of the analysis); two reused buffers of this size do not grow.
+BLOCK_BYTES = 16 << 20
 
 
 def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
@@ -30,13 +39,56 @@ def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests
         pending = list(members)
         while len(pending) > 1:
             rep, rest = pending[0], pending[1:]
-            rep_bytes = entries[rep].read()
-            same = [j for j in rest if same_bytes(rep_bytes, entries[j].read())]
+            same = [j for j in rest if same_content(entries[rep], entries[j])]
             if same:
                 groups.append(Group("identical", (rep, *same)))
             taken = set(same)  # a list here made 20,000 copies cost 200 million comparisons
             pending = [j for j in rest if j not in taken]
     return groups
+
+
+def same_content(a: TensorEntry, b: TensorEntry, block: int = BLOCK_BYTES) -> bool:
+    """Whether two entries of one dtype and shape hold the same bytes, read ``block`` bytes at a time."""
+    if a.nbytes != b.nbytes:
+        return False
+    return all(_equal(x, y) for x, y in zip(_blocks(a, block), _blocks(b, block)))
+
+
+def _equal(x: np.ndarray, y: np.ndarray) -> bool:
+    # Compared as 8-byte words where the length allows: 8x fewer elements.
+    if x.size % 8 == 0 and x.size == y.size:
+        x, y = x.view(np.uint64), y.view(np.uint64)
+    return bool(np.array_equal(x, y))
+
+
+def _blocks(entry: TensorEntry, block: int) -> Iterator[np.ndarray]:
+    """The entry's bytes as consecutive uint8 arrays of ``block`` bytes (the last shorter).
+
+    A tensor lying in one run of a file is read with ``preadv`` into one
+    buffer; others (in memory, or strided in their file) are sliced from
+    their array. A block is valid until the next one is produced.
+    """
+    where = file_range(entry.read)
+    if where is not None:
+        yield from _file_blocks(where, block)
+        return
+    flat = np.ascontiguousarray(entry.read()).reshape(-1).view(np.uint8)
+    for start in range(0, flat.size, block):
+        yield flat[start : start + block]
+
+
+def _file_blocks(where: FileRange, block: int) -> Iterator[np.ndarray]:
+    buf = np.empty(min(block, where.nbytes), dtype=np.uint8)
+    whole = memoryview(buf.data)
+    fd = os.open(where.path, os.O_RDONLY)
+    try:
+        for start in range(0, where.nbytes, block):
+            n = min(block, where.nbytes - start)
+            if os.preadv(fd, [whole[:n]], where.offset + start) != n:
+                raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
+            yield buf[:n]
+    finally:
+        os.close(fd)
 
 
 class Identical(BaseRelation):
