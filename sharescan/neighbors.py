@@ -126,14 +126,18 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     For many points (every row of a large embedding). Each of ``dims``
     orthonormal directions is a band: the points' projections on it, cut into
     slabs ``_CELL`` radii wide. A point's key is its slab in every band (and
-    its label); a point within ``radius`` of a slab's edge also looks itself
-    up across that edge. A projection never lengthens a distance, so two
-    points within ``radius`` differ by at most one slab per band, toward
-    each other: one look-up finds the pair, and recall on these points is
-    exact. Points sharing a key are paired by sorting the keys once; the
-    look-ups by binary search in them, so each point costs a few look-ups of
-    O(log n), and only pairs in one key (about one per point and label) are
-    measured.
+    its label). A projection never lengthens a distance, so two points within
+    ``radius`` lie in the same slab of every band or in neighbouring ones,
+    and where p's slab is below q's, p lies within ``radius`` of its slab's
+    upper edge (and q within ``radius`` of its lower edge). So each point
+    also takes the keys of its slabs moved up across every subset of the
+    upper edges it is near: p moved up where it is below q, and q moved up
+    where it is below p, reach one key. Recall on these points is exact.
+    Only upper edges are crossed (a point near k of them takes 2^k keys), so
+    a point takes about 1.125^dims keys instead of the 1.25^dims look-ups
+    that crossing both edges costs; points sharing a key are paired by
+    sorting all keys once, and only those pairs (about one per point and
+    label) are measured.
     """
     points = np.asarray(points)
     if points.dtype not in (np.float32, np.float64):
@@ -141,34 +145,32 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     n = len(points)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
-    per_label = n if labels is None else int(np.bincount(np.unique(labels, return_inverse=True)[1]).max())
-    dims = max(1, min(points.shape[1], math.ceil(math.log(max(per_label, 2)) / math.log(_SPLIT)) + 1))
+    dims = max(1, min(points.shape[1], math.ceil(math.log(max(_largest_label(n, labels), 2)) / math.log(_SPLIT)) + 1))
     width = _CELL * radius
     coords = (points @ (_projection(points.shape[1], dims, seed) / width).astype(points.dtype)).astype(np.float64)
     cells = np.floor(coords)
-    frac = coords - cells
+    # Near the upper edge: within radius (radius / width of a slab) of it.
+    # >= and not >: a pair exactly at the radius is still found.
+    upper = ((coords - cells) >= 1 - radius / width).T.copy()  # dims x n: one band's flags contiguous
+    del coords
     mult = np.random.default_rng(seed + 1).integers(1, 1 << 61, size=dims + 1, dtype=np.int64) | 1
     home = cells.astype(np.int64) @ mult[:dims]  # wrapping int64 arithmetic: a hash of the slabs
+    del cells
     if labels is not None:
         home += np.asarray(labels, dtype=np.int64) * mult[dims]
-    edge = radius / width
-    shift = np.where(frac < edge, -1, np.where(frac > 1 - edge, 1, 0)).astype(np.int64)  # n x dims
-    # Look-ups: every nonempty subset of a point's edges (2^k - 1 for a point
-    # near k edges), one band at a time over flat arrays. The first entries
-    # are the home keys themselves; every entry appended crossed an edge.
-    near_edge = np.flatnonzero(shift.any(axis=1))
-    probe_point, probe_key = near_edge, home[near_edge]
+    # Every nonempty subset of a point's upper edges, one band at a time over
+    # flat arrays: the first entries are the home keys of the points near
+    # any upper edge; every entry appended crossed one more edge.
+    near_edge = np.flatnonzero(upper.any(axis=0))
+    key_point, key = near_edge, home[near_edge]
     for d in range(dims):
-        moving = probe_point[shift[probe_point, d] != 0], probe_key[shift[probe_point, d] != 0]
-        probe_point = np.concatenate([probe_point, moving[0]])
-        probe_key = np.concatenate([probe_key, moving[1] + shift[moving[0], d] * mult[d]])
-    probe_point, probe_key = probe_point[len(near_edge) :], probe_key[len(near_edge) :]
-    order = np.argsort(home, kind="stable")
-    sorted_home = home[order]
-    a_same, b_same = _sorted_group_pairs(order, sorted_home)
-    a_probe, b_probe = _lookup_pairs(order, sorted_home, probe_point, probe_key)
-    a = np.concatenate([a_same, a_probe])
-    b = np.concatenate([b_same, b_probe])
+        up = upper[d][key_point]
+        key_point = np.concatenate([key_point, key_point[up]])
+        key = np.concatenate([key, key[up] + mult[d]])
+    key_point = np.concatenate([np.arange(n), key_point[len(near_edge) :]])
+    key = np.concatenate([home, key[len(near_edge) :]])
+    order = np.argsort(key)  # the order within a key does not matter: pairs are sorted below
+    a, b = _sorted_group_pairs(key_point[order], key[order])
     if not a.size:
         return np.empty((0, 2), dtype=np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
@@ -183,6 +185,16 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     return np.stack([a[near], b[near]], axis=1)
 
 
+def _largest_label(n: int, labels: np.ndarray | None) -> int:
+    """How many points the most common label has (all n without labels)."""
+    if labels is None:
+        return n
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "iu" and labels.size and labels.min() >= 0 and labels.max() < 4 * labels.size:
+        return int(np.bincount(labels).max())  # small non-negative labels (tensor numbers): no sort
+    return int(np.bincount(np.unique(labels, return_inverse=True)[1]).max())
+
+
 def _sorted_group_pairs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of points sharing a key; ``keys`` sorted, ``order`` the points in that order."""
     n = len(keys)
@@ -195,22 +207,6 @@ def _sorted_group_pairs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
     first = np.repeat(np.arange(n), after)
     offsets = np.arange(int(after.sum())) - np.repeat(np.cumsum(after) - after, after) + 1
     return order[first], order[first + offsets]
-
-
-def _lookup_pairs(order: np.ndarray, sorted_home: np.ndarray, probe_point: np.ndarray, probe_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (point looking up, point whose key it finds), by binary search in the sorted keys."""
-    if not probe_key.size:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    by_key = np.argsort(probe_key)  # searching in key order stays in cache; in point order it does not (5x slower)
-    probe_key, probe_point = probe_key[by_key], probe_point[by_key]
-    start = np.searchsorted(sorted_home, probe_key, side="left")
-    stop = np.searchsorted(sorted_home, probe_key, side="right")
-    counts = stop - start
-    hit = counts > 0
-    start, counts, probe_point = start[hit], counts[hit], probe_point[hit]
-    a = np.repeat(probe_point, counts)
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    return a, order[np.repeat(start, counts) + offsets]
 
 
 def _same_cell_pairs(home: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

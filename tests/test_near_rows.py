@@ -304,6 +304,25 @@ def test_band_pairs_finds_what_every_pair_compared_finds(seed: int) -> None:
     np.testing.assert_array_equal(found, close_pairs(x.astype(np.float32) if seed % 3 == 0 else x, radius, labels=labels))
 
 
+def test_band_pairs_finds_every_pair_at_the_radius_whatever_slab_edges_lie_between() -> None:
+    # Thousands of pairs just inside the radius, in random directions: many
+    # straddle slab edges in several bands at once, in opposite directions
+    # (one point below in one band, above in another), which only the keys
+    # moved up across each point's own upper edges can bring together.
+    from sharescan.neighbors import band_pairs
+
+    r = np.random.default_rng(7)
+    m, dims, radius = 3000, 32, 0.012
+    base = r.standard_normal((m, dims))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    step = r.standard_normal((m, dims))
+    step *= radius * 0.999 / np.linalg.norm(step, axis=1, keepdims=True)
+    x = np.concatenate([base, base + step])
+    found = {tuple(p) for p in band_pairs(x, radius).tolist()}
+    assert {(k, k + m) for k in range(m)} <= found
+    assert found == _brute_pairs(x, radius, None)
+
+
 def _reference_merge_near_rows(samples, owner, label, dtype, row, row_tol, errors, abs_errors) -> None:
     """The near-row merge before the banded index: every pair of samples compared, each candidate measured alone."""
     from sharescan.detect.search import MARGIN
