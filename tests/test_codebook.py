@@ -148,3 +148,35 @@ def test_dedup_refuses_bits_outside_1_to_8(tmp_path: Path, bits: str) -> None:
     src = save_onnx(tmp_path / "m.onnx", {"w": np.ones((16, 16), np.float32)})
     r = run_cli("dedup", str(src), "-o", str(tmp_path / "o.onnx"), "--codebook", bits)
     assert r.returncode == 2 and r.stderr.startswith("error: --codebook") and not (tmp_path / "o.onnx").exists()
+
+
+def test_dedup_codebook_uniform_writes_dequantize_linear_and_verifies(tmp_path: Path) -> None:
+    src = _matmul_model(tmp_path / "m.onnx", 21)
+    out = tmp_path / "out.onnx"
+    r = run_cli("dedup", str(src), "-o", str(out), "--codebook", "4", "--uniform", "--max-error", "0.3", "--json")
+    assert r.returncode == 0, r.stderr
+    model = onnx.load(str(out))
+    assert "DequantizeLinear" in [n.op_type for n in model.graph.node] and "Gather" not in [n.op_type for n in model.graph.node]
+    assert "W" not in {t.name for t in model.graph.initializer}
+    data = json.loads(r.stdout)
+    assert data["settings"]["codebook_uniform"] is True and data["verification"]["lossy"]
+    assert 0 < data["verification"]["rel_error"] <= 0.3
+
+
+def test_dedup_codebook_group_channels_gives_each_row_group_its_codebook_and_lowers_the_error(tmp_path: Path) -> None:
+    src = _matmul_model(tmp_path / "m.onnx", 17)
+    one = run_cli("dedup", str(src), "-o", str(tmp_path / "one.onnx"), "--codebook", "2", "--max-error", "1", "--json")
+    grouped = run_cli("dedup", str(src), "-o", str(tmp_path / "g.onnx"), "--codebook", "2", "--codebook-group-channels", "8", "--max-error", "1", "--json")
+    assert one.returncode == 0 and grouped.returncode == 0, grouped.stderr
+    a, b = json.loads(one.stdout), json.loads(grouped.stdout)
+    assert b["settings"]["codebook_group_channels"] == 8
+    assert b["merges"][0]["rel_error"] < a["merges"][0]["rel_error"]
+    assert b["tensor_bytes"]["after"] > a["tensor_bytes"]["after"]  # 8 codebooks cost more than one
+
+
+@pytest.mark.parametrize("args", [["--uniform"], ["--codebook-group-channels", "8"], ["--codebook", "4", "--uniform", "--codebook-group-channels", "8"], ["--codebook", "4", "--codebook-group-channels", "0"]])
+def test_dedup_codebook_form_options_need_codebook_and_one_form(tmp_path: Path, args: list[str]) -> None:
+    src = _matmul_model(tmp_path / "m.onnx", 17)
+    r = run_cli("dedup", str(src), "-o", str(tmp_path / "o.onnx"), *args)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "o.onnx").exists()

@@ -69,6 +69,11 @@ class DedupOptions:
     # Gather (lossy: verified against max_error; None: off). See sharescan/codebook/.
     codebook: int | None = None
     codebook_min_bytes: int = 1024
+    # The least-error uniform grid, written as DequantizeLinear (onnxruntime
+    # keeps its indices in memory with any session options), instead of k-means.
+    codebook_uniform: bool = False
+    # One codebook per group of at most this many rows (axis 0) instead of one per tensor.
+    codebook_group_channels: int | None = None
 
     def __post_init__(self) -> None:
         # Checked here so the Python API refuses what the command line refuses.
@@ -80,6 +85,12 @@ class DedupOptions:
             from sharescan.codebook.analysis import check_bits
 
             check_bits(self.codebook, "--codebook")
+        if (self.codebook_uniform or self.codebook_group_channels is not None) and self.codebook is None:
+            raise InputError("--uniform and --codebook-group-channels shape the codebook form: pass --codebook BITS too")
+        if self.codebook_uniform and self.codebook_group_channels is not None:
+            raise InputError("--uniform and --codebook-group-channels contradict each other (a uniform grid is one per tensor); pass one of them")
+        if self.codebook_group_channels is not None and self.codebook_group_channels < 1:
+            raise InputError(f"--codebook-group-channels {self.codebook_group_channels}: must be 1 or more rows")
 
 
 def _tensor_bytes(model: Any) -> int:
@@ -235,6 +246,10 @@ def _dedup(src: Path, out: Path, options: DedupOptions, in_place: bool, on_step:
     settings: dict[str, Any] = {"tol": options.tol, "rows": options.rows, "max_error": options.max_error, "strip_debug": options.strip_debug, "simplify": options.simplify}
     if options.codebook is not None:  # opt-in: the settings of a run without it stay as they were
         settings["codebook"] = options.codebook
+        if options.codebook_uniform:
+            settings["codebook_uniform"] = True
+        if options.codebook_group_channels is not None:
+            settings["codebook_group_channels"] = options.codebook_group_channels
     return DedupResult(
         str(src), str(out), file_before, file_after, before, chosen.tensor_bytes, tuple(chosen.merges), chosen.verdict, chosen.lossy, ram, chosen.folded, settings,
         dropped_merges=tuple(dropped), warnings=tuple(warnings),
@@ -452,7 +467,8 @@ def _rewrite_tensors(graph: Any, stored: dict[str, Any], skip: frozenset[str], f
 
 def _codebook_tensors(model: Any, stored: dict[str, Any], skip: frozenset[str], front: list[Any], options: DedupOptions) -> list[Merge]:
     """Each float initializer still stored, of at least ``codebook_min_bytes``, as codebook indices + Gather."""
-    from sharescan.codebook.onnx_form import codebook_form, default_opset
+    from sharescan.codebook.forms import codebook_rewrite
+    from sharescan.codebook.onnx_form import default_opset
 
     assert options.codebook is not None
     graph = model.graph
@@ -461,7 +477,7 @@ def _codebook_tensors(model: Any, stored: dict[str, Any], skip: frozenset[str], 
     for name, (kind, obj) in list(stored.items()):
         if kind != "initializer" or name in skip or tensor_nbytes(obj.data_type, obj.dims) < options.codebook_min_bytes:
             continue
-        rewrite = codebook_form(graph, obj, options.codebook, opset)
+        rewrite = codebook_rewrite(graph, obj, options.codebook, opset, uniform=options.codebook_uniform, group_channels=options.codebook_group_channels)
         if rewrite is not None:
             _drop(graph, kind, obj)
             stored.pop(name)
