@@ -209,3 +209,24 @@ def test_identical_reads_file_tensors_through_a_buffer_without_mapping_them(tmp_
     monkeypatch.setattr(MappedRead, "__call__", spy)
     assert [g.members for g in find_identical(entries, [0, 1, 2], digests)] == [(0, 1)]
     assert mapped == []  # compared through pread buffers: no tensor's pages were mapped
+
+
+def test_permuted_hashes_lines_only_of_tensors_whose_bit_totals_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sharescan.detect import permuted
+
+    w = rng.standard_normal((48, 40)).astype(np.float32)
+    copy = w[rng.permutation(48)][:, rng.permutation(40)]
+    other = w.copy()
+    other[3, 5] = np.nextafter(other[3, 5], np.float32(np.inf))  # the same norm, one bit apart
+    path = save_safetensors(tmp_path / "m.safetensors", {"w": w, "copy": copy, "other": other})
+    hashed: list[tuple[int, ...]] = []
+    line_sums = permuted._line_sums
+
+    def spy(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hashed.append(array.shape)
+        return line_sums(array)
+
+    monkeypatch.setattr(permuted, "_line_sums", spy)
+    result = sharescan.analyze([str(path)], sharescan.AnalysisOptions(tol=None))
+    assert [sorted(g) for g in _groups(result, "permuted")] == [["copy", "w"]]
+    assert len(hashed) == 2  # w and its copy; other's bits add up to another total

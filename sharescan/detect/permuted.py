@@ -36,6 +36,7 @@ index, which saves more.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,6 +67,7 @@ NEAR_FAMILY_LIMIT = 64
 # within a few times tol; beyond this many tols the pair is not near as it stands.
 _SAMPLE_SLACK = 8.0
 _CHUNK_ELEMENTS = 1 << 22  # mix hashes are computed in row chunks of about this many elements
+_SCAN_ELEMENTS = 1 << 16  # elements widened to float64 at once by the invariants' pass: 512 KiB, in cache
 
 
 def index_bytes(transform: Transform) -> int:
@@ -94,13 +96,21 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
                 logger.info("%d tensors of shape %s: near-permuted copies not searched (more than %d)", len(members), entries[members[0]].shape, NEAR_FAMILY_LIMIT)
         buckets: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
         sketches: dict[int, np.ndarray] = {}
+        totals: dict[int, int] = {}
         for i in members:
-            array = entries[i].read()
-            row_sums, col_sums = _line_sums(array)
+            totals[i], sketch = _invariants(entries[i].read(), dtype, near)
+            if sketch is not None:
+                sketches[i] = sketch
+        # Permuted copies hold the same elements, so the same total of their
+        # bits: only tensors sharing a total are hashed line by line (four
+        # multiplies an element, the search's largest cost when no copy is there).
+        shared = Counter(totals.values())
+        for i in members:
+            if shared[totals[i]] < 2:
+                continue
+            row_sums, col_sums = _line_sums(entries[i].read())
             key = (content_hash(np.sort(row_sums)), content_hash(np.sort(col_sums)))
             buckets.setdefault(key, []).append((i, col_sums))  # rows are matched by their bytes
-            if near:
-                sketches[i] = permute_match.sketch(float_values(array, dtype).astype(np.float64))
         found = []
         for bucket in buckets.values():
             if len(bucket) > 1:
@@ -182,9 +192,16 @@ def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, copy: np.ndarray
         # Same shape, same sampled positions: unrelated or permuted tensors sit near sqrt(2) apart.
         if float(relative_error(np.linalg.norm(ga - gb), np.linalg.norm(ga), np.linalg.norm(gb))) > _SAMPLE_SLACK * tol:
             return False
-    values = float_values(kept.read(), kept.dtype).astype(np.float64)
-    c = copy.astype(np.float64)
-    return float(relative_error(np.linalg.norm(values - c), np.linalg.norm(values), np.linalg.norm(c))) <= tol
+    values = float_values(kept.read(), kept.dtype)
+    # float64 a block of rows at a time: two whole float64 copies cost more than the sums.
+    sq = np.zeros(3)
+    step = max(1, _SCAN_ELEMENTS // max(1, values.shape[1]))
+    for start in range(0, values.shape[0], step):
+        x = values[start : start + step].astype(np.float64)
+        y = copy[start : start + step].astype(np.float64)
+        d = x - y
+        sq += (np.vdot(d, d), np.vdot(x, x), np.vdot(y, y))
+    return float(relative_error(*np.sqrt(sq))) <= tol
 
 
 def _near_copy(prepared: permute_match.Prepared, copy: np.ndarray, tol: float) -> tuple[Transform, float, float] | None:
@@ -228,6 +245,32 @@ def _mix(x: np.ndarray) -> np.ndarray:
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+def _invariants(array: np.ndarray, dtype: str, with_sketch: bool) -> tuple[int, np.ndarray | None]:
+    """What no row or column permutation changes, in one pass over the tensor.
+
+    The sum (mod 2^64) of the elements' bits, and with ``with_sketch``
+    ``permute_match.sketch`` of the values: sorted row norms, then sorted
+    column norms. Blocks of rows small enough to stay in cache are widened
+    to float64 one at a time, never the whole tensor.
+    """
+    raw = bits(array)
+    rows, cols = raw.shape
+    total = np.uint64(0)
+    row_sq = np.empty(rows)
+    col_sq = np.zeros(cols)
+    step = max(1, _SCAN_ELEMENTS // max(1, cols))
+    for start in range(0, rows, step):
+        total += raw[start : start + step].sum(dtype=np.uint64)
+        if with_sketch:
+            x = float_values(array[start : start + step], dtype).astype(np.float64)
+            x *= x
+            row_sq[start : start + step] = x.sum(axis=1)
+            col_sq += x.sum(axis=0)
+    if not with_sketch:
+        return int(total), None
+    return int(total), np.concatenate([np.sort(np.sqrt(row_sq)), np.sort(np.sqrt(col_sq))])
 
 
 def _line_sums(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
