@@ -102,6 +102,35 @@ def test_torch_is_not_imported_for_help_version_onnx_or_safetensors(args: list[s
         assert "sharescan.analysis" in modules  # the analysis really ran
 
 
+def test_help_imports_no_verb_module_nor_numpy_torch_dask_or_onnx() -> None:
+    modules = _modules_after(["--help"])
+    heavy = {"numpy", "torch", "dask", "onnx", "onnxruntime", "scipy"}
+    assert not {m for m in modules if m.split(".")[0] in heavy}
+    assert not {m for m in modules if m.startswith("sharescan.cli.") and not m.startswith("sharescan.cli._")}
+
+
+def test_analyze_imports_its_own_verb_only() -> None:
+    modules = _modules_after(["analyze", "fixtures/tiny_lm.safetensors", "--json"])
+    verbs = {m for m in modules if m.startswith("sharescan.cli.") and not m.startswith("sharescan.cli._")}
+    assert verbs == {"sharescan.cli.analyze"}
+    assert "sharescan.tying.run" not in modules
+
+
+def test_the_group_lists_every_verb_module_with_its_own_first_sentence() -> None:
+    import importlib
+
+    import click
+
+    from sharescan.cli import VERBS
+
+    modules = {p.stem for p in (ROOT / "sharescan" / "cli").glob("*.py") if not p.stem.startswith("_")}
+    assert set(VERBS) == modules
+    for verb, summary in VERBS.items():
+        command = getattr(importlib.import_module(f"sharescan.cli.{verb}"), verb)
+        assert isinstance(command, click.Command)
+        assert command.get_short_help_str(1000) == summary  # --help shows what the command itself says
+
+
 def test_plain_state_dicts_are_read_without_torch_and_pickled_modules_with_it() -> None:
     # A zip state dict's tensors are read from its records; only unpickling Python objects needs torch.
     assert "torch" not in _modules_after(["analyze", "fixtures/tiny_lm.pt", "--json"])

@@ -3,40 +3,94 @@
 One module per verb (``analyze``, ``dedup``, ``export``, ``tie``), shared
 option declarations in ``_options``, all printing through ``_output``, and
 one place, ``_errors``, that turns what a command raises into a line on
-stderr and an exit code. Only click is imported at start-up; the analysis,
-numpy and the loaders are imported inside each command, so
-``sharescan --help`` stays fast and never imports torch.
+stderr and an exit code. Only click is imported at start-up: a verb's
+module is imported when that verb runs (``_LazyGroup``), and the analysis,
+numpy and the loaders inside the command, so ``sharescan --help`` stays fast
+and never imports torch, and ``sharescan analyze`` never imports what
+``tie`` or ``zoo`` need.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import click
 
 from sharescan import __version__
 from sharescan.cli._errors import debugging, describe
 from sharescan.cli._output import QUIET
-from sharescan.cli.align import align
-from sharescan.cli.analyze import analyze
-from sharescan.cli.dedup import dedup
-from sharescan.cli.export import export
-from sharescan.cli.palettize import palettize
-from sharescan.cli.tie import tie
-from sharescan.cli.zoo import zoo
 from sharescan.errors import InputError
 
-__all__ = ["main", "cli"]
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+__all__ = ["main", "cli", "VERBS"]
 
 PROG_NAME = "sharescan"
 # click's shell completion protocol: `_SHARESCAN_COMPLETE=bash_source sharescan`.
 COMPLETE_VAR = f"_{PROG_NAME.upper()}_COMPLETE"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each verb: the command ``sharescan.cli.<verb>.<verb>``, and the first
+# sentence of its help, which ``sharescan --help`` and shell completion show
+# without importing the verb's module (tests/test_cli.py checks they agree).
+VERBS: dict[str, str] = {
+    "align": "Permute model B's hidden units so its weights come closest to model A's (weight matching).",
+    "analyze": "Analyse MODEL files or folders (PyTorch, TorchScript, .pt2, safetensors, ONNX, Hugging Face folders).",
+    "dedup": "Write MODEL.onnx with every tensor it stores twice shared, verified with onnxruntime.",
+    "export": "Export a PyTorch or transformers MODEL to ONNX, deduplicate it, and check onnxruntime against torch.",
+    "palettize": "Store MODEL's float weights as 2^BITS-entry codebooks (soft weight-sharing fine-tuning first with --task or --inputs).",
+    "tie": "Pull near-equal parameters together by penalised fine-tuning, then share them.",
+    "zoo": "Find what the models under ROOT (or listed in MANIFEST, one path per line) share: safetensors, PyTorch, ONNX, Hugging Face folders.",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group that imports a verb's module only when that verb is invoked.
+
+    Importing every verb at start-up cost ``sharescan analyze`` what ``tie``
+    (numpy, the training loop's modules) and ``zoo`` import: a third of its
+    start-up time.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(VERBS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in VERBS:
+            module = importlib.import_module(f"sharescan.cli.{cmd_name}")
+            self.add_command(getattr(module, cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's list of commands, from ``VERBS``: no verb is imported to show it."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, self._short_help(ctx, name, limit)) for name in names])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        verbs = [CompletionItem(name, help=self._short_help(ctx, name, 45)) for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        # The group's own options, as click.Group completes them after its commands.
+        return verbs + click.Command.shell_complete(self, ctx, incomplete)
+
+    def _short_help(self, ctx: click.Context, name: str, limit: int) -> str:
+        if name in VERBS and name not in self.commands:
+            return click.Command(name, help=VERBS[name]).get_short_help_str(limit)  # click's own shortening
+        command = self.get_command(ctx, name)
+        return command.get_short_help_str(limit) if command is not None else ""
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name=PROG_NAME)
 @click.option("-q", "--quiet", is_flag=True, help="Errors only; print the summary line instead of the report tables.")
 @click.option("-v", "--verbose", count=True, help="Log progress (-v) or details (-vv) on stderr.")
@@ -62,10 +116,6 @@ def _log_to_stderr(level: int) -> None:
     logger.setLevel(level)
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
-
-
-for _command in (analyze, dedup, export, tie, align, palettize, zoo):
-    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
