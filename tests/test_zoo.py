@@ -329,3 +329,32 @@ def test_a_change_to_external_data_alone_is_noticed(tmp_path: Path) -> None:
     again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert (again.timing.digested, again.timing.from_store) == (1, 1)
     assert [g.relation for g in again.groups] == ["negated"]
+
+
+def test_confirming_reads_take_each_tensor_from_its_file_once_and_repeats_from_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sharescan.zoo.join as join
+
+    _make_zoo(tmp_path / "zoo")
+    reads: list[tuple[int, int]] = []
+    real = join._Reopener._load
+
+    def counted(read, k: int, position: int):  # type: ignore[no-untyped-def]
+        def read_and_count():  # type: ignore[no-untyped-def]
+            reads.append((k, position))
+            return read()
+        return read_and_count
+
+    def counting_load(self: join._Reopener, k: int):  # type: ignore[no-untyped-def]
+        model = real(self, k)
+        for position, t in enumerate(model.tensors):
+            object.__setattr__(t, "read", counted(t.read, k, position))
+        return model
+
+    monkeypatch.setattr(join._Reopener, "_load", counting_load)
+    zoo = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert reads and len(reads) == len(set(reads)) == zoo.timing.tensors_read
+    monkeypatch.setattr(join, "_CACHED_BYTES", 0)
+    reads.clear()
+    again = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "other.sqlite"))
+    assert len(reads) > len(set(reads))  # without the cache the same tensors are read again
+    assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in zoo.groups]

@@ -30,6 +30,7 @@ SEARCH_COORDS = 64
 # Grid samples of w and c*w point the same way up to the dtype's rounding;
 # this radius (on unit vectors) is far above rounding and far below unrelated.
 _DIRECTION_RADIUS = 1e-2
+_PAIR_BLOCK = 8192  # pairs whose full samples are compared at once (8192 x 1,024 float64: 64 MiB)
 
 
 def search_vectors(vectors: np.ndarray, radius: float) -> np.ndarray:
@@ -40,7 +41,12 @@ def search_vectors(vectors: np.ndarray, radius: float) -> np.ndarray:
     index = np.flatnonzero(usable)
     pairs = close_pairs(sub[usable], radius)
     a, b = index[pairs[:, 0]], index[pairs[:, 1]]
-    keep = np.linalg.norm(full[a] - full[b], axis=1) <= radius
+    # In blocks of pairs: a crowd of fine-tunes within the radius gives pairs
+    # quadratic in its size, and their differences at once took 1.4 GB.
+    keep = np.zeros(len(a), dtype=bool)
+    for start in range(0, len(a), _PAIR_BLOCK):
+        end = start + _PAIR_BLOCK
+        keep[start:end] = np.linalg.norm(full[a[start:end]] - full[b[start:end]], axis=1) <= radius
     return np.stack([a[keep], b[keep]], axis=1)
 
 

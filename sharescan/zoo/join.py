@@ -48,6 +48,11 @@ logger = logging.getLogger(__name__)
 _OPEN_MODELS = 1024
 _OPEN_TENSORS = 200_000
 _OPEN_FILE_BYTES = 256 << 20
+# Tensors kept after a confirming read. In a zoo of fine-tunes every copy of a
+# layer is near every other, so the near search confirms each tensor against
+# several crowd leaders: 188k reads of 8k tensors over 1,000 models, 4 s of a
+# 17 s join, spent reopening and copying the same bytes.
+_CACHED_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class ReadCounter:
 
     def __init__(self) -> None:
         self.tensors = 0
+        self.cached = 0  # of which answered from memory
         self.models_opened = 0
 
 
@@ -78,12 +84,20 @@ class _Reopener:
         self.open_tensors = 0
         self.open_bytes = 0
         self.lock = threading.Lock()  # detectors may confirm from several threads
+        self.cached: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self.cached_bytes = 0
 
     def reader(self, k: int, position: int) -> Callable[[], np.ndarray]:
         return lambda: self.read(k, position)
 
     def read(self, k: int, position: int) -> np.ndarray:
         with self.lock:
+            self.counter.tensors += 1
+            hit = self.cached.get((k, position))
+            if hit is not None:
+                self.cached.move_to_end((k, position))
+                self.counter.cached += 1
+                return hit
             model = self.open.get(k)
             if model is None:
                 model = self._load(k)
@@ -96,8 +110,18 @@ class _Reopener:
                     self.open_bytes -= dropped.file_bytes
             else:
                 self.open.move_to_end(k)
-            self.counter.tensors += 1
-        return model.tensors[position].read()
+        array = model.tensors[position].read()
+        if array.nbytes <= _CACHED_BYTES // 8:
+            array = array.view()
+            array.flags.writeable = False  # shared by every later read: no reader may change it
+            with self.lock:
+                if (k, position) not in self.cached:
+                    self.cached[k, position] = array
+                    self.cached_bytes += array.nbytes
+                while self.cached_bytes > _CACHED_BYTES:
+                    _, old = self.cached.popitem(last=False)
+                    self.cached_bytes -= old.nbytes
+        return array
 
     def _load(self, k: int) -> LoadedModel:
         record = self.records[k]

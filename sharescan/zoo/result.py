@@ -118,7 +118,7 @@ class ZooTiming:
     digested: int  # models read and digested in this run (skipped ones included)
     from_store: int  # models whose digests (or skip reason) came from the store unread
     result_from_store: bool = False  # the whole analysis came from the store: no model was read
-    tensors_read: int = 0  # tensors read again to confirm candidates
+    tensors_read: int = 0  # tensors read again from their files to confirm candidates (repeat reads answered from memory not counted)
     models_reopened: int = 0  # models opened again for those reads
     digest_seconds: float = 0.0  # listing, stat and digesting (the parallel part)
     join_seconds: float = 0.0  # the cross-model search and its confirming reads (in this process)
