@@ -80,14 +80,39 @@ def open_runner(scheduler: str | None, workers: int | None, connect_timeout: flo
         yield InProcess()
         return
     try:
-        from distributed import Client, LocalCluster
+        import distributed  # noqa: F401
     except ImportError:
         raise InputError("zoo on a Dask cluster needs dask.distributed: pip install 'sharescan[zoo]' (or pass --scheduler none to scan in this process)") from None
+    # dask.distributed logs its own troubles (a late heartbeat under load, a
+    # worker restarted) with tracebacks; what matters reaches the scan as a
+    # failed task, said in one line. Its loggers stay quiet unless -vv.
+    quiet = not logger.isEnabledFor(logging.DEBUG)
+    stack = contextlib.ExitStack()
+    if quiet:
+        stack.enter_context(_quiet_logger("distributed"))
+    with stack:
+        yield from _open_dask(scheduler, workers, connect_timeout, logging.CRITICAL if quiet else logging.WARNING)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _open_dask(scheduler: str | None, workers: int | None, connect_timeout: float, worker_log_level: int) -> Iterator[Runner]:
+    from distributed import Client, LocalCluster
+
     if scheduler is None:
         n = workers or os.cpu_count() or 1
         logger.info("starting a local Dask cluster of %d worker process(es)", n)
         # ":0": the dashboard on a free port, never a clash with a cluster already on 8787.
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=worker_log_level) as cluster, Client(cluster) as client:
             yield _Dask(client)
         return
     try:
