@@ -22,8 +22,10 @@ __all__ = ["find_identical", "same_content", "Identical", "RELATION"]
 
 # Candidates are compared this many bytes at a time. Mapping both tensors
 # whole made their pages resident together (two tied 262 MB embeddings put
-# 524 MB on top of the analysis); two reused buffers of this size do not grow.
-BLOCK_BYTES = 16 << 20
+# 524 MB on top of the analysis); two buffers of this size do not grow, and
+# stay in cache between the read and the comparison (4 MiB: 0.057 s for the
+# two embeddings, 16 MiB: 0.070 s, 64 MiB: 0.089 s).
+BLOCK_BYTES = 4 << 20
 
 
 def find_identical(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:

@@ -117,12 +117,21 @@ def _exact_labels(samples: np.ndarray, row: Callable[[int], np.ndarray]) -> np.n
     """Each row's representative row: rows whose samples agree, confirmed on their full bytes."""
     label = np.arange(len(samples))
     keys = _row_keys(samples)
-    # One sort puts each class's rows together, in row order (a scan per
-    # class would cost classes x rows).
-    order = np.argsort(keys, kind="stable")
+    # Most rows' keys are unique: one plain sort says which are not, and only
+    # those rows are sorted again, stably, so each class's rows come
+    # together in row order (a scan per class would cost classes x rows).
+    sorted_keys = np.sort(keys)
+    repeated = sorted_keys[1:] == sorted_keys[:-1]
+    if not repeated.any():
+        return label
+    shared = sorted_keys[1:][repeated]
+    shared = shared[np.r_[True, shared[1:] != shared[:-1]]]
+    at = np.minimum(np.searchsorted(shared, keys), len(shared) - 1)
+    rows = np.flatnonzero(shared[at] == keys)
+    order = rows[np.argsort(keys[rows], kind="stable")]
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    sizes = np.diff(np.r_[starts, len(keys)])
+    sizes = np.diff(np.r_[starts, len(order)])
     for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
         first_seen: dict[int, int] = {}
         for r in order[start : start + size]:
@@ -195,13 +204,22 @@ def _row_keys(samples: np.ndarray) -> np.ndarray:
         raw = np.pad(raw, ((0, 0), (0, pad)))
     words = raw.view(np.uint64)
     mult = np.random.default_rng(0).integers(1, 1 << 63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
-    return (words * mult).sum(axis=1, dtype=np.uint64)
+    keys = np.empty(len(words), dtype=np.uint64)
+    step = max(1, _KEY_ELEMENTS // max(1, words.shape[1]))  # a block's products stay in cache
+    for start in range(0, len(words), step):
+        keys[start : start + step] = (words[start : start + step] * mult).sum(axis=1, dtype=np.uint64)
+    return keys
+
+
+_KEY_ELEMENTS = 1 << 16
 
 
 def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row: _FamilyRows, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
-    values, ok = unit_rows(float_values(samples[reps], dtype).astype(np.float32, copy=False))
-    reps, values = reps[ok], values[ok]  # float32: samples only locate candidates
+    # Every row its own class (the usual case): the samples as they are, no copy.
+    values, ok = unit_rows(float_values(samples if len(reps) == len(label) else samples[reps], dtype).astype(np.float32, copy=False))
+    if not ok.all():
+        reps, values = reps[ok], values[ok]  # float32: samples only locate candidates
     if len(reps) < 2:
         return
     pairs = band_pairs(values, 2 * MARGIN * row_tol, labels=owner[reps])
