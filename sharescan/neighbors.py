@@ -40,14 +40,18 @@ def axis_sample(length: int, k: int) -> np.ndarray:
     return idx
 
 
-def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows scaled to unit length (without overflow for huge values), and which rows could be."""
+def unit_rows(vectors: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rows scaled to unit length (without overflow for huge values), and which rows could be.
+
+    ``in_place``: a float32 or float64 ``vectors`` is overwritten and
+    returned (for a caller whose array is a copy it no longer needs).
+    """
     vectors = np.asarray(vectors)
     if vectors.dtype not in (np.float32, np.float64):
-        vectors = vectors.astype(np.float64)
+        vectors, in_place = vectors.astype(np.float64), True
     if not vectors.size:
         return vectors.copy(), np.zeros(len(vectors), dtype=bool)
-    out = np.empty(vectors.shape, dtype=vectors.dtype)
+    out = vectors if in_place else np.empty(vectors.shape, dtype=vectors.dtype)
     usable = np.empty(len(vectors), dtype=bool)
     # Row by row arithmetic, a block of rows at a time: each block's passes
     # stay in cache (whole arrays of every row sample went through memory
@@ -179,15 +183,9 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
         return np.empty((0, 2), dtype=np.int64)
     dims = max(1, min(points.shape[1], math.ceil(math.log(max(_largest_label(n, labels), 2)) / math.log(_SPLIT)) + 1))
     width = _CELL * radius
-    coords = _project(points, (_projection(points.shape[1], dims, seed) / width).astype(points.dtype)).astype(np.float64)
-    cells = np.floor(coords)
-    # Near the upper edge: within radius (radius / width of a slab) of it.
-    # >= and not >: a pair exactly at the radius is still found.
-    upper = ((coords - cells) >= 1 - radius / width).T.copy()  # dims x n: one band's flags contiguous
-    del coords
     mult = np.random.default_rng(seed + 1).integers(1, 1 << 61, size=dims + 1, dtype=np.int64) | 1
-    home = cells.astype(np.int64) @ mult[:dims]  # wrapping int64 arithmetic: a hash of the slabs
-    del cells
+    matrix = (_projection(points.shape[1], dims, seed) / width).astype(points.dtype)
+    home, upper = _slabs(points, matrix, radius / width, mult[:dims])
     if labels is not None:
         home += np.asarray(labels, dtype=np.int64) * mult[dims]
     # Every nonempty subset of a point's upper edges, one band at a time over
@@ -202,12 +200,16 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     key_point = np.concatenate([np.arange(n), key_point[len(near_edge) :]])
     key = np.concatenate([home, key[len(near_edge) :]])
     order = np.argsort(key)  # the order within a key does not matter: pairs are sorted below
-    a, b = _sorted_group_pairs(key_point[order], key[order])
+    key = key[order]
+    key_point = key_point[order]
+    del order
+    a, b = _sorted_group_pairs(key_point, key)
+    del key, key_point
     if not a.size:
         return np.empty((0, 2), dtype=np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     keep = lo != hi
-    packed = np.unique(lo[keep] * n + hi[keep])
+    packed = _sorted_unique(lo[keep] * n + hi[keep])
     a, b = packed // n, packed % n
     near = np.zeros(len(a), dtype=bool)
     block = max(1, (1 << 22) // max(1, points.shape[1]))  # pairs measured at once: bounded memory
@@ -215,6 +217,34 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
         diff = points[a[s : s + block]] - points[b[s : s + block]]
         near[s : s + block] = np.einsum("ij,ij->i", diff, diff) <= radius * radius
     return np.stack([a[near], b[near]], axis=1)
+
+
+def _slabs(points: np.ndarray, matrix: np.ndarray, edge: float, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's home key (a hash of its slab in every band) and, band by band, whether it lies near its slab's upper edge.
+
+    A block of points at a time: the projections, their slabs and the
+    fractions within them never exist for every point at once (three
+    float64 arrays of points x bands), and each block's product stays off a
+    threaded BLAS (see ``_project``).
+    """
+    n, dims = len(points), matrix.shape[1]
+    home = np.empty(n, dtype=np.int64)
+    upper = np.empty((dims, n), dtype=bool)  # one band's flags contiguous
+    step = max(1, _PROJECT_ELEMENTS // max(1, points.shape[1]))
+    for start in range(0, n, step):
+        coords = (points[start : start + step] @ matrix).astype(np.float64)
+        cells = np.floor(coords)
+        # Near the upper edge: within radius (edge, in slab widths) of it.
+        # >= and not >: a pair exactly at the radius is still found.
+        upper[:, start : start + step] = ((coords - cells) >= 1 - edge).T
+        home[start : start + step] = cells.astype(np.int64) @ mult  # wrapping int64 arithmetic: a hash of the slabs
+    return home, upper
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique of a 1-D array, by one sort (np.unique's first call imports numpy.ma: 6 ms)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if values.size else values
 
 
 def _largest_label(n: int, labels: np.ndarray | None) -> int:
@@ -229,14 +259,18 @@ def _largest_label(n: int, labels: np.ndarray | None) -> int:
 
 def _sorted_group_pairs(order: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of points sharing a key; ``keys`` sorted, ``order`` the points in that order."""
-    n = len(keys)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    sizes = np.diff(np.r_[starts, n])
-    # Each position pairs with the positions after it in its group.
-    after = np.repeat(starts + sizes, sizes) - np.arange(n) - 1
-    if not after.any():
+    # Most keys are one point's: the groups of two or more are found from
+    # the repeats alone, never from an array of every group.
+    repeat = np.flatnonzero(keys[1:] == keys[:-1])  # position i repeats position i + 1's key
+    if not repeat.size:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    first = np.repeat(np.arange(n), after)
+    opens = np.r_[True, repeat[1:] != repeat[:-1] + 1]
+    starts = repeat[opens]
+    sizes = np.diff(np.r_[np.flatnonzero(opens), repeat.size]) + 1
+    # Each position of a group pairs with the positions after it in the group.
+    position = np.repeat(starts, sizes) + np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    after = np.repeat(starts + sizes, sizes) - position - 1
+    first = np.repeat(position, after)
     offsets = np.arange(int(after.sum())) - np.repeat(np.cumsum(after) - after, after) + 1
     return order[first], order[first + offsets]
 

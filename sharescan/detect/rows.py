@@ -216,8 +216,11 @@ _KEY_ELEMENTS = 1 << 16
 
 def _merge_near_rows(samples: np.ndarray, owner: np.ndarray, label: np.ndarray, dtype: str, row: _FamilyRows, row_tol: float, errors: np.ndarray, abs_errors: np.ndarray) -> None:
     reps = np.flatnonzero(label == np.arange(len(label)))
-    # Every row its own class (the usual case): the samples as they are, no copy.
-    values, ok = unit_rows(float_values(samples if len(reps) == len(label) else samples[reps], dtype).astype(np.float32, copy=False))
+    # Every row its own class (the usual case): the samples as they are, no
+    # copy. They are the family's own concatenation, not needed after this,
+    # so they are scaled in place (a second array of every row's sample was
+    # the search's largest).
+    values, ok = unit_rows(float_values(samples if len(reps) == len(label) else samples[reps], dtype).astype(np.float32, copy=False), in_place=True)
     if not ok.all():
         reps, values = reps[ok], values[ok]  # float32: samples only locate candidates
     if len(reps) < 2:
