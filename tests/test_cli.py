@@ -131,6 +131,22 @@ def test_the_group_lists_every_verb_module_with_its_own_first_sentence() -> None
         assert command.get_short_help_str(1000) == summary  # --help shows what the command itself says
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("3", "3")])
+def test_analyze_runs_blas_on_one_thread_unless_the_user_chose(given: str | None, expected: str) -> None:
+    import os
+
+    code = (
+        "import os\n"
+        "from sharescan.cli import cli\n"
+        "try:\n    cli.main(['analyze', 'fixtures/tiny_lm.safetensors', '--json'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | ({} if given is None else {"OPENBLAS_NUM_THREADS": given})
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == expected
+
+
 def test_plain_state_dicts_are_read_without_torch_and_pickled_modules_with_it() -> None:
     # A zip state dict's tensors are read from its records; only unpickling Python objects needs torch.
     assert "torch" not in _modules_after(["analyze", "fixtures/tiny_lm.pt", "--json"])
