@@ -157,7 +157,7 @@ def close_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = N
         return np.empty((0, 2), dtype=np.int64)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     keep = lo != hi
-    packed = np.unique(lo[keep] * n + hi[keep])
+    packed = _sorted_unique(lo[keep] * n + hi[keep])
     a, b = packed // n, packed % n
     diff = points[a] - points[b]
     near = np.einsum("ij,ij->i", diff, diff) <= radius * radius

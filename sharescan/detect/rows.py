@@ -15,9 +15,10 @@ rest of the analysis for little gain, since near rows across tensors almost
 always come with near tensors.
 
 The near search runs on the row samples the digest already holds, through a
-banded index (``neighbors.band_pairs``): each row is looked up in a few
-sorted bands instead of being compared with every row, and no pair within
-the search radius is missed. Candidates are then measured on their full
+banded index (``neighbors.band_pairs``): each row takes a few keys (its slab
+in every band, and the slabs above the edges it lies near), rows sharing a
+key are paired by one sort instead of every row being compared with every
+other, and no pair within the search radius is missed. Candidates are then measured on their full
 rows, in blocks, with the test used before: ``||x - y|| <= row_tol * max(||x||, ||y||)``.
 """
 
