@@ -230,3 +230,23 @@ def test_permuted_hashes_lines_only_of_tensors_whose_bit_totals_match(tmp_path: 
     result = sharescan.analyze([str(path)], sharescan.AnalysisOptions(tol=None))
     assert [sorted(g) for g in _groups(result, "permuted")] == [["copy", "w"]]
     assert len(hashed) == 2  # w and its copy; other's bits add up to another total
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 16])
+def test_distance_by_blocks_matches_one_float64_pass_and_counts_signed_zeros(block: int) -> None:
+    from sharescan.detect.common import distance
+    from sharescan.table import TensorEntry
+
+    a = rng.standard_normal((40, 30)).astype(np.float32)
+    a[::5, ::4] = 0.0
+    b = a + np.float32(1e-3) * rng.standard_normal(a.shape).astype(np.float32)
+    b[::5, ::4] = 0.0
+    b[::10, ::4] = -0.0  # 4 x 8 elements: +0.0 against -0.0
+    entry = lambda x, name: TensorEntry(0, name, x.shape, "float32", name, read=lambda: x)  # noqa: E731
+    d = distance(entry(a, "a"), entry(b, "b"), block=block)
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    assert d.zero_signs == 32
+    assert d.max_abs == np.abs(x - y).max()
+    np.testing.assert_allclose([d.diff_norm, d.norm_a, d.norm_b], [np.linalg.norm(x - y), np.linalg.norm(x), np.linalg.norm(y)], rtol=1e-12)
+    t = distance(entry(a, "a"), entry(np.ascontiguousarray(b.T), "bt"), transposed=True, block=block)
+    assert (t.zero_signs, t.max_abs) == (d.zero_signs, d.max_abs)
