@@ -171,6 +171,15 @@ def test_cli_tie_json_and_report(tmp_path: Path) -> None:
     assert "## test accuracy (%)" in (tmp_path / "t.md").read_text()
 
 
+def test_quiet_tie_prints_one_line_with_the_output_the_bytes_and_the_largest_drop(tmp_path: Path) -> None:
+    out = tmp_path / "t.pt"
+    proc = run_cli("-q", "tie", *PAIR, "--arch", ARCH, "--task", "tests.tie_tasks:small_pair", "--groups", "A:features.* = B:features.*", "--epochs", "2", "--finetune-shared", "0", "--lambda", "10", "--max-drop", "100", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{out}: 4 group(s) tied, 52,560 -> 27,600 B (-47.5%)")
+    assert "largest test accuracy (%) drop" in lines[0]
+
+
 def test_cuda_device_runs_where_a_gpu_exists_and_is_a_clear_error_elsewhere(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         r = tie(PAIR, str(tmp_path / "t.pt"), TieOptions(**FAST, device="cuda", lam=10.0))

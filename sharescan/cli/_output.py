@@ -136,6 +136,6 @@ def dedup_rendering(result: Any, note: str | None = None, data: dict[str, Any] |
 
 def tie_rendering(result: Any) -> Rendering:
     """``tie``: per-group gaps and the metric before and after."""
-    from sharescan.report.tie_report import render_tie_markdown, render_tie_terminal
+    from sharescan.report.tie_report import render_tie_markdown, render_tie_terminal, tie_headline
 
-    return Rendering(lambda: _dumps(result.to_dict()), lambda console: render_tie_terminal(result, console), lambda: render_tie_markdown(result))
+    return Rendering(lambda: _dumps(result.to_dict()), lambda console: render_tie_terminal(result, console), lambda: render_tie_markdown(result), result.warnings, lambda: tie_headline(result))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -69,4 +68,4 @@ def tie(models: tuple[str, ...], output: str, groups_spec: str | None, auto: int
     options = TieOptions(groups=groups_spec, auto=auto, task=task, inputs=inputs_npz, lam=lam_value, target_gap=target_gap, epochs=epochs, finetune_shared=finetune_shared, lr=lr, max_drop=max_drop, force=force, align=align_first, split=split, device=device, arch=arch, trust_pickle=trust_pickle)
     with needs_torch("tie"), epoch_bar(epochs) as on_epoch:
         result = run_tie(list(models), output, options, onnx_output, on_epoch)
-    emit(dataclasses.replace(tie_rendering(result), warnings=result.warnings), as_json, report_path)
+    emit(tie_rendering(result), as_json, report_path)

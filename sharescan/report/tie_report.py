@@ -8,7 +8,7 @@ from sharescan.report.markdown_table import markdown_table
 from sharescan.tying.result import TieResult
 from sharescan.units import human_bytes
 
-__all__ = ["tie_summary", "render_tie_terminal", "render_tie_markdown", "GROUP_HEADER", "METRIC_HEADER"]
+__all__ = ["tie_summary", "tie_headline", "render_tie_terminal", "render_tie_markdown", "GROUP_HEADER", "METRIC_HEADER"]
 
 GROUP_HEADER = ("group", "gap before", "gap per epoch (first ... last)", "gap when shared")
 METRIC_HEADER = ("model", "before", "after fine-tuning", "after sharing", "after shared fine-tuning")
@@ -28,6 +28,15 @@ def tie_summary(r: TieResult) -> list[str]:
         limit = "" if r.max_drop is None else f" (--max-drop {r.max_drop:g}{', exceeded: written with --force' if r.forced else ''})"
         lines.append(f"largest {r.metric_name} drop: {drop:.2f} points, model {key}{limit}")
     return lines + list(r.notes)
+
+
+def tie_headline(r: TieResult) -> str:
+    """The one line ``tie -q`` prints: what was written, the bytes saved and the largest metric drop."""
+    saved = r.bytes_before - r.bytes_after
+    key, drop = r.worst_drop
+    worst = f"; largest {r.metric_name} drop {drop:.2f} points ({key})" if key else ""
+    return (f"{r.output}: {len(r.groups)} group(s) tied, {r.bytes_before:,} -> {r.bytes_after:,} B "
+            f"(-{100 * saved / r.bytes_before if r.bytes_before else 0:.1f}%){worst}")
 
 
 def _group_rows(r: TieResult) -> list[tuple[str, ...]]:
