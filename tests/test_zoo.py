@@ -358,3 +358,24 @@ def test_confirming_reads_take_each_tensor_from_its_file_once_and_repeats_from_m
     again = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "other.sqlite"))
     assert len(reads) > len(set(reads))  # without the cache the same tensors are read again
     assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in zoo.groups]
+
+
+def _fails_on_three(item: int) -> int:
+    if item == 3:
+        raise RuntimeError("worker lost")
+    return item * 10
+
+
+def test_tasks_of_several_models_lose_only_the_model_that_fails_them() -> None:
+    # Models are digested several to a task; a task that fails is run again one
+    # model at a time, so only the failing model is reported as failed.
+    from distributed import Client, LocalCluster
+
+    import sharescan.zoo.cluster as cluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as local, Client(local) as client:
+        runner = cluster._Dask(client)
+        items = list(range(40))
+        out = list(runner.map_unordered(_fails_on_three, items, lambda item, e: -item))
+    assert sorted(out) == sorted([-3] + [i * 10 for i in items if i != 3])
+    assert len(items) // 16 > 1  # several models a task: the batch holding 3 was retried

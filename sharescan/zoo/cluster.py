@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 NO_SCHEDULER = "none"  # --scheduler none: every task in this process, one after another
 DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds to reach a remote scheduler before giving up
+_MAX_BATCH = 32  # models digested by one Dask task at most
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,18 +56,36 @@ class _Dask:
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         from distributed import as_completed
 
-        futures = {self.client.submit(fn, item, pure=False): item for item in items}
+        # Tasks of several models each: one task a model cost the scheduler
+        # and this client more than the digests (1,000 small models: 8.8 s on
+        # 2 workers against 3.3 s in one process). About 16 tasks a worker
+        # keep the load even.
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        size = max(1, min(_MAX_BATCH, len(items) // (16 * workers)))
+        batches = [list(items[k : k + size]) for k in range(0, len(items), size)]
+        futures = {self.client.submit(_run_batch, fn, batch, pure=False): batch for batch in batches}
+        retried = as_completed(futures)
         try:
-            for future in as_completed(futures):
-                item = futures.pop(future)
-                if future.status == "error":  # a worker that died on this model (killed for memory, a crash in a parser)
-                    yield on_error(item, future.exception())
+            for future in retried:
+                batch = futures.pop(future)
+                if future.status == "error":  # a worker died in this batch (killed for memory, a crash in a parser)
+                    if len(batch) == 1:
+                        yield on_error(batch[0], future.exception())
+                    else:  # one model at a time, so the one that kills a worker is the only one lost
+                        for item in batch:
+                            single = self.client.submit(_run_batch, fn, [item], pure=False)
+                            futures[single] = [item]
+                            retried.add(single)
                 else:
-                    yield future.result()
+                    yield from future.result()
                 future.release()
         finally:
             if futures:  # interrupted: what is not finished is dropped; the store keeps what is
                 self.client.cancel(list(futures))
+
+
+def _run_batch(fn: Callable[[T], R], batch: list[T]) -> list[R]:
+    return [fn(item) for item in batch]
 
 
 @contextlib.contextmanager
