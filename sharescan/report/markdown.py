@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from sharescan.report.markdown_table import markdown_table
-from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, model_rows, nonfinite_lines, summary_lines
+from sharescan.report.rows import CANDIDATE_HEADER, GROUP_HEADER, MODEL_HEADER, candidate_rows, group_row, headline, model_rows, nonfinite_lines, summary_lines
 from sharescan.result import AnalysisResult
 
 __all__ = ["render_markdown"]
 
 
 def render_markdown(result: AnalysisResult, top: int = 50) -> str:
-    lines = ["# sharescan analysis", "", "Units: KiB, MiB, GiB are 1024-based; exact byte counts are in the JSON report.", ""]
+    # The answer first, as in the terminal: what sharing reclaims, before any table.
+    lines = ["# sharescan analysis", "", f"**{' '.join(headline(result))}**", "", "Units: KiB, MiB, GiB are 1024-based; exact byte counts are in the JSON report.", ""]
     lines += ["## Models", ""] + markdown_table(MODEL_HEADER, model_rows(result)) + [""]
     lines += ["## Totals", ""] + [f"- {line}" for line in summary_lines(result)] + [""]
     lines += [f"## Groups ({len(result.groups)})", ""]
