@@ -250,3 +250,26 @@ def test_distance_by_blocks_matches_one_float64_pass_and_counts_signed_zeros(blo
     np.testing.assert_allclose([d.diff_norm, d.norm_a, d.norm_b], [np.linalg.norm(x - y), np.linalg.norm(x), np.linalg.norm(y)], rtol=1e-12)
     t = distance(entry(a, "a"), entry(np.ascontiguousarray(b.T), "bt"), transposed=True, block=block)
     assert (t.zero_signs, t.max_abs) == (d.zero_signs, d.max_abs)
+
+
+def test_near_never_reads_a_pair_whose_norms_are_further_apart_than_tol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # | ||a|| - ||b|| | <= ||a - b||: a copy 1% larger (with noise, so not a scaled
+    # copy) is close on the samples' directions yet cannot be within tol = 2e-3.
+    import sharescan.detect.near as near
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    bigger = (w * 1.01 + rng.standard_normal(w.shape).astype(np.float32) * 1e-4).astype(np.float32)
+    close = (w + rng.standard_normal(w.shape).astype(np.float32) * 1e-4).astype(np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": bigger, "c": close})
+    measured: list[tuple[str, str]] = []
+    real = near.distance
+
+    def counting(a, b, transposed=False):  # type: ignore[no-untyped-def]
+        measured.append((a.name, b.name))
+        return real(a, b, transposed=transposed)
+
+    monkeypatch.setattr(near, "distance", counting)
+    result = sharescan.analyze(path)
+    assert [sorted(e.name for e in g.members) for g in result.groups if g.relation == "near"] == [["a", "c"]]
+    assert measured and all("b" not in pair for pair in measured)

@@ -35,6 +35,7 @@ Edge = tuple[int, int, bool]  # (a, b, b is compared with a's transpose), a befo
 # tolerances apart: unit vectors of two tensors at relative distance t are
 # within 2t, so members attached are estimated near; the exact measure decides.
 ATTACH = 2.0
+_NORM_SLACK = 1e-5  # relative rounding of a digest norm summed in float32 blocks, with room to spare
 
 
 def _edge(points: list[tuple[int, bool, np.ndarray]], order: Mapping[int, int], p: int, q: int) -> Edge | None:
@@ -56,6 +57,13 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
         a, b, t = edge
         if (a, b) not in tried:
             tried.add((a, b))
+            # | ||a|| - ||b|| | <= ||a - b||: norms further apart than tol cannot
+            # be near. In a zoo of fine-tunes most sample-close pairs end here,
+            # before reading both tensors (the digest's norm is summed in float32
+            # blocks: the slack covers its rounding).
+            na, nb = digests[a].norm, digests[b].norm
+            if abs(na - nb) > (tol + _NORM_SLACK) * max(na, nb):
+                return False
             d = distance(entries[a], entries[b], transposed=t)
             # Equal by value but not by bits (only zeros' signs differ): no
             # tolerance bounds what that merge changes (1/x: +inf to -inf), and
