@@ -115,9 +115,7 @@ def close_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = N
     With ``labels``, only pairs of points with the same label are returned
     (and searched for): the label is part of every cell.
     """
-    points = np.asarray(points)
-    if points.dtype not in (np.float32, np.float64):
-        points = points.astype(np.float64)
+    points = _float_points(points)
     n = len(points)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
@@ -183,9 +181,7 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     sorting all keys once, and only those pairs (about one per point and
     label) are measured.
     """
-    points = np.asarray(points)
-    if points.dtype not in (np.float32, np.float64):
-        points = points.astype(np.float64)
+    points = _float_points(points)
     n = len(points)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
@@ -358,3 +354,9 @@ def crowd_leaders(points: np.ndarray, radius: float, limit: int = 32, seed: int 
             leader[rest[close]] = head
             rest = rest[~close]
     return leader
+
+
+def _float_points(points: np.ndarray) -> np.ndarray:
+    """The points as float32 or float64 (kept as they are), other dtypes as float64."""
+    points = np.asarray(points)
+    return points if points.dtype in (np.float32, np.float64) else points.astype(np.float64)

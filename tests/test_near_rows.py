@@ -171,9 +171,15 @@ def test_reported_near_rel_error_never_exceeds_tol_when_norms_differ(tmp_path: P
 
 
 def _zero_sign_pair(noise: float) -> dict[str, np.ndarray]:
-    """a with a tenth of its elements +0.0, and a copy (plus noise) whose zeros are -0.0."""
-    a = rng.standard_normal((64, 32)).astype(np.float32)
-    zeros = rng.random(a.shape) < 0.1
+    """a with a tenth of its elements +0.0, and a copy (plus noise) whose zeros are -0.0.
+
+    Every row holds a zero, so no row of b is a bit-for-bit copy of a's (rows
+    without one would be identical rows across the two tensors).
+    """
+    local = np.random.default_rng(17)  # its own generator: the case must not depend on which tests ran before
+    a = local.standard_normal((64, 32)).astype(np.float32)
+    zeros = local.random(a.shape) < 0.1
+    zeros[np.arange(64), local.integers(0, 32, 64)] = True
     a[zeros] = 0.0
     b = _noisy(a, noise) if noise else a.copy()
     b[zeros] = -0.0
