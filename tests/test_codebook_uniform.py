@@ -101,11 +101,14 @@ def test_k_means_centers_off_a_grid_stay_gather() -> None:
 
 def test_uniform_float16_weight_is_gathered_from_grid_values() -> None:
     # DequantizeLinear before opset 19 writes float32 only: a float16 weight keeps Cast + Gather over the grid's values.
-    w = rng.normal(size=(64, 32)).astype(np.float16)
+    w = np.random.default_rng(11).normal(size=(64, 32)).astype(np.float16)
     m = _matmul(w, 17)
     m.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
     m.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
     m, r = _rewrite(m, 4, uniform=True)
     assert [n.op_type for n in m.graph.node] == ["Cast", "Gather", "MatMul"]
-    book = numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "W_codebook")).astype(np.float64)
-    assert uniform_grid(book, 4) is not None
+    book = np.sort(numpy_helper.to_array(next(t for t in m.graph.initializer if t.name == "W_codebook")).astype(np.float64))
+    # The grid's values rounded to float16 (11 significant bits): evenly spaced
+    # up to that rounding, which an exact grid test would refuse for some scales.
+    gaps = np.diff(book)
+    assert len(book) == 16 and np.abs(gaps - gaps.mean()).max() <= 2 * 2.0**-11 * np.abs(book).max()
