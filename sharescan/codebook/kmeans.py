@@ -105,11 +105,17 @@ def exact_kmeans(h: Histogram, k: int) -> np.ndarray:
         cost = (s2[j] - s2[i]) - (s1[j] - s1[i]) ** 2 / w
     cost = np.where(j > i, np.maximum(cost, 0.0), np.inf)  # cost[i, j]: points i..j-1 as one cluster
     best = cost[0].copy()  # one cluster over the first j points
+    # Laid out [j, i] so each argmin runs along contiguous memory, into one
+    # reused buffer: half the time of reducing down columns (one codebook per
+    # group of rows runs this once a group). Same values, same first minima.
+    cost_t = np.ascontiguousarray(cost.T)
+    total = np.empty_like(cost_t)
     back = np.zeros((k, n + 1), dtype=np.int64)
+    ends = np.arange(n + 1)
     for m in range(1, k):
-        total = best[:, None] + cost
-        back[m] = np.argmin(total, axis=0)
-        best = total[back[m], np.arange(n + 1)]
+        np.add(cost_t, best[None, :], out=total)
+        back[m] = np.argmin(total, axis=1)
+        best = total[ends, back[m]]
     cuts = [n]
     for m in range(k - 1, 0, -1):
         cuts.append(int(back[m][cuts[-1]]))
