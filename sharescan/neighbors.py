@@ -149,17 +149,7 @@ def close_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = N
     pairs = [_same_cell_pairs(home)]
     if probe_key_all.size:
         pairs.append(_probe_pairs(home, probe_point_all, probe_key_all))
-    a = np.concatenate([p[0] for p in pairs])
-    b = np.concatenate([p[1] for p in pairs])
-    if not a.size:
-        return np.empty((0, 2), dtype=np.int64)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    keep = lo != hi
-    packed = _sorted_unique(lo[keep] * n + hi[keep])
-    a, b = packed // n, packed % n
-    diff = points[a] - points[b]
-    near = np.einsum("ij,ij->i", diff, diff) <= radius * radius
-    return np.stack([a[near], b[near]], axis=1)
+    return _within_radius(points, np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs]), radius)
 
 
 def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
@@ -209,8 +199,14 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     del order
     a, b = _sorted_group_pairs(key_point, key)
     del key, key_point
+    return _within_radius(points, a, b, radius)
+
+
+def _within_radius(points: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
+    """The candidate pairs (a[k], b[k]) as sorted unique (i, j), i < j, kept where ||p_i - p_j|| <= radius."""
     if not a.size:
         return np.empty((0, 2), dtype=np.int64)
+    n = len(points)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     keep = lo != hi
     packed = _sorted_unique(lo[keep] * n + hi[keep])
