@@ -36,6 +36,18 @@ def save_onnx(path: Path, initializers: dict[str, np.ndarray], nodes: list | Non
     return path
 
 
+def matmul_model(w: np.ndarray, opset: int, batch: int = 3):  # type: ignore[no-untyped-def]
+    """An in-memory model computing y = x @ W, W the initializer ``W`` (float32 input and output, IR 10)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, w.shape[0]])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, w.shape[1]])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [x], [y], initializer=[numpy_helper.from_array(w, "W")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
 @contextlib.contextmanager
 def _cwd(path: Path) -> Iterator[None]:
     """contextlib.chdir, which Python 3.10 lacks."""

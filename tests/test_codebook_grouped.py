@@ -10,17 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sharescan.codebook.grouped_form import grouped_codebook_form
 from sharescan.codebook.onnx_form import codebook_form
+from tests.helpers import matmul_model
 
 rng = np.random.default_rng(8)
-
-
-def _matmul(w: np.ndarray, opset: int) -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, w.shape[0]])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, w.shape[1]])
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [x], [y], initializer=[numpy_helper.from_array(w, "W")])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 10
-    return m
 
 
 def _apply(m: onnx.ModelProto, rewrite_of) -> tuple[onnx.ModelProto, object]:  # type: ignore[no-untyped-def]
@@ -37,7 +29,7 @@ def _apply(m: onnx.ModelProto, rewrite_of) -> tuple[onnx.ModelProto, object]:  #
 @pytest.mark.parametrize(("opset", "bits", "group", "groups", "index_type"), [(21, 4, 16, 4, TensorProto.UINT4), (17, 3, 24, 3, TensorProto.UINT8)])
 def test_each_group_of_rows_has_its_own_codebook_and_onnxruntime_rebuilds_it(opset: int, bits: int, group: int, groups: int, index_type: int) -> None:
     w = (rng.normal(size=(64, 32)) * np.linspace(0.1, 3.0, 64)[:, None]).astype(np.float32)  # rows of very different scales
-    m, r = _apply(_matmul(w, opset), lambda g, i: grouped_codebook_form(g, i, bits, opset, group))
+    m, r = _apply(matmul_model(w, opset), lambda g, i: grouped_codebook_form(g, i, bits, opset, group))
     assert [n.op_type for n in m.graph.node] == ["Cast", "Add", "Gather", "MatMul"]
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     k = 2**bits
@@ -60,8 +52,8 @@ def test_each_group_of_rows_has_its_own_codebook_and_onnxruntime_rebuilds_it(ops
 
 def test_groups_beat_one_codebook_when_rows_differ_in_scale() -> None:
     w = (rng.normal(size=(64, 32)) * np.geomspace(0.01, 1.0, 64)[:, None]).astype(np.float32)
-    _, grouped = _apply(_matmul(w, 21), lambda g, i: grouped_codebook_form(g, i, 3, 21, 8))
-    _, whole = _apply(_matmul(w, 21), lambda g, i: codebook_form(g, i, 3, 21))
+    _, grouped = _apply(matmul_model(w, 21), lambda g, i: grouped_codebook_form(g, i, 3, 21, 8))
+    _, whole = _apply(matmul_model(w, 21), lambda g, i: codebook_form(g, i, 3, 21))
     assert grouped.rel_error < 0.8 * whole.rel_error
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from sharescan.codebook.kmeans import histogram, sse
 from sharescan.codebook.onnx_form import UniformGrid, codebook_form, fit_uniform_grid, uniform_grid
+from tests.helpers import matmul_model
 
 rng = np.random.default_rng(5)
 
@@ -38,15 +39,6 @@ def test_fitted_grid_beats_the_min_max_grid_on_heavy_tails() -> None:
     assert 0 <= fitted.zero_point <= 15
 
 
-def _matmul(w: np.ndarray, opset: int) -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, w.shape[0]])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, w.shape[1]])
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g", [x], [y], initializer=[numpy_helper.from_array(w, "W")])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 10
-    return m
-
-
 def _rewrite(m: onnx.ModelProto, bits: int, uniform: bool) -> tuple[onnx.ModelProto, object]:
     graph = m.graph
     init = next(t for t in graph.initializer if t.name == "W")
@@ -62,7 +54,7 @@ def _rewrite(m: onnx.ModelProto, bits: int, uniform: bool) -> tuple[onnx.ModelPr
 @pytest.mark.parametrize(("opset", "bits", "index_type"), [(17, 6, TensorProto.UINT8), (21, 4, TensorProto.UINT4)])
 def test_uniform_form_is_dequantize_linear_and_onnxruntime_runs_it(opset: int, bits: int, index_type: int) -> None:
     w = rng.normal(size=(64, 32)).astype(np.float32)
-    m, r = _rewrite(_matmul(w, opset), bits, uniform=True)
+    m, r = _rewrite(matmul_model(w, opset), bits, uniform=True)
     assert [n.op_type for n in m.graph.node] == ["DequantizeLinear", "MatMul"]
     inits = {t.name: t for t in m.graph.initializer}
     assert inits["W_codebook_index"].data_type == index_type and inits["W_codebook_zero_point"].data_type == index_type
@@ -88,21 +80,21 @@ def test_uniform_form_is_dequantize_linear_and_onnxruntime_runs_it(opset: int, b
 def test_k_means_centers_on_a_grid_are_written_as_dequantize_linear_without_asking() -> None:
     # A weight already holding 8 grid values (as after linear quantization): k-means recovers them exactly.
     w = (0.02 * (rng.integers(0, 8, size=(64, 32)) - 3)).astype(np.float32)
-    m, r = _rewrite(_matmul(w, 17), 3, uniform=False)
+    m, r = _rewrite(matmul_model(w, 17), 3, uniform=False)
     assert [n.op_type for n in m.graph.node] == ["DequantizeLinear", "MatMul"]
     assert r.rel_error < 1e-6 and "DequantizeLinear" in r.how
 
 
 def test_k_means_centers_off_a_grid_stay_gather() -> None:
     w = rng.normal(size=(64, 32)).astype(np.float32)
-    m, r = _rewrite(_matmul(w, 17), 4, uniform=False)
+    m, r = _rewrite(matmul_model(w, 17), 4, uniform=False)
     assert [n.op_type for n in m.graph.node] == ["Cast", "Gather", "MatMul"] and r.how.startswith("Gather")
 
 
 def test_uniform_float16_weight_is_gathered_from_grid_values() -> None:
     # DequantizeLinear before opset 19 writes float32 only: a float16 weight keeps Cast + Gather over the grid's values.
     w = np.random.default_rng(11).normal(size=(64, 32)).astype(np.float16)
-    m = _matmul(w, 17)
+    m = matmul_model(w, 17)
     m.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT16
     m.graph.output[0].type.tensor_type.elem_type = TensorProto.FLOAT16
     m, r = _rewrite(m, 4, uniform=True)
