@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["ELLIPSIS", "shorten_middle", "column_width", "spare_width", "fit_label", "wrap_phrases", "wrap_line", "fit_words", "share_width"]
+__all__ = ["ELLIPSIS", "shorten_middle", "column_width", "spare_width", "fit_label", "wrap_phrases", "wrap_line", "print_line", "print_phrases", "fit_words", "share_width"]
 
 ELLIPSIS = "…"
 
@@ -78,6 +79,18 @@ def wrap_line(line: str, width: int) -> list[str]:
         else:
             words.append(word)
     return wrap_phrases(words, width)
+
+
+def print_line(console: Any, text: str) -> None:
+    """Plain text on a rich console, wrapped here (``wrap_line``) so that a figure never parts from its unit."""
+    for line in wrap_line(text, console.width):
+        console.print(line, highlight=False, markup=False)
+
+
+def print_phrases(console: Any, phrases: Sequence[str]) -> None:
+    """Phrases on a rich console, broken only between them (``wrap_phrases``): a report's headline."""
+    for line in wrap_phrases(phrases, console.width):
+        console.print(line, highlight=False, markup=False)
 
 
 def fit_words(text: str, width: int) -> str:

@@ -8,10 +8,11 @@ fold into one line; JSON and Markdown list every group.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sharescan.report.layout import column_width, fit_label, spare_width, wrap_line, wrap_phrases
+from sharescan.report.layout import column_width, fit_label, print_line, print_phrases, spare_width
 from sharescan.report.rows import candidate_rows, error_cell, headline, member_parts, nonfinite_lines, relation_lines, summary_lines
 from sharescan.result import AnalysisResult, GroupReport
 from sharescan.units import human_bytes
@@ -25,13 +26,8 @@ DEFAULT_MIN_BYTES = 1024  # groups reclaiming less fold into one line
 
 
 def render_terminal(result: AnalysisResult, console: Any, top: int = 50, min_bytes: int = DEFAULT_MIN_BYTES) -> None:
-    def say(text: str) -> None:
-        # Plain text, wrapped here so that a figure never parts from its unit.
-        for line in wrap_line(text, console.width):
-            console.print(line, highlight=False, markup=False)
-
-    for line in wrap_phrases(headline(result), console.width):
-        console.print(line, highlight=False, markup=False)
+    say = functools.partial(print_line, console)
+    print_phrases(console, headline(result))
     say("sharescan analysis (KiB/MiB/GiB = 1024-based)")
     console.print(_models_table(result, console.width))
     for line in summary_lines(result):

@@ -9,11 +9,12 @@ two forms never disagree.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from sharescan.report.layout import column_width, fit_label, shorten_middle, spare_width, wrap_line, wrap_phrases
+from sharescan.report.layout import column_width, fit_label, print_line, print_phrases, shorten_middle, spare_width
 from sharescan.report.markdown_table import markdown_table
 from sharescan.units import human_bytes
 from sharescan.zoo.result import ZooFamily, ZooGroup, ZooResult
@@ -109,12 +110,8 @@ def _skipped_lines(result: ZooResult) -> list[str]:
 
 
 def render_zoo_terminal(result: ZooResult, console: Any, top: int = 20) -> None:
-    def say(text: str) -> None:
-        for line in wrap_line(text, console.width):
-            console.print(line, highlight=False, markup=False)
-
-    for line in wrap_phrases(zoo_headline(result), console.width):
-        console.print(line, highlight=False, markup=False)
+    say = functools.partial(print_line, console)
+    print_phrases(console, zoo_headline(result))
     say("sharescan zoo (KiB/MiB/GiB = 1024-based)")
     if result.families:
         rows = _family_rows(result)[:top]
