@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["scan_progress", "epoch_bar", "step_status"]
+__all__ = ["scan_progress", "zoo_progress", "epoch_bar", "step_status"]
 
 
 def scan_progress() -> Any:
@@ -47,6 +47,45 @@ def scan_progress() -> Any:
 
         def stop(self) -> None:
             self.bar.stop()
+
+    return Bar()
+
+
+def zoo_progress() -> Any:
+    """A ``ZooProgress``: a bar of models digested and a spinner for the search, on a terminal only."""
+    from sharescan.zoo import ZooProgress
+
+    if not sys.stderr.isatty():
+        return ZooProgress()
+
+    class Bar(ZooProgress):
+        def __init__(self) -> None:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+            self.live: Any = None
+
+        def digesting(self, total: int) -> None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self.done()
+            self.bar = Progress("digesting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=self.console, transient=True)
+            self.task = self.bar.add_task("digest", total=total)
+            self.live = self.bar
+            self.bar.start()
+
+        def digested(self, label: str, record: Any) -> None:
+            self.bar.advance(self.task)
+
+        def joining(self, models: int) -> None:
+            self.done()
+            self.live = self.console.status(f"finding what {models} models share")
+            self.live.start()
+
+        def done(self) -> None:
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
 
     return Bar()
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from sharescan.cli._options import json_opt, report_opt, trust_code_opt
 from sharescan.cli._output import Rendering, check_report_target, emit
+from sharescan.cli._progress import zoo_progress
 from sharescan.errors import InputError
 
 __all__ = ["zoo"]
@@ -61,7 +60,7 @@ def zoo(target: str, as_json: bool, report_path: Path | None, store: Path | None
         connect_timeout=connect_timeout,
         store=store,
     )
-    result = scan_zoo(target, options, _progress())
+    result = scan_zoo(target, options, zoo_progress())
     # Skipped models were warned about as they were met; the result's warnings are the analysis's own.
     emit(Rendering(
         lambda: render_zoo_json(result),
@@ -71,41 +70,3 @@ def zoo(target: str, as_json: bool, report_path: Path | None, store: Path | None
         lambda: " ".join(zoo_headline(result)),
     ), as_json, report_path)
 
-
-def _progress() -> Any:
-    """A ``ZooProgress``: a bar of models digested and a spinner for the search, on a terminal only."""
-    from sharescan.zoo import ZooProgress
-
-    if not sys.stderr.isatty():
-        return ZooProgress()
-
-    class Bar(ZooProgress):
-        def __init__(self) -> None:
-            from rich.console import Console
-
-            self.console = Console(stderr=True)
-            self.live: Any = None
-
-        def digesting(self, total: int) -> None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-            self.done()
-            self.bar = Progress("digesting", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=self.console, transient=True)
-            self.task = self.bar.add_task("digest", total=total)
-            self.live = self.bar
-            self.bar.start()
-
-        def digested(self, label: str, record: Any) -> None:
-            self.bar.advance(self.task)
-
-        def joining(self, models: int) -> None:
-            self.done()
-            self.live = self.console.status(f"finding what {models} models share")
-            self.live.start()
-
-        def done(self) -> None:
-            if self.live is not None:
-                self.live.stop()
-                self.live = None
-
-    return Bar()
