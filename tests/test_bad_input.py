@@ -360,6 +360,29 @@ def test_pt_state_dict_truncated_to_half_is_refused(tmp_path):
     refuse(tmp_path, path, words=("half.pt",))
 
 
+def test_truncated_zip_checkpoint_is_refused_without_importing_torch(tmp_path):
+    """A cut torch.save file is said from its zip magic: a zoo worker that meets one does not pay torch's import."""
+    import torch
+
+    path = tmp_path / "cut.pt"
+    torch.save(state_dict(), path)
+    truncate(path, path.stat().st_size // 2)
+    code = (
+        "import sys\n"
+        "from sharescan.errors import InputError\n"
+        "from sharescan.sources import LoadOptions, load_model\n"
+        "try:\n"
+        f"    load_model({str(path)!r}, 0, LoadOptions())\n"
+        "except InputError as e:\n"
+        "    print(e)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    message, imported = proc.stdout.strip().splitlines()
+    assert "cut.pt" in message and "truncated" in message
+    assert imported == "False"
+
+
 def test_legacy_pt_state_dict_truncated_to_half_is_refused(tmp_path):
     import torch
 

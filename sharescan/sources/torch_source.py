@@ -73,6 +73,11 @@ def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: b
             views = list(torch_archive.walk_tree(obj, "", str(path), lambda x: isinstance(x, torch_archive.TensorView)))
             return LoadedModel(str(path), "pytorch", tuple(torch_archive.checkpoint_entries(path, views, model)), path.stat().st_size, files=(str(path),))
         torch_archive.check_checkpoint_records(path)
+    elif _zip_magic(path):
+        # A zip whose end (the central directory) is missing: a cut copy of a
+        # torch.save file. Said here, without importing torch (seconds in a
+        # zoo's worker) to have torch.load say the same.
+        raise InputError(f"{path}: truncated PyTorch file (a zip archive without its central directory); re-save or re-download it")
     with needs_torch(f"{path}: reading PyTorch files"):
         import torch
     obj = torch_load(path, trust_pickle)
@@ -81,6 +86,11 @@ def load_pytorch(path: Path, model: int, key: str | None = None, trust_pickle: b
     obj = _select(obj, key, path)
     tensors = list(walk_tensors(obj, "", str(path)))
     return LoadedModel(str(path), "pytorch", tuple(_entries(tensors, model, str(path))), path.stat().st_size, files=(str(path),))
+
+
+def _zip_magic(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"PK\x03\x04"
 
 
 def _torch_installed(path: Path) -> None:
