@@ -187,8 +187,12 @@ def _detect(entries: list[TensorEntry], options: AnalysisOptions, progress: Prog
 
 def _warnings(models: Sequence[LoadedModel], entries: Sequence[TensorEntry], digests: Mapping[int, Digest]) -> list[str]:
     out = [note for m in models for note in m.notes]
+    nan_by_model: dict[int, list[str]] = {}
+    for i, d in digests.items():
+        if d.has_nan:
+            nan_by_model.setdefault(entries[i].model, []).append(entries[i].name)
     for k, m in enumerate(models):
-        bad = [entries[i].name for i, d in digests.items() if d.has_nan and entries[i].model == k]
+        bad = nan_by_model.get(k)
         if bad:
             shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
             out.append(f"{m.path}: {len(bad)} tensor(s) hold NaN ({shown}); they are compared as bytes only, never merged by value")

@@ -67,7 +67,12 @@ def account(
         reports.append(_group_report(entries, g, members, sum(reclaimed)))
     order = {name: k for k, name in enumerate(by_relation)}
     reports.sort(key=lambda r: (-r.reclaimable_bytes, order[r.relation], r.members[0].model, r.members[0].name))
-    model_reports = [_model_report(k, m, entries, digests, reclaimed_by_model[k]) for k, m in enumerate(models)]
+    # Each model's entries gathered in one pass: a scan per model was
+    # quadratic (0.4 s of a 1,000-model zoo's report).
+    own_entries: list[list[int]] = [[] for _ in models]
+    for i, e in enumerate(entries):
+        own_entries[e.model].append(i)
+    model_reports = [_model_report(m, own_entries[k], entries, digests, reclaimed_by_model[k]) for k, m in enumerate(models)]
     totals = Totals(
         stored_bytes=sum(m.stored_bytes for m in model_reports),
         unique_bytes=sum(m.unique_bytes for m in model_reports),
@@ -102,8 +107,8 @@ def _group_report(entries: Sequence[TensorEntry], g: Group, members: tuple[Membe
     return GroupReport(g.relation, members, each, reclaimable, g.max_abs_error, g.rel_error, rows)
 
 
-def _model_report(k: int, m: LoadedModel, entries: Sequence[TensorEntry], digests: Mapping[int, Digest], reclaimable: int) -> ModelReport:
-    own = [(i, e) for i, e in enumerate(entries) if e.model == k]
+def _model_report(m: LoadedModel, indices: Sequence[int], entries: Sequence[TensorEntry], digests: Mapping[int, Digest], reclaimable: int) -> ModelReport:
+    own = [(i, entries[i]) for i in indices]
     unique: dict[str, int] = {}
     for _, e in own:
         unique[e.buffer_key] = max(unique.get(e.buffer_key, 0), e.stored_nbytes)
