@@ -263,13 +263,13 @@ def test_near_never_reads_a_pair_whose_norms_are_further_apart_than_tol(tmp_path
     close = (w + rng.standard_normal(w.shape).astype(np.float32) * 1e-4).astype(np.float32)
     path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": bigger, "c": close})
     measured: list[tuple[str, str]] = []
-    real = near.distance
+    real = near.measure_pairs
 
-    def counting(a, b, transposed=False):  # type: ignore[no-untyped-def]
-        measured.append((a.name, b.name))
-        return real(a, b, transposed=transposed)
+    def counting(entries, pairs):  # type: ignore[no-untyped-def]
+        measured.extend((entries[a].name, entries[b].name) for a, b, _ in pairs)
+        return real(entries, pairs)
 
-    monkeypatch.setattr(near, "distance", counting)
+    monkeypatch.setattr(near, "measure_pairs", counting)
     result = sharescan.analyze(path)
     assert [sorted(e.name for e in g.members) for g in result.groups if g.relation == "near"] == [["a", "c"]]
     assert measured and all("b" not in pair for pair in measured)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.detect.common import Distance, distance
+from sharescan.detect.common import Distance, PairMeasure, measure_pairs
 from sharescan.detect.relation import BaseRelation, Rebuild, Scope
 from sharescan.detect.search import MARGIN, sample_points, search_vectors
 from sharescan.digest import Digest
@@ -46,34 +46,47 @@ def _edge(points: list[tuple[int, bool, np.ndarray]], order: Mapping[int, int], 
     return (first, second, ta != tb)
 
 
-def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float) -> list[Group]:
+def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest], tol: float, measure: PairMeasure = measure_pairs) -> list[Group]:
+    """Near groups among ``units``; candidate pairs are measured by ``measure``, a batch at a time."""
     order = {u: k for k, u in enumerate(units)}
     verified: dict[tuple[int, int], tuple[bool, Distance]] = {}
     tried: set[tuple[int, int]] = set()
 
-    def verify(edge: Edge | None) -> bool:
+    def worth(edge: Edge | None) -> bool:
+        """Whether the edge is to be measured (and, if so, it is marked tried)."""
         if edge is None:
             return False
-        a, b, t = edge
-        if (a, b) not in tried:
-            tried.add((a, b))
-            # | ||a|| - ||b|| | <= ||a - b||: norms further apart than tol cannot
-            # be near. In a zoo of fine-tunes most sample-close pairs end here,
-            # before reading both tensors (the digest's norm is summed in float32
-            # blocks: the slack covers its rounding).
-            na, nb = digests[a].norm, digests[b].norm
-            if abs(na - nb) > (tol + _NORM_SLACK) * max(na, nb):
-                return False
-            d = distance(entries[a], entries[b], transposed=t)
+        a, b, _ = edge
+        if (a, b) in tried:
+            return False
+        tried.add((a, b))
+        # | ||a|| - ||b|| | <= ||a - b||: norms further apart than tol cannot
+        # be near. In a zoo of fine-tunes most sample-close pairs end here,
+        # before reading both tensors (the digest's norm is summed in float32
+        # blocks: the slack covers its rounding).
+        na, nb = digests[a].norm, digests[b].norm
+        return abs(na - nb) <= (tol + _NORM_SLACK) * max(na, nb)
+
+    def measured(edges: list[Edge]) -> None:
+        for (a, b, t), d in zip(edges, measure(entries, edges) if edges else ()):
             # Equal by value but not by bits (only zeros' signs differ): no
             # tolerance bounds what that merge changes (1/x: +inf to -inf), and
             # a near group at error 0 would read as identical. Left unmerged.
             if d.relative <= tol and not (d.diff_norm == 0 and d.zero_signs):
                 verified[(a, b)] = (t, d)
-        return (a, b) in verified
 
-    # Crowd members confirmed near their leader: (leader unit, member unit).
-    attached: list[tuple[int, int]] = []
+    def verify(edge: Edge | None) -> bool:
+        if worth(edge):
+            assert edge is not None
+            measured([edge])
+        return edge is not None and (edge[0], edge[1]) in verified
+
+    # Two batches: every crowd member against its leader, then the pairs the
+    # search finds among the points no leader confirmed. A pair is measured
+    # once, and always as the same (a, b, transposed) whichever bucket meets
+    # it (only a square tensor meets another both ways, in one bucket, where
+    # leaders come first as before), so batching changes no answer.
+    crowds = []
     for points in sample_points(entries, units, digests).values():
         if len(points) < 2:
             continue
@@ -85,15 +98,25 @@ def find_near(entries: Sequence[TensorEntry], units: Sequence[int], digests: Map
         # like any other point.
         leader = crowd_leaders(unit[index], ATTACH * tol)
         free = leader == np.arange(len(index))
-        for k in np.flatnonzero(~free):
-            p, q = index[leader[k]], index[k]
-            if verify(_edge(points, order, p, q)):
-                attached.append((points[p][0], points[q][0]))
+        led = [(k, _edge(points, order, index[leader[k]], index[k])) for k in np.flatnonzero(~free)]
+        crowds.append((points, vectors, index, leader, free, led))
+    measured([edge for *_, led in crowds for _, edge in led if edge is not None and worth(edge)])
+    # Crowd members confirmed near their leader: (leader unit, member unit).
+    attached: list[tuple[int, int]] = []
+    searched_edges: list[Edge] = []
+    for points, vectors, index, leader, free, led in crowds:
+        for k, edge in led:
+            if edge is not None and (edge[0], edge[1]) in verified:
+                attached.append((points[index[leader[k]]][0], points[index[k]][0]))
             else:
                 free[k] = True
         searched = index[free]
         for a, b in search_vectors(vectors[searched], 2 * MARGIN * tol):
-            verify(_edge(points, order, searched[a], searched[b]))
+            edge = _edge(points, order, searched[a], searched[b])
+            if worth(edge):
+                assert edge is not None
+                searched_edges.append(edge)
+    measured(searched_edges)
     neighbours: dict[int, list[int]] = {}
     for a, b in verified:
         neighbours.setdefault(a, []).append(b)
@@ -152,7 +175,9 @@ class Near(BaseRelation):
     lossless = False  # verification bounds the outputs' change by --max-error
 
     def detect(self, scope: Scope) -> list[Group]:
-        return [] if scope.tol is None else find_near(scope.entries, scope.units, scope.digests, scope.tol)
+        if scope.tol is None:
+            return []
+        return find_near(scope.entries, scope.units, scope.digests, scope.tol, scope.measure or measure_pairs)
 
     def member_fields(self, transform: Transform) -> tuple[float | None, bool]:
         return None, transform.kind == "transpose"

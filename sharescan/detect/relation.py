@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sharescan.detect.common import PairMeasure
 from sharescan.digest import Digest
 from sharescan.groups import Group, Transform
 from sharescan.table import TensorEntry
@@ -35,6 +36,9 @@ class Scope:
     tol: float | None  # near-equal tensors within this relative distance; None: exact only
     row_tol: float | None  # near-equal rows within this; None: identical rows only
     aliases: Sequence[Group] = ()  # storages several entries share, found while choosing the units
+    # Measures candidate pairs in batches (None: in this process, one after
+    # another); the zoo spreads them over its workers.
+    measure: PairMeasure | None = None
 
 
 @dataclass(frozen=True)

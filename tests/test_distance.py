@@ -1,0 +1,43 @@
+"""Exact pair distances: the scalar relative distance agrees with the vector one, and batched measuring with one pair at a time."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sharescan.detect.common import Distance, distance, measure_pairs, relative_error
+from sharescan.table import TensorEntry
+
+rng = np.random.default_rng(0)
+
+
+def test_distance_relative_equals_relative_error_bit_for_bit_including_zero_and_infinite_norms() -> None:
+    cases = [(float(d), float(a), float(b)) for d, a, b in rng.random((200, 3)) * 10]
+    cases += [(0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (math.inf, math.inf, 1.0), (1.0, math.inf, 2.0), (3.0, 1e-300, 1e-310)]
+    for diff, a, b in cases:
+        got = Distance(0.0, diff, a, b).relative
+        want = float(relative_error(diff, a, b))
+        assert got == want or (math.isnan(got) and math.isnan(want)), (diff, a, b, got, want)
+
+
+def _entry(k: int, array: np.ndarray, reads: list[int]) -> TensorEntry:
+    def read() -> np.ndarray:
+        reads.append(k)
+        return array
+
+    return TensorEntry(0, f"t{k}", array.shape, "float32", f"t{k}", read)
+
+
+def test_measure_pairs_matches_distance_pair_by_pair_and_reads_a_shared_tensor_once() -> None:
+    base = rng.standard_normal((16, 24)).astype(np.float32)
+    arrays = [base, base + 1e-3 * rng.standard_normal(base.shape).astype(np.float32), base.T.copy(), -base]
+    reads: list[int] = []
+    entries = [_entry(k, a, reads) for k, a in enumerate(arrays)]
+    pairs = [(0, 1, False), (0, 2, True), (0, 3, False), (1, 2, True)]
+    batch = measure_pairs(entries, pairs)
+    assert reads.count(0) == 1, "tensor 0 is in three pairs of the batch and should be read once"
+    for (a, b, t), d in zip(pairs, batch):
+        one = distance(entries[a], entries[b], transposed=t)
+        assert (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) == (one.max_abs, one.diff_norm, one.norm_a, one.norm_b, one.zero_signs)
+    assert batch[1].diff_norm == 0  # the transposed copy, compared transposed
