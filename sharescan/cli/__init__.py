@@ -12,12 +12,14 @@ and never imports torch, and ``sharescan analyze`` never imports what
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -129,8 +131,22 @@ def _log_to_stderr(level: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """The console script: run one command; whatever it raises becomes one line and an exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """The console script: run one command; whatever it raises becomes one line and an exit code.
+
+    Without ``argv`` (the ``sharescan`` script, ``python -m sharescan``) the
+    process ends as soon as the command is done: see :func:`_leave`.
+    """
+    if argv is not None:
+        _main(list(argv))
+        return
+    try:
+        _main(sys.argv[1:])
+    except SystemExit as e:
+        _leave(e.code)
+    _leave(0)
+
+
+def _main(args: list[str]) -> None:
     try:
         _run(args)
     except (Exception, KeyboardInterrupt) as e:  # the last line of defence: one line, never a traceback
@@ -139,6 +155,34 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise  # a developer asked for the traceback
         click.echo(failure.line, err=True)
         sys.exit(failure.code)
+
+
+def _leave(code: object) -> NoReturn:
+    """End the process now, without the interpreter's teardown.
+
+    Tearing down frees every module, array and cached object one by one:
+    15-25 ms after an analysis, longer than the detectors on a GPT-2 sized
+    model, for memory the process gives back on exit anyway. Output is
+    flushed and exit handlers run first; where anything is left that the
+    teardown would still do (a thread running, a flush failing, a code that
+    is not a number), the exit takes the usual way.
+    """
+    if code is None:
+        code = 0
+    if not isinstance(code, int) or threading.active_count() > 1:
+        raise SystemExit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        raise SystemExit(code) from None  # the usual exit reports a closed pipe as it always has
+    atexit._run_exitfuncs()  # logging's flush, and any handler a caller registered
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
 
 
 def _run(args: list[str]) -> None:

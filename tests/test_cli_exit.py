@@ -1,0 +1,55 @@
+"""The command's process ends without the interpreter's teardown, and loses nothing by it:
+whole output, exit handlers run, the exit code kept."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import FIXTURES, ROOT
+from tests.helpers import save_safetensors
+
+# The console script's way in (main() without argv), with an exit handler of the caller's.
+SCRIPT = (
+    "import atexit, sys\n"
+    "marker = sys.argv[1]\n"
+    "atexit.register(lambda: open(marker, 'w').write('ran'))\n"
+    "from sharescan.cli import main\n"
+    "sys.argv = ['sharescan', *sys.argv[2:]]\n"
+    "main()\n"
+)
+
+
+def _run(marker: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", SCRIPT, str(marker), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_analyze_json_is_whole_and_exit_handlers_run(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    out = _run(marker, "analyze", str(FIXTURES / "tiny_lm.safetensors"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["models"]  # the whole document reached the pipe
+    assert marker.read_text() == "ran"
+
+
+def test_exit_codes_survive_the_early_exit(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    bad = _run(marker, "analyze", str(tmp_path / "missing.safetensors"))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+    assert marker.read_text() == "ran"
+    w = np.arange(64, dtype=np.float32).reshape(8, 8)
+    twice = save_safetensors(tmp_path / "twice.safetensors", {"a": w, "b": w.copy()})
+    over = _run(tmp_path / "marker2", "analyze", str(twice), "--json", "--fail-above", "0")
+    assert over.returncode == 1, over.stderr
+    assert json.loads(over.stdout)["totals"]["reclaimable_bytes"] > 0
+
+
+def test_main_with_argv_returns_to_its_caller() -> None:
+    """An in-process caller (tests, embedding code) gets control back, not a killed process."""
+    code = "from sharescan.cli import main\nmain(['--version'])\nprint('back')\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "back"
