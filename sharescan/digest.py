@@ -8,6 +8,7 @@ tensor's transpose at the transposed elements.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import os
@@ -172,29 +173,33 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
     step = per_block * row_bytes if per_block else _BLOCK_BYTES - _BLOCK_BYTES % storage.itemsize
     buf = _buffer(step)
     whole = memoryview(buf.data)  # a plain buffer for preadv and the hasher
+    # Per block, only what differs between blocks is computed: the loop runs
+    # once per MiB, and its Python steps hold the GIL the other thread needs.
+    full = whole[:step]
+    values_of = None if acc is None or (dt.numpy_native and storage == acc and storage != np.float16) else _block_values(entry.dtype, acc)
+    grid_rows = ri.tolist()
     fd = os.open(where.path, os.O_RDONLY)
     try:
         for start in range(0, where.nbytes, step):
             n = min(step, where.nbytes - start)
-            got = os.preadv(fd, [whole[:n]], where.offset + start)
+            view = full if n == step else whole[:n]
+            got = os.preadv(fd, [view], where.offset + start)
             if got != n:
                 raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
-            raw = buf[:n]
-            hasher.update(whole[:n])
-            block = raw.view(storage)
+            hasher.update(view)
+            block = buf[:n].view(storage)
             if acc is not None:
-                values = float_values(block, entry.dtype)
-                if values.dtype != acc:
-                    values = values.astype(acc)
+                values = block if values_of is None else values_of(block)
                 total += float(np.dot(values, values))
             if per_block:
                 r0 = start // row_bytes
+                r1 = r0 + n // row_bytes
                 block_rows = block.reshape(-1, rest)
-                inside = ri[(ri >= r0) & (ri < r0 + len(block_rows))]
-                if len(inside):
-                    grid[np.searchsorted(ri, inside[0]) : np.searchsorted(ri, inside[-1]) + 1] = block_rows[inside - r0][:, ci]
+                lo, hi = bisect.bisect_left(grid_rows, r0), bisect.bisect_left(grid_rows, r1)
+                if hi > lo:
+                    grid[lo:hi] = block_rows[ri[lo:hi] - r0][:, ci]
                 if row_sample is not None:
-                    row_sample[r0 : r0 + len(block_rows)] = block_rows[:, sample_cols]
+                    np.take(block_rows, sample_cols, axis=1, out=row_sample[r0:r1])
     finally:
         os.close(fd)
     if not per_block:
@@ -208,6 +213,16 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
     if not math.isfinite(total) or (total == 0.0 and np.any(grid)):
         return None
     return Digest(hasher.intdigest(), False, False, math.sqrt(total), grid, row_sample)
+
+
+def _block_values(dtype: str, acc: type) -> Callable[[np.ndarray], np.ndarray]:
+    """A streamed block's values in the accumulator's type (float_values, widened where needed)."""
+
+    def values(block: np.ndarray) -> np.ndarray:
+        out = float_values(block, dtype)
+        return out if out.dtype == acc else out.astype(acc)
+
+    return values
 
 
 def _sum_squares(flat: np.ndarray, dtype: str, acc: type = np.float32, scale: float = 1.0) -> float:

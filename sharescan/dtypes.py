@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
 
 __all__ = ["DType", "DTYPES", "dtype", "to_float", "from_float", "negate_bits", "neighbours"]
@@ -40,7 +39,11 @@ class DType:
     @property
     def values(self) -> np.dtype:
         """The numpy dtype that reads the storage bits as values."""
-        return np.dtype(getattr(ml_dtypes, self.ml_dtype) if self.ml_dtype else self.storage)
+        if not self.ml_dtype:
+            return np.dtype(self.storage)
+        import ml_dtypes  # only models with such a type pay its import (3 ms)
+
+        return np.dtype(getattr(ml_dtypes, self.ml_dtype))
 
     @property
     def is_float(self) -> bool:

@@ -98,19 +98,33 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 def analysis_rendering(result: Any, top: int, min_bytes: int) -> Rendering:
-    """``analyze``: groups and totals; tables cut at ``top`` rows, the terminal's also folds groups under ``min_bytes`` (JSON has all)."""
-    from sharescan.report.json_report import render_json
-    from sharescan.report.markdown import render_markdown
-    from sharescan.report.rows import headline
-    from sharescan.report.terminal import render_terminal
+    """``analyze``: groups and totals; tables cut at ``top`` rows, the terminal's also folds groups under ``min_bytes`` (JSON has all).
 
-    return Rendering(
-        lambda: render_json(result),
-        lambda console: render_terminal(result, console, top, min_bytes),
-        lambda: render_markdown(result, top),
-        result.warnings,
-        lambda: " ".join(headline(result)),
-    )
+    Each form imports its renderer when asked for: ``--json`` never loads
+    the terminal and Markdown reports (3 ms of start-up).
+    """
+
+    def as_json() -> str:
+        from sharescan.report.json_report import render_json
+
+        return render_json(result)
+
+    def terminal(console: Any) -> None:
+        from sharescan.report.terminal import render_terminal
+
+        render_terminal(result, console, top, min_bytes)
+
+    def markdown() -> str:
+        from sharescan.report.markdown import render_markdown
+
+        return render_markdown(result, top)
+
+    def summary() -> str:
+        from sharescan.report.rows import headline
+
+        return " ".join(headline(result))
+
+    return Rendering(as_json, terminal, markdown, result.warnings, summary)
 
 
 def dedup_rendering(result: Any, note: str | None = None, data: dict[str, Any] | None = None) -> Rendering:

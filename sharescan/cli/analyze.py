@@ -66,27 +66,31 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, ht
         raise InputError("--exact excludes --tol and --row-tol; pass one or the other")
     codebook_options = _codebook_options(codebook, codebook_error, codebook_bits, group_channels)
 
-    from sharescan.analysis import DEFAULT_TOL, AnalysisOptions, analyze as run_analysis
-    from sharescan.cli._progress import scan_progress
+    from sharescan.cli import collector_paused
 
-    options = AnalysisOptions(
-        key=key,
-        trust_pickle=trust_pickle,
-        tol=None if exact else (DEFAULT_TOL if tol is None else tol),
-        row_tol=None if exact else (DEFAULT_TOL if row_tol is None else row_tol),
-        candidates=candidates,
-    )
-    progress = scan_progress()
-    try:
-        result = run_analysis(list(models), options, progress)
-    finally:
-        progress.step("")  # no spinner left over an error line
-    rendering = analysis_rendering(result, top, fold_below)
-    if codebook_options is not None:
-        rendering = _with_codebooks(rendering, result, models, key, trust_pickle, codebook_options, top)
-    emit(rendering, as_json, report_path)
-    if html_path is not None:
-        _write_html(html_path, result, top)
+    # The analysis pauses the collector itself; its imports and the report make no cycles either.
+    with collector_paused():
+        from sharescan.analysis import DEFAULT_TOL, AnalysisOptions, analyze as run_analysis
+        from sharescan.cli._progress import scan_progress
+
+        options = AnalysisOptions(
+            key=key,
+            trust_pickle=trust_pickle,
+            tol=None if exact else (DEFAULT_TOL if tol is None else tol),
+            row_tol=None if exact else (DEFAULT_TOL if row_tol is None else row_tol),
+            candidates=candidates,
+        )
+        progress = scan_progress()
+        try:
+            result = run_analysis(list(models), options, progress)
+        finally:
+            progress.step("")  # no spinner left over an error line
+        rendering = analysis_rendering(result, top, fold_below)
+        if codebook_options is not None:
+            rendering = _with_codebooks(rendering, result, models, key, trust_pickle, codebook_options, top)
+        emit(rendering, as_json, report_path)
+        if html_path is not None:
+            _write_html(html_path, result, top)
     totals = result.totals
     if threshold is not None and threshold.exceeded(totals.reclaimable_bytes, totals.unique_bytes):
         raise ThresholdExceeded(f"sharescan: reclaimable {totals.reclaimable_bytes:,} B exceeds --fail-above {threshold.text}")
