@@ -120,7 +120,7 @@ def test_rescan_of_an_unchanged_zoo_reads_no_model(tmp_path: Path, monkeypatch: 
         raise AssertionError("a model was opened")
 
     monkeypatch.setattr("sharescan.sources.load_model", refuse)
-    monkeypatch.setattr("sharescan.zoo.join.load_model", refuse)
+    monkeypatch.setattr("sharescan.zoo.reopen.load_model", refuse)
     again = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert (again.timing.digested, again.timing.from_store, again.timing.result_from_store, again.timing.tensors_read) == (0, 6, True, 0)
     assert again.to_dict() | {"timing": None} == first.to_dict() | {"timing": None}
@@ -332,11 +332,11 @@ def test_a_change_to_external_data_alone_is_noticed(tmp_path: Path) -> None:
 
 
 def test_confirming_reads_take_each_tensor_from_its_file_once_and_repeats_from_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sharescan.zoo.join as join
+    import sharescan.zoo.reopen as reopen
 
     _make_zoo(tmp_path / "zoo")
     reads: list[tuple[int, int]] = []
-    real = join._Reopener._load
+    real = reopen.Reopener._load
 
     def counted(read, k: int, position: int):  # type: ignore[no-untyped-def]
         def read_and_count():  # type: ignore[no-untyped-def]
@@ -344,16 +344,16 @@ def test_confirming_reads_take_each_tensor_from_its_file_once_and_repeats_from_m
             return read()
         return read_and_count
 
-    def counting_load(self: join._Reopener, k: int):  # type: ignore[no-untyped-def]
+    def counting_load(self: reopen.Reopener, k: int):  # type: ignore[no-untyped-def]
         model = real(self, k)
         for position, t in enumerate(model.tensors):
             object.__setattr__(t, "read", counted(t.read, k, position))
         return model
 
-    monkeypatch.setattr(join._Reopener, "_load", counting_load)
+    monkeypatch.setattr(reopen.Reopener, "_load", counting_load)
     zoo = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert reads and len(reads) == len(set(reads)) == zoo.timing.tensors_read
-    monkeypatch.setattr(join, "_CACHED_BYTES", 0)
+    monkeypatch.setattr(reopen, "_CACHED_BYTES", 0)
     reads.clear()
     again = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "other.sqlite"))
     assert len(reads) > len(set(reads))  # without the cache the same tensors are read again

@@ -30,6 +30,15 @@ R = TypeVar("R")
 class Runner(Protocol):
     threads_per_task: int  # digest threads a task may use
 
+    @property
+    def workers(self) -> int:
+        """Worker processes the tasks are spread over."""
+        ...
+
+    def map_ordered(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``fn(item)`` for every item, in the items' order; a task's exception is raised here."""
+        ...
+
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         """``fn(item)`` for every item, yielded as each finishes; a task that fails without returning yields ``on_error``."""
         ...
@@ -39,6 +48,10 @@ class InProcess:
     """Tasks run here, in order (``--scheduler none``): what tests and small zoos use."""
 
     threads_per_task = 2
+    workers = 1
+
+    def map_ordered(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        return [fn(item) for item in items]
 
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         for item in items:
@@ -53,6 +66,17 @@ class _Dask:
     def __init__(self, client: Any) -> None:
         self.client = client
 
+    @property
+    def workers(self) -> int:
+        return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def map_ordered(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        futures = [self.client.submit(fn, item, pure=False) for item in items]
+        try:
+            return list(self.client.gather(futures))
+        finally:
+            self.client.cancel(futures)
+
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         from distributed import as_completed
 
@@ -60,8 +84,7 @@ class _Dask:
         # and this client more than the digests (1,000 small models: 8.8 s on
         # 2 workers against 3.3 s in one process). About 16 tasks a worker
         # keep the load even.
-        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
-        size = max(1, min(_MAX_BATCH, len(items) // (16 * workers)))
+        size = max(1, min(_MAX_BATCH, len(items) // (16 * self.workers)))
         batches = [list(items[k : k + size]) for k in range(0, len(items), size)]
         futures = {self.client.submit(_run_batch, fn, batch, pure=False): batch for batch in batches}
         retried = as_completed(futures)

@@ -100,8 +100,11 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
     digest_key = json.dumps({"key": options.key, "trust_pickle": options.trust_pickle})
     with contextlib.ExitStack() as stack:
         # A remote scheduler is reached first, so that an unreachable one is
-        # said at once; a LocalCluster starts only if a model needs digesting.
-        runner = stack.enter_context(open_runner(options.scheduler, options.workers, options.connect_timeout)) if _remote(options.scheduler) else None
+        # said at once; a LocalCluster starts only when a model needs
+        # digesting or the join has enough pairs to measure, and then serves both.
+        runners = _Runners(stack, options)
+        if _remote(options.scheduler):
+            runners.get(True)
         store = stack.enter_context(DigestStore(store_path))
         stored = store.stamps(digest_key)
         fresh = {p for p in paths if p in stored and stamps_of(s[0] for s in stored[p]) == stored[p]}
@@ -116,11 +119,9 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
                 return result.with_timing(ZooTiming(time.perf_counter() - started, 0, len(paths), result_from_store=True))
         if todo:
             progress.digesting(len(todo))
-            if runner is not None:
-                _digest_missing(runner, todo, options, store, digest_key, label_of, progress)
-            else:  # closed before the join: the workers' memory is given back
-                with open_runner(options.scheduler, options.workers, options.connect_timeout) as local:
-                    _digest_missing(local, todo, options, store, digest_key, label_of, progress)
+            runner = runners.get(True)
+            assert runner is not None
+            _digest_missing(runner, todo, options, store, digest_key, label_of, progress)
         records = {r.path: r for r in store.records(paths)}
         listed = [(label_of[p], records[p]) for p in paths]
         for p, (label, record) in zip(paths, listed):
@@ -131,12 +132,27 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
         progress.joining(len(ok))
         joined = time.perf_counter()
         join = JoinSettings(options.tol, options.row_tol, options.key, options.trust_pickle)
-        analysis = join_records([r for _, r in ok], [label for label, _ in ok], join, counter) if ok else None
+        analysis = join_records([r for _, r in ok], [label for label, _ in ok], join, counter, runners.get) if ok else None
         result = summarise(listed, analysis, options.tol, options.row_tol)
         store.put_result(_result_key(options, labels, [r.stamps for _, r in listed]), result.to_dict())
     now = time.perf_counter()
     timing = ZooTiming(now - started, len(todo), len(fresh), False, counter.tensors - counter.cached, counter.models_opened, joined - started, now - joined)
     return result.with_timing(timing)
+
+
+class _Runners:
+    """The scan's runner, opened on first need and kept until the scan ends."""
+
+    def __init__(self, stack: contextlib.ExitStack, options: ZooOptions) -> None:
+        self.stack = stack
+        self.options = options
+        self.runner: Runner | None = None
+
+    def get(self, start: bool) -> Runner | None:
+        """The runner; if none runs yet, a new one when ``start``, else None."""
+        if self.runner is None and start:
+            self.runner = self.stack.enter_context(open_runner(self.options.scheduler, self.options.workers, self.options.connect_timeout))
+        return self.runner
 
 
 def _remote(scheduler: str | None) -> bool:

@@ -1,0 +1,131 @@
+"""The join's candidate pairs measured on the cluster's workers (a ``PairMeasure``).
+
+The near search hands its candidate pairs over in two batches (crowd
+members against their leaders, then what the search finds); on a zoo of
+fine-tunes those exact distances are most of the join. A batch is cut into
+runs of pairs in the order given (a crowd's pairs share its leader) and each
+run is measured by a worker, which reopens the models it needs and keeps
+them open for the join's next runs. Each distance is the same computation
+on the same bytes as in one process, so the groups do not depend on where
+pairs were measured.
+
+Small batches, and any batch when no cluster runs, are measured here. A run
+a worker fails to return (the worker died) is measured here too; a model
+that changed since it was digested is said as it is in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sharescan.detect.common import Distance, Pair, distance_of, measure_pairs
+from sharescan.errors import InputError
+from sharescan.sources import LoadOptions
+from sharescan.table import TensorEntry
+from sharescan.zoo.cluster import InProcess, Runner
+from sharescan.zoo.reopen import ModelRef, ReadCounter, Reopener
+
+__all__ = ["PairRun", "measure_run", "SpreadMeasure"]
+
+logger = logging.getLogger(__name__)
+
+# Elements compared (pairs times tensor size) below which a batch is measured
+# here: shipping it costs a round trip and the workers' reopening of models.
+_SPREAD_ELEMENTS = 500_000_000
+# ... and above which a cluster is started for the join alone (a scan whose
+# digests all came from the store has none running): starting one costs about
+# a second, which this many elements' distances (3-4 s here) repay.
+_START_ELEMENTS = 2_000_000_000
+_RUNS_PER_WORKER = 4  # runs of pairs a worker gets per batch: an even finish
+
+
+@dataclass(frozen=True)
+class PairRun:
+    """A run of pairs for one worker: where each tensor lies, and the pairs."""
+
+    join: str  # the join it belongs to: a worker keeps its open models for the join's later runs
+    options: LoadOptions
+    models: dict[int, ModelRef]  # every model the run's tensors lie in
+    tensors: dict[int, tuple[int, int, str]]  # entry -> (model, position in the model, dtype)
+    pairs: tuple[Pair, ...]
+
+
+_worker_join: tuple[str, Reopener] | None = None  # the join this worker process last measured for
+
+
+def measure_run(run: PairRun) -> tuple[np.ndarray, int, int, int]:
+    """Runs on a worker: each pair's (max_abs, diff_norm, norm_a, norm_b, zero_signs), and the reads it took (tensors, of them cached, models opened)."""
+    global _worker_join
+    if _worker_join is None or _worker_join[0] != run.join:
+        _worker_join = (run.join, Reopener(run.options))
+    reopener = _worker_join[1]
+    reopener.models.update(run.models)
+    before = (reopener.counter.tensors, reopener.counter.cached, reopener.counter.models_opened)
+    out = np.empty((len(run.pairs), 5))
+    for row, (a, b, transposed) in enumerate(run.pairs):
+        (ka, pa, da), (kb, pb, db) = run.tensors[a], run.tensors[b]
+        d = distance_of(reopener.read(ka, pa), da, reopener.read(kb, pb), db, transposed)
+        out[row] = (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs)
+    c = reopener.counter
+    return out, c.tensors - before[0], c.cached - before[1], c.models_opened - before[2]
+
+
+class SpreadMeasure:
+    """A ``PairMeasure`` that sends large batches to the runner's workers.
+
+    ``runner()`` gives the runner, starting it if ``start`` is true and none
+    runs yet (None: measure here); ``where[i]`` is entry i's (model,
+    position); ``models`` where each model lies.
+    """
+
+    def __init__(
+        self,
+        runner: Callable[[bool], Runner | None],
+        where: Sequence[tuple[int, int]],
+        models: Mapping[int, ModelRef],
+        options: LoadOptions,
+        counter: ReadCounter,
+    ) -> None:
+        self.runner = runner
+        self.where = where
+        self.models = models
+        self.options = options
+        self.counter = counter
+        self.join = uuid.uuid4().hex
+
+    def __call__(self, entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
+        work = sum(entries[b].numel for _, b, _ in pairs)
+        runner = self.runner(work >= _START_ELEMENTS) if work >= _SPREAD_ELEMENTS else None
+        if runner is None or isinstance(runner, InProcess):
+            return measure_pairs(entries, pairs)
+        runs = self._runs(entries, pairs, max(1, runner.workers) * _RUNS_PER_WORKER)
+        try:
+            answers = runner.map_ordered(measure_run, runs)
+        except InputError:
+            raise
+        except Exception as e:  # a worker lost: what it measured is measured again here
+            logger.info("measuring %d pairs on the cluster failed (%s); measuring them here", len(pairs), e.__class__.__name__)
+            return measure_pairs(entries, pairs)
+        out: list[Distance] = []
+        for rows, tensors, cached, opened in answers:
+            self.counter.tensors += tensors
+            self.counter.cached += cached
+            self.counter.models_opened += opened
+            out.extend(Distance(float(r[0]), float(r[1]), float(r[2]), float(r[3]), int(r[4])) for r in rows)
+        return out
+
+    def _runs(self, entries: Sequence[TensorEntry], pairs: Sequence[Pair], count: int) -> list[PairRun]:
+        size = -(-len(pairs) // count)
+        runs = []
+        for start in range(0, len(pairs), size):
+            chunk = tuple(pairs[start : start + size])
+            used = {i for a, b, _ in chunk for i in (a, b)}
+            tensors = {i: (*self.where[i], entries[i].dtype) for i in used}
+            models = {k: self.models[k] for k, _, _ in tensors.values()}
+            runs.append(PairRun(self.join, self.options, models, tensors, chunk))
+        return runs
