@@ -379,3 +379,18 @@ def test_tasks_of_several_models_lose_only_the_model_that_fails_them() -> None:
         out = list(runner.map_unordered(_fails_on_three, items, lambda item, e: -item))
     assert sorted(out) == sorted([-3] + [i * 10 for i in items if i != 3])
     assert len(items) // 16 > 1  # several models a task: the batch holding 3 was retried
+
+
+def test_models_deleted_from_disk_leave_the_store_and_models_listed_elsewhere_stay(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    store = tmp_path / "s.sqlite"
+    scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=store))
+    (tmp_path / "other.txt").write_text(str(tmp_path / "zoo" / "base.safetensors") + "\n")
+    (tmp_path / "zoo" / "tuned.safetensors").unlink()
+    # A manifest naming one model, sharing the store: the others are not listed, yet still on disk.
+    scan_zoo(str(tmp_path / "other.txt"), ZooOptions(scheduler="none", store=store))
+    with sqlite3.connect(store) as db:
+        models = {Path(p).name for (p,) in db.execute("SELECT path FROM models")}
+        orphans = db.execute("SELECT COUNT(*) FROM tensors WHERE model NOT IN (SELECT path FROM models)").fetchone()[0]
+    assert "tuned.safetensors" not in models and orphans == 0
+    assert {"base.safetensors", "export.safetensors", "neg.pt", "m.onnx", "hf-model"} <= models

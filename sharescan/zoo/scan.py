@@ -106,6 +106,9 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
         if _remote(options.scheduler):
             runners.get(True)
         store = stack.enter_context(DigestStore(store_path))
+        forgotten = store.forget_missing(paths)
+        if forgotten:
+            logger.info("%s: dropped the digests of %d model(s) no longer on disk", store_path, forgotten)
         stored = store.stamps(digest_key)
         fresh = {p for p in paths if p in stored and stamps_of(s[0] for s in stored[p]) == stored[p]}
         todo = [p for p in paths if p not in fresh]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -135,6 +136,25 @@ class DigestStore:
                 row[0], tuple(tuple(s) for s in json.loads(row[1])), row[2], row[3], row[4], row[5], tensors,
                 tuple(json.loads(row[6])), tuple((n, c) for n, c in json.loads(row[7])), tuple(json.loads(row[8])),
             )
+
+    def forget_missing(self, listed: Iterable[str]) -> int:
+        """Drop the records of models that are not listed and whose path no longer exists; how many.
+
+        A model listed elsewhere (another manifest sharing this store) is
+        kept while its file exists; one deleted or moved away would only
+        grow the store, its digests never asked for again.
+        """
+        keep = set(listed)
+        gone = [path for (path,) in self.db.execute("SELECT path FROM models") if path not in keep and not os.path.lexists(path)]
+        if gone:
+            try:
+                with self.db:
+                    self.db.executemany("DELETE FROM tensors WHERE model = ?", ((p,) for p in gone))
+                    self.db.executemany("DELETE FROM models WHERE path = ?", ((p,) for p in gone))
+            except sqlite3.Error as e:  # only space is lost
+                logger.warning("%s: could not drop the digests of %d removed model(s) (%s)", self.path, len(gone), e)
+                return 0
+        return len(gone)
 
     # -- finished analyses --------------------------------------------------
 
