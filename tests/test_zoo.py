@@ -394,3 +394,25 @@ def test_models_deleted_from_disk_leave_the_store_and_models_listed_elsewhere_st
         orphans = db.execute("SELECT COUNT(*) FROM tensors WHERE model NOT IN (SELECT path FROM models)").fetchone()[0]
     assert "tuned.safetensors" not in models and orphans == 0
     assert {"base.safetensors", "export.safetensors", "neg.pt", "m.onnx", "hf-model"} <= models
+
+
+def test_a_killed_scan_keeps_the_records_committed_before_it_died(tmp_path: Path) -> None:
+    # Records are committed at most _COMMIT_SECONDS apart; at 0 each one is, and a scan
+    # killed without closing its store (no KeyboardInterrupt, no finally) keeps them.
+    _make_zoo(tmp_path / "zoo")
+    code = (
+        "import os, sys\n"
+        "import sharescan.zoo.store as store\n"
+        "from sharescan.zoo import ZooOptions, ZooProgress, scan_zoo\n"
+        "store._COMMIT_SECONDS = 0\n"
+        "class Die(ZooProgress):\n"
+        "    n = 0\n"
+        "    def digested(self, label, record):\n"
+        "        self.n += 1\n"
+        "        if self.n == 3:\n"
+        "            os._exit(0)\n"
+        "scan_zoo(sys.argv[1], ZooOptions(scheduler='none'), Die())\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "zoo")], cwd=ROOT, check=True, timeout=120)
+    resumed = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert (resumed.timing.digested, resumed.timing.from_store) == (3, 3)

@@ -165,7 +165,7 @@ def _remote(scheduler: str | None) -> bool:
 def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store: DigestStore, digest_key: str, label_of: dict[str, str], progress: ZooProgress) -> None:
     task = functools.partial(digest_model, options=DigestOptions(options.key, options.trust_pickle, runner.threads_per_task))
     for record in runner.map_unordered(task, todo, _failed_task):
-        store.put(record, digest_key)  # committed now: an interrupted scan resumes after it
+        store.put(record, digest_key)  # committed within a quarter of a second: an interrupted scan resumes after it
         label = label_of[record.path]
         if not record.ok:
             logger.warning("%s: %s; skipped", label, record.reason)

@@ -8,8 +8,9 @@ are kept too, keyed by every model's stamps and the settings, so a rescan of
 an unchanged zoo reads no model file at all.
 
 Only the process that drives the scan opens the store (workers hand records
-back), and each model is committed in its own transaction as it finishes:
-an interrupted scan loses at most the models still under way.
+back), and records are committed as they arrive, at most a quarter of a
+second apart, and when the scan stops: an interrupted scan loses at most
+the models still under way (a killed one, a quarter of a second more).
 
 Schema (``schema_version`` in ``meta``)::
 
@@ -47,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "1"
 _KEPT_RESULTS = 4  # analyses kept: the latest few settings of one zoo
+# Records are committed together, at most this long apart: a commit per model
+# cost 0.35 ms, a third of a second of the client's time on 1,000 small
+# models, while the workers digest; a killed scan loses this much work at most.
+_COMMIT_SECONDS = 0.25
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,6 +84,7 @@ class DigestStore:
             self.db.executescript(_SCHEMA)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
             self.db.commit()
+            self.committed = time.monotonic()
         except sqlite3.OperationalError as e:  # a folder that cannot be written, a locked file, a full disk
             raise InputError(f"{path}: cannot open the digest store ({e}); pass --store PATH in a folder you can write") from None
         except sqlite3.DatabaseError as e:
@@ -98,7 +104,17 @@ class DigestStore:
         self.close()
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.commit()  # records written since the last commit (an interrupted scan keeps them)
+        finally:
+            self.db.close()
+
+    def commit(self) -> None:
+        try:
+            self.db.commit()
+        except sqlite3.Error as e:
+            raise InputError(f"{self.path}: cannot write the digest store ({e}); free some space or pass another --store path (models digested so far are kept)") from None
+        self.committed = time.monotonic()
 
     # -- models -------------------------------------------------------------
 
@@ -108,21 +124,24 @@ class DigestStore:
         return {path: tuple(tuple(s) for s in json.loads(stamps)) for path, stamps in rows}
 
     def put(self, record: ModelRecord, options: str) -> None:
-        """Store one model's record, replacing any older one, in one transaction."""
+        """Store one model's record, replacing any older one; committed with those of the last ``_COMMIT_SECONDS``."""
         try:
             self._put(record, options)
         except sqlite3.Error as e:
+            self.db.rollback()  # the records since the last commit are digested again by the next scan
             raise InputError(f"{self.path}: cannot write the digest store ({e}); free some space or pass another --store path (models digested so far are kept)") from None
+        if time.monotonic() - self.committed >= _COMMIT_SECONDS:
+            self.commit()
 
     def _put(self, record: ModelRecord, options: str) -> None:
-        with self.db:
-            self.db.execute("DELETE FROM tensors WHERE model = ?", (record.path,))
-            self.db.execute(
-                "INSERT OR REPLACE INTO models VALUES(?,?,?,?,?,?,?,?,?,?,?)",
-                (record.path, json.dumps(record.stamps), options, record.status, record.reason, record.format, record.file_bytes,
-                 json.dumps(record.files), json.dumps(record.reused), json.dumps(record.notes), time.time()),
-            )
-            self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
+        # One transaction holds the records since the last commit.
+        self.db.execute("DELETE FROM tensors WHERE model = ?", (record.path,))
+        self.db.execute(
+            "INSERT OR REPLACE INTO models VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+            (record.path, json.dumps(record.stamps), options, record.status, record.reason, record.format, record.file_bytes,
+             json.dumps(record.files), json.dumps(record.reused), json.dumps(record.notes), time.time()),
+        )
+        self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
 
     def records(self, paths: Iterable[str]) -> Iterator[ModelRecord]:
         """The stored records of ``paths``, in that order (a path not stored is left out)."""
