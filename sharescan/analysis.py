@@ -21,7 +21,7 @@ from sharescan.digest import Digest, compute_digests
 from sharescan.errors import InputError
 from sharescan.groups import Candidate, Group
 from sharescan.plan import account
-from sharescan.result import AnalysisResult, Settings
+from sharescan.result import DEFAULT_TOL, AnalysisResult, Settings
 from sharescan.sources import LoadOptions, load_model
 from sharescan.sources.memory import describe, is_path, load_object
 from sharescan.table import LoadedModel, TensorEntry
@@ -30,9 +30,6 @@ __all__ = ["AnalysisOptions", "analyze", "Progress", "Source", "DEFAULT_TOL"]
 
 logger = logging.getLogger(__name__)
 
-# Merging tensors within 2e-3 changes each about as much as casting it to
-# bfloat16 does (bf16 rounding: about 1.1e-3 relative L2 on typical weights).
-DEFAULT_TOL = 2e-3
 
 
 @dataclass(frozen=True)

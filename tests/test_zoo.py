@@ -416,3 +416,23 @@ def test_a_killed_scan_keeps_the_records_committed_before_it_died(tmp_path: Path
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "zoo")], cwd=ROOT, check=True, timeout=120)
     resumed = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert (resumed.timing.digested, resumed.timing.from_store) == (3, 3)
+
+
+def test_a_rescan_answered_from_the_store_imports_neither_numpy_nor_the_detectors(tmp_path: Path) -> None:
+    _make_zoo(tmp_path / "zoo")
+    scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    code = (
+        "import sys\n"
+        "from sharescan.cli import cli\n"
+        "try:\n"
+        f"    cli.main(['zoo', {str(tmp_path / 'zoo')!r}, '--scheduler', 'none', '--json'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('modules:', ' '.join(sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report, modules_line = proc.stdout.rsplit("modules:", 1)
+    modules = set(modules_line.split())
+    assert json.loads(report)["timing"]["result_from_store"] is True
+    assert not {"numpy", "sharescan.detect", "sharescan.analysis", "dask", "torch"} & modules

@@ -46,7 +46,7 @@ def zoo(target: str, as_json: bool, report_path: Path | None, store: Path | None
     if exact and (tol is not None or row_tol is not None):
         raise InputError("--exact excludes --tol and --row-tol; pass one or the other")
     check_report_target(report_path, str(store) if store else None)
-    from sharescan.analysis import DEFAULT_TOL
+    from sharescan.result import DEFAULT_TOL
     from sharescan.zoo import ZooOptions, scan_zoo
     from sharescan.zoo.report import render_zoo_json, render_zoo_markdown, render_zoo_terminal, zoo_headline
 

@@ -11,8 +11,10 @@ onto the store's rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sharescan.digest import Digest
+if TYPE_CHECKING:  # a rescan of an unchanged zoo reads records' stamps only: numpy stays unimported
+    from sharescan.digest import Digest
 
 __all__ = ["FileStamp", "TensorRecord", "ModelRecord", "STATUS_OK", "STATUS_SKIPPED"]
 

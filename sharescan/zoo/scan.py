@@ -25,15 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sharescan import __version__
-from sharescan.analysis import DEFAULT_TOL
 from sharescan.errors import InputError, one_line
+from sharescan.result import DEFAULT_TOL
 from sharescan.zoo.cluster import DEFAULT_CONNECT_TIMEOUT, NO_SCHEDULER, Runner, open_runner
-from sharescan.zoo.join import JoinSettings, ReadCounter, join_records
 from sharescan.zoo.listing import list_zoo
 from sharescan.zoo.records import STATUS_SKIPPED, ModelRecord
 from sharescan.zoo.result import ZooResult, ZooTiming
 from sharescan.zoo.store import DigestStore
-from sharescan.zoo.summary import summarise
 from sharescan.zoo.task import DigestOptions, digest_model, stamps_of
 
 __all__ = ["ZooOptions", "ZooProgress", "scan_zoo"]
@@ -131,6 +129,11 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
             if p in fresh and not record.ok:  # told again on every scan, read or not
                 logger.warning("%s: %s; skipped", label, record.reason)
         ok = [(label, r) for label, r in listed if r.ok]
+        # The search's modules (numpy, the detectors) are imported only now:
+        # a rescan answered from the store above does without them.
+        from sharescan.zoo.join import JoinSettings, ReadCounter, join_records
+        from sharescan.zoo.summary import summarise
+
         counter = ReadCounter()
         progress.joining(len(ok))
         joined = time.perf_counter()

@@ -33,12 +33,11 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from sharescan.digest import Digest
-from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.zoo.records import FileStamp, ModelRecord, TensorRecord
 
@@ -212,12 +211,19 @@ def _tensor_row(model: str, position: int, t: TensorRecord) -> tuple[Any, ...]:
 
 
 def _array(shape: str | None, blob: bytes | None, dtype: str) -> np.ndarray | None:
+    # Imported here: a rescan that finds its answer stored reads no record, and imports no numpy.
+    import numpy as np
+
+    from sharescan.dtypes import DTYPES
+
     if shape is None or blob is None:
         return None
     return np.frombuffer(blob, dtype=DTYPES[dtype].storage).reshape(json.loads(shape))
 
 
 def _tensor_record(r: tuple[Any, ...]) -> TensorRecord:
+    from sharescan.digest import Digest
+
     (_, _, name, shape, dtype, storage, storage_nbytes, buffer, span_start, span_end, content, nonfinite, has_nan, norm, grid_shape, grid, rows_shape, rows) = r
     digest = None
     if content is not None:

@@ -13,8 +13,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
 from sharescan.errors import SharescanError, one_line
 from sharescan.zoo.records import STATUS_OK, STATUS_SKIPPED, FileStamp, ModelRecord, TensorRecord
 
@@ -64,6 +62,8 @@ def _unreadable_stamps(path: str) -> tuple[FileStamp, ...]:
 
 def digest_model(path: str, options: DigestOptions = DigestOptions()) -> ModelRecord:
     """Load ``path`` and digest every storage once; never raises for an unreadable model."""
+    import numpy as np  # here: the scan imports this module for stamps_of, and a rescan needs no numpy
+
     try:
         with np.errstate(all="ignore"):
             return _digest(path, options)
