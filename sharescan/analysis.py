@@ -31,7 +31,6 @@ __all__ = ["AnalysisOptions", "analyze", "Progress", "Source", "DEFAULT_TOL"]
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class AnalysisOptions:
     """The options of ``sharescan analyze``, checked as the command line checks them.
