@@ -17,6 +17,7 @@ that changed since it was digested is said as it is in one process.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,14 @@ class SpreadMeasure:
         self.join = uuid.uuid4().hex
 
     def __call__(self, entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
+        started = time.perf_counter()
+        try:
+            return self._measure(entries, pairs)
+        finally:
+            self.counter.pairs += len(pairs)
+            self.counter.measure_seconds += time.perf_counter() - started
+
+    def _measure(self, entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
         work = sum(entries[b].numel for _, b, _ in pairs)
         runner = self.runner(work >= _START_ELEMENTS) if work >= _SPREAD_ELEMENTS else None
         if runner is None or isinstance(runner, InProcess):

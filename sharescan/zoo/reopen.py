@@ -48,12 +48,14 @@ class ModelRef:
 
 
 class ReadCounter:
-    """Tensors read to confirm candidates, and models reopened for them."""
+    """Tensors read to confirm candidates, models reopened for them, and the pairs measured."""
 
     def __init__(self) -> None:
         self.tensors = 0
         self.cached = 0  # of which answered from memory
         self.models_opened = 0
+        self.pairs = 0  # candidate pairs whose exact distance was measured
+        self.measure_seconds = 0.0  # wall time of those measurements
 
 
 class Reopener:

@@ -142,7 +142,9 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
         result = summarise(listed, analysis, options.tol, options.row_tol)
         store.put_result(_result_key(options, labels, [r.stamps for _, r in listed]), result.to_dict())
     now = time.perf_counter()
-    timing = ZooTiming(now - started, len(todo), len(fresh), False, counter.tensors - counter.cached, counter.models_opened, joined - started, now - joined)
+    timing = ZooTiming(
+        now - started, len(todo), len(fresh), False, counter.tensors - counter.cached, counter.models_opened, joined - started, now - joined, counter.pairs, counter.measure_seconds
+    )
     return result.with_timing(timing)
 
 
