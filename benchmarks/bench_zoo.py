@@ -346,12 +346,19 @@ def main() -> None:
             prefix.write_text("".join(str(zoo_dir / line) + "\n" for line in listed[:k]))
             r = run(["zoo", str(prefix), "--json", "--scheduler", "none", "--store", str(tmp / f"prefix{k}.sqlite")])
             tm = checked(r)["timing"]
-            scaling.append({"files": k, "wall_seconds": r.wall, "digest_seconds": tm.get("digest_seconds"), "join_seconds": tm.get("join_seconds"), "tensors_read": tm["tensors_read"]})
+            scaling.append({"files": k, "wall_seconds": r.wall, "digest_seconds": tm.get("digest_seconds"), "join_seconds": tm.get("join_seconds"), "tensors_read": tm["tensors_read"],
+                            "pairs_measured": tm.get("pairs_measured", 0), "measure_seconds": tm.get("measure_seconds", 0.0)})
         xs = np.log([row["files"] for row in scaling])
+
+        def growth(values: list[float]) -> float:
+            return round(float(np.polyfit(xs, np.log(np.maximum(values, 1e-3)), 1)[0]), 3)
+
         report["join_scaling"] = {
             "command": "sharescan zoo prefixK.txt --json --scheduler none --store S (the first K lines of the manifest, fresh store)", "rows": scaling,
-            "join_exponent": round(float(np.polyfit(xs, np.log([row["join_seconds"] for row in scaling]), 1)[0]), 3),
-            "reads_exponent": round(float(np.polyfit(xs, np.log([row["tensors_read"] for row in scaling]), 1)[0]), 3),
+            "join_exponent": growth([row["join_seconds"] for row in scaling]),
+            "serial_exponent": growth([row["join_seconds"] - row["measure_seconds"] for row in scaling]),
+            "measure_exponent": growth([row["measure_seconds"] for row in scaling]),
+            "reads_exponent": growth([row["tensors_read"] for row in scaling]),
         }
         report["throughput"] = {}
         for label, (n, z, a) in rows.items():
@@ -417,7 +424,8 @@ def projection(report: dict, files: int) -> dict:
     store_gb = target * (digest_bytes_per_model + result_bytes_per_model) / 1e9
     steps.append(f"digest store: {digest_bytes_per_model:,.0f} B of digests + {result_bytes_per_model:,.0f} B of result JSON per model (measured: {scan['store']['file_bytes']:,} B for {files} files) x {target:,} = {store_gb:.2f} GB")
     shuffle_gb = target * digest_bytes_per_model / 1e9
-    steps.append(f"shuffle: each worker sends its models' digests to the client once (the store's digest bytes): {digest_bytes_per_model:,.0f} B x {target:,} = {shuffle_gb:.2f} GB; no worker-to-worker shuffle (the join runs in the client)")
+    steps.append(f"shuffle: each worker sends its models' digests to the client once (the store's digest bytes): {digest_bytes_per_model:,.0f} B x {target:,} = {shuffle_gb:.2f} GB; "
+                 "no worker-to-worker shuffle (the join runs in the client; the pairs it sends the workers to measure are a few bytes each, the workers read the tensors from model storage)")
     reads_at_target = largest["tensors_read"] * (target / largest["files"]) ** js["reads_exponent"]
     reads_gb = reads_at_target * mean_tensor_bytes / 1e9
     steps.append(f"confirming reads in the join: {largest['tensors_read']:,} tensors for {largest['files']:,} files, growing as files^{js['reads_exponent']:.2f}: "
@@ -429,15 +437,23 @@ def projection(report: dict, files: int) -> dict:
     join_one = largest["join_seconds"]
     join_linear_h = join_one * target / largest["files"] / 3600
     join_fit_h = join_one * (target / largest["files"]) ** exponent / 3600
-    steps.append(f"join phase (one client process: the detectors over every digest; not spread over the cluster): {join_one:.1f} s for {largest['files']:,} files in one process, "
-                 f"growing as files^{exponent:.2f} (least squares over {', '.join(str(r['files']) for r in js['rows'])} files); at {target:,}: "
-                 f"{join_one:.1f} s x ({target:,}/{largest['files']:,})^{exponent:.2f} = {join_fit_h:.1f} h (linear would be {join_linear_h:.1f} h)")
-    steps.append(f"expected time at W=64: {digest_hours[64] * 60:.1f} min of digests + {join_fit_h:.1f} h of join = {digest_hours[64] + join_fit_h:.1f} h, the serial join dominating; "
+    scale = target / largest["files"]
+    serial_one, measure_one = join_one - largest["measure_seconds"], largest["measure_seconds"]
+    serial_h = serial_one * scale ** js["serial_exponent"] / 3600
+    measure_h = measure_one * scale ** js["measure_exponent"] / 3600
+    steps.append(f"join phase, in one process: {join_one:.1f} s for {largest['files']:,} files, growing as files^{exponent:.2f} (least squares over {', '.join(str(r['files']) for r in js['rows'])} files); "
+                 f"at {target:,}: {join_one:.1f} s x ({target:,}/{largest['files']:,})^{exponent:.2f} = {join_fit_h:.1f} h (linear would be {join_linear_h:.1f} h)")
+    steps.append(f"of it, the near search's exact distances ({largest['pairs_measured']:,} pairs, {measure_one:.1f} s, growing as files^{js['measure_exponent']:.2f}: {measure_h:.1f} h at {target:,}) "
+                 f"are measured on the workers, and the rest ({serial_one:.1f} s, growing as files^{js['serial_exponent']:.2f}: {serial_h:.1f} h) runs in the client")
+    join_h = {w: serial_h + measure_h / w for w in (64, 256)}
+    steps.append(f"expected time at W=64: {digest_hours[64] * 60:.1f} min of digests + {serial_h:.1f} h in the client + {measure_h:.1f} h / 64 on the workers = {digest_hours[64] + join_h[64]:.1f} h "
+                 f"(W=256: {digest_hours[256] + join_h[256]:.1f} h), the client's part dominating; "
                  f"a rescan after adding 1% new models digests only those ({digest_hours[64] * 36:.1f} s at W=64) but joins everything again (the join has no incremental form)")
     steps.append(f"client memory for the join: the digests of every model at once, ~{shuffle_gb:.1f} GB (the store's digest bytes)")
     return {"models": target, "store_gb": round(store_gb, 2), "shuffle_gb": round(shuffle_gb, 2), "join_reads_gb": round(reads_gb, 1),
             "digest_hours": {str(w): round(h, 3) for w, h in digest_hours.items()}, "join_growth_exponent": round(exponent, 2), "join_reads": round(reads_at_target),
-            "join_hours": round(join_fit_h, 2), "join_hours_if_linear": round(join_linear_h, 2), "steps": steps}
+            "join_hours": round(join_fit_h, 2), "join_hours_if_linear": round(join_linear_h, 2), "join_client_hours": round(serial_h, 2), "join_worker_hours": round(measure_h, 2),
+            "expected_hours": {str(w): round(digest_hours[w] + h, 2) for w, h in join_h.items()}, "steps": steps}
 
 
 def _yes(flag: bool) -> str:
@@ -482,7 +498,7 @@ def markdown(r: dict) -> str:
     lines.append(f"| accuracy cost of every near merge reported | {nm.get('count', 0):,} merges: max drop {nm.get('max_drop_points', 0):.2f} points, median {nm.get('median_drop_points', 0):.2f} | reported |")
     lines += ["", "## 1. The scan", "", f"`{s['command']}` (with `-v`, to timestamp the phases): "
               f"{s['wall_seconds']:.1f} s wall, {s['cpu_seconds_all_processes']:.1f} CPU-seconds; digests done at {s['digest_phase_wall_seconds']:.1f} s, "
-              f"then {s['join_wall_seconds']:.1f} s joining in the client ({s['timing'].get('tensors_read', 0):,} tensors read to confirm candidates, "
+              f"then {s['join_wall_seconds']:.1f} s joining ({s['timing'].get('tensors_read', 0):,} tensors read to confirm candidates, "
               f"{s['timing'].get('models_reopened', 0):,} model reopenings). {s['groups']:,} groups, {s['families']} families.",
               "", f"{s['runs']} scans, each with a fresh store: {s['all_wall_seconds']} s wall (median quoted), same groups every run: {'yes' if s['same_groups_every_run'] else 'no'}.",
               "", "Totals: " + ", ".join(f"{k} {v:,}" for k, v in s["totals"].items() if isinstance(v, int)) + ".",
@@ -510,9 +526,10 @@ def markdown(r: dict) -> str:
             lines.append(f"| {t['models']:,} | {t['analyze_models_per_s_per_core_wall']:.2f} | {t['zoo_models_per_s_per_core_wall']:.2f} | {t['ratio_wall']:.2f} | {t['analyze_models_per_cpu_s']:.2f} | {t['zoo_models_per_cpu_s']:.2f} | {t['ratio_cpu']:.2f} |")
     dp = tp["digest_phase_only"]
     lines += ["", f"The part spread over the workers, the digests, runs at {dp['zoo_models_per_s_per_core_wall']:.1f} models/s/core ({dp['models']:,} files in {dp['seconds']:.1f} s on {WORKERS} workers); "
-              f"the join runs after it in the client process alone ({s['join_wall_seconds']:.1f} s of the {s['wall_seconds']:.1f} s), "
-              "re-reading from the files every tensor a candidate needs (analyze has them mapped already). That serial join is what keeps the whole scan "
-              "from the per-core floor; dividing by 2 cores charges it twice.", "",
+              f"the join runs after it ({s['join_wall_seconds']:.1f} s of the {s['wall_seconds']:.1f} s): the near search's exact distances "
+              f"({s['timing'].get('pairs_measured', 0):,} pairs, {s['timing'].get('measure_seconds', 0.0):.1f} s) on the workers, everything else in the client process alone, "
+              "re-reading from the files every tensor a candidate needs (analyze has them mapped already). The client's part of the join, and the cluster's start, "
+              "are what keep the whole scan from the per-core floor: dividing by 2 cores charges them twice.", "",
               f"Subset runs (wall s): zoo {sub['zoo_wall_seconds']}, analyze {sub['analyze_wall_seconds']}; medians used.", "",
               "## 4. Rescan", "", f"{rs['runs']} rescans with the same store: {rs['all_wall_seconds']} s (median {rs['median_wall_seconds']:.2f} s); "
               f"timing {rs['timing']}; same groups as the first scan: {'yes' if rs['same_groups'] else 'no'}.", "",
@@ -535,8 +552,9 @@ def markdown(r: dict) -> str:
               f"Lossy rows groups not measured: {nc['lossy_rows_groups_not_measured']}. One test image is 0.28 points (360 images).", "",
               "## 6. On paper: 100,000 models", ""]
     js = r["join_scaling"]
-    lines += [f"How the join grows: `{js['command']}`.", "", "| files | wall s | digest s | join s | tensors read |", "| ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {row['files']:,} | {row['wall_seconds']:.1f} | {row['digest_seconds']:.1f} | {row['join_seconds']:.1f} | {row['tensors_read']:,} |" for row in js["rows"]]
+    lines += [f"How the join grows: `{js['command']}`.", "", "| files | wall s | digest s | join s | of it, measuring pairs s | pairs | tensors read |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {row['files']:,} | {row['wall_seconds']:.1f} | {row['digest_seconds']:.1f} | {row['join_seconds']:.1f} | {row.get('measure_seconds', 0.0):.1f} | {row.get('pairs_measured', 0):,} | {row['tensors_read']:,} |"
+              for row in js["rows"]]
     lines += ["", "From these per-model costs:", ""]
     lines += [f"- {step}" for step in r["projection"]["steps"]]
     lines += ["", "This zoo is one family: every fine-tune is near the same base, so the crowds of near tensors (and the reads that confirm them) grow with the zoo. "
