@@ -52,6 +52,9 @@ class _Runner:
             raise self.fail
         return [fn(item) for item in items]
 
+    def everywhere(self, fn):  # type: ignore[no-untyped-def]
+        fn()
+
 
 def _spread_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(measure, "_SPREAD_ELEMENTS", 0)
@@ -104,6 +107,17 @@ def test_pairs_measured_in_runs_equal_pairs_measured_here_bit_for_bit(tmp_path: 
     assert len(runner.runs) > 1 and sum(len(r.pairs) for r in runner.runs) == len(pairs)
     want = measure_pairs(entries, pairs)
     assert [(d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) for d in got] == [(d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) for d in want]
+
+
+def test_the_workers_let_go_of_the_models_they_opened_when_the_join_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fine_tunes(tmp_path / "zoo")
+    _spread_everything(monkeypatch)
+    spread, entries, pairs = _measure_for(tmp_path / "zoo", _Runner())
+    spread(entries, pairs)
+    held = measure._worker_join
+    assert held is not None and held[0] == spread.join and held[1].open  # the "worker" (this process) kept its models
+    spread.close()
+    assert measure._worker_join is None
 
 
 def test_a_lost_worker_has_its_pairs_measured_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

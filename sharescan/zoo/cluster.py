@@ -39,6 +39,10 @@ class Runner(Protocol):
         """``fn(item)`` for every item, in the items' order; a task's exception is raised here."""
         ...
 
+    def everywhere(self, fn: Callable[[], object]) -> None:
+        """``fn()`` once in every worker process (to let go of what tasks kept there)."""
+        ...
+
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         """``fn(item)`` for every item, yielded as each finishes; a task that fails without returning yields ``on_error``."""
         ...
@@ -52,6 +56,9 @@ class InProcess:
 
     def map_ordered(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [fn(item) for item in items]
+
+    def everywhere(self, fn: Callable[[], object]) -> None:
+        fn()
 
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         for item in items:
@@ -76,6 +83,9 @@ class _Dask:
             return list(self.client.gather(futures))
         finally:
             self.client.cancel(futures)
+
+    def everywhere(self, fn: Callable[[], object]) -> None:
+        self.client.run(fn)
 
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T], on_error: Callable[[T, BaseException], R]) -> Iterator[R]:
         from distributed import as_completed

@@ -81,8 +81,11 @@ def join_records(
             own.append(entry)
         models.append(LoadedModel(label, record.format, tuple(own), record.file_bytes, record.reused, record.files, record.notes))
     measure = SpreadMeasure(runner or (lambda start: None), where, refs, options, counter)
-    with _collector_paused(), np.errstate(all="ignore"):
-        found = _detect(entries, digests, settings, measure)
+    try:
+        with _collector_paused(), np.errstate(all="ignore"):
+            found = _detect(entries, digests, settings, measure)
+    finally:
+        measure.close()
     warnings = _warnings(models, entries, digests)
     return account(models, entries, found, digests, Settings(settings.tol, settings.row_tol), (), warnings)
 

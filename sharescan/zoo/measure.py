@@ -31,7 +31,7 @@ from sharescan.table import TensorEntry
 from sharescan.zoo.cluster import InProcess, Runner
 from sharescan.zoo.reopen import ModelRef, ReadCounter, Reopener
 
-__all__ = ["PairRun", "measure_run", "SpreadMeasure"]
+__all__ = ["PairRun", "measure_run", "forget_join", "SpreadMeasure"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,13 @@ class PairRun:
     pairs: tuple[Pair, ...]
 
 
-_worker_join: tuple[str, Reopener] | None = None  # the join this worker process last measured for
+_worker_join: tuple[str, Reopener] | None = None  # the join this worker process measures for
+
+
+def forget_join() -> None:
+    """Runs on each worker when a join ends: its open models and cached tensors are let go."""
+    global _worker_join
+    _worker_join = None
 
 
 def measure_run(run: PairRun) -> tuple[np.ndarray, int, int, int]:
@@ -98,6 +104,16 @@ class SpreadMeasure:
         self.options = options
         self.counter = counter
         self.join = uuid.uuid4().hex
+        self.used: Runner | None = None  # the runner runs were sent to
+
+    def close(self) -> None:
+        """Let the workers go of the models they opened for this join (a cluster outlives the scan)."""
+        if self.used is not None:
+            try:
+                self.used.everywhere(forget_join)
+            except Exception as e:  # a worker gone takes its memory with it
+                logger.info("could not reach every worker to end the join (%s)", e.__class__.__name__)
+            self.used = None
 
     def __call__(self, entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
         started = time.perf_counter()
@@ -113,6 +129,7 @@ class SpreadMeasure:
         if runner is None or isinstance(runner, InProcess):
             return measure_pairs(entries, pairs)
         runs = self._runs(entries, pairs, max(1, runner.workers) * _RUNS_PER_WORKER)
+        self.used = runner
         try:
             answers = runner.map_ordered(measure_run, runs)
         except InputError:
