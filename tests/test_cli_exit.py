@@ -53,3 +53,22 @@ def test_main_with_argv_returns_to_its_caller() -> None:
     code = "from sharescan.cli import main\nmain(['--version'])\nprint('back')\n"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.splitlines()[-1] == "back"
+
+
+def test_main_called_from_a_function_returns_to_it() -> None:
+    """A harness that sets sys.argv and calls main() in a loop (the fuzz worker) keeps running."""
+    code = (
+        "import sys\n"
+        "from sharescan.cli import main\n"
+        "def case(args):\n"
+        "    sys.argv = ['sharescan', *args]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as e:\n"
+        "        return e.code\n"
+        "    return 0\n"
+        "print(case(['--version']), case(['analyze', 'missing.onnx']), 'back')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "0 2 back"

@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -153,17 +153,24 @@ def _log_to_stderr(level: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script: run one command; whatever it raises becomes one line and an exit code.
 
-    Without ``argv`` (the ``sharescan`` script, ``python -m sharescan``) the
-    process ends as soon as the command is done: see :func:`_leave`.
+    Called without ``argv`` from a script's top level (the ``sharescan``
+    script, ``python -m sharescan``, ``python -c``), where nothing but the
+    exit follows, the process ends as soon as the command is done (see
+    :func:`_leave`); any other caller gets control back.
     """
-    if argv is not None:
-        _main(list(argv))
+    if argv is not None or not _script_top_level(sys._getframe(1)):
+        _main(list(sys.argv[1:] if argv is None else argv))
         return
     try:
         _main(sys.argv[1:])
     except SystemExit as e:
         _leave(e.code)
     _leave(0)
+
+
+def _script_top_level(caller: Any) -> bool:
+    """Whether ``caller`` is the module-level code of ``__main__`` (a function calling main() wants to go on)."""
+    return bool(caller.f_code.co_name == "<module>" and caller.f_globals.get("__name__") == "__main__")
 
 
 def _main(args: list[str]) -> None:

@@ -22,7 +22,8 @@ from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.sources.files import regular_file
 from sharescan.sources.mapped import FileWindow, mapped_reader
-from sharescan.sources.onnx_layout import read_layout
+from sharescan.sources.onnx_layout import Layout, read_layout
+from sharescan.sources.onnx_wire import parse_model
 from sharescan.table import LoadedModel, TensorEntry
 
 __all__ = ["load_onnx", "proto_entries", "ONNX_DTYPES"]
@@ -52,17 +53,13 @@ ONNX_DTYPES = {
 
 
 def load_onnx(path: Path, model: int) -> LoadedModel:
-    import onnx
-    from google.protobuf.message import DecodeError
-
     # The main graph's raw tensor bytes stay in the file, mapped when read:
     # parsing them would hold the whole model in memory twice over.
     regular_file(path)
     layout = read_layout(path)
-    try:
-        proto = onnx.load_model_from_string(layout[0]) if layout is not None else onnx.load(str(path), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not a readable ONNX model ({e.__class__.__name__}); check that the file is complete and is an .onnx export") from None
+    proto = _read_light(layout)
+    if proto is None:
+        proto = _read_with_onnx(path, layout)
     if not proto.HasField("graph") or (not proto.graph.node and not proto.graph.initializer):
         raise InputError(f"{path}: not an ONNX model (no graph found); check the file")
     raw_at = layout[1] if layout is not None and len(layout[1]) == len(proto.graph.initializer) else [None] * len(proto.graph.initializer)
@@ -74,6 +71,38 @@ def load_onnx(path: Path, model: int) -> LoadedModel:
     return LoadedModel(str(path), "onnx", tuple(entries), file_bytes, reused, (str(path), *sorted(str(p) for p in external_files)))
 
 
+def _read_with_onnx(path: Path, layout: Layout | None) -> Any:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load_model_from_string(layout[0]) if layout is not None else onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable ONNX model ({e.__class__.__name__}); check that the file is complete and is an .onnx export") from None
+
+
+def _read_light(layout: Layout | None) -> Any:
+    """The graph read without importing onnx (``onnx_wire``), where every tensor's bytes are raw or external; else None."""
+    if layout is None:
+        return None
+    proto = parse_model(layout[0])
+    if proto is None or proto.graph is None:
+        return None
+    graph = proto.graph
+    in_file = layout[1] if len(layout[1]) == len(graph.initializer) else [None] * len(graph.initializer)
+    # A tensor with neither (typed values, or none at all) is read by onnx's numpy_helper.
+    for k, tensor in enumerate(graph.initializer):
+        if tensor.data_location != 1 and not tensor.raw_data and in_file[k] is None:
+            return None
+    for _, sub in _graphs(graph, ""):
+        tensors = [a.t for n in sub.node for a in n.attribute if a.t is not None]
+        if sub is not graph:
+            tensors += sub.initializer
+        if any(t.data_location != 1 and not t.raw_data for t in tensors):
+            return None
+    return proto
+
+
 def proto_entries(proto: Any, model: int, path: Path, folder: Path, external_files: set[Path], raw_at: Sequence[tuple[int, int] | None] | None = None, window: FileWindow | None = None) -> tuple[list[TensorEntry], tuple[tuple[str, int], ...]]:
     """The tensors of a parsed model (initializers, Constants, Identity aliases) and the initializers read more than once.
 
@@ -82,11 +111,12 @@ def proto_entries(proto: Any, model: int, path: Path, folder: Path, external_fil
     """
     entries: list[TensorEntry] = []
     uses: Counter[str] = Counter()
+    files = _ExternalFiles(external_files)
     for scope, graph in _graphs(proto.graph, ""):
         known: dict[str, TensorEntry] = {}
         for k, init in enumerate(graph.initializer):
             at = raw_at[k] if raw_at is not None and graph is proto.graph else None
-            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, external_files, at, window)
+            entry = _entry(init, f"{scope}{init.name}", f"{scope}{init.name}", model, path, folder, files, at, window)
             if entry is not None:
                 entries.append(entry)
                 known[init.name] = entry
@@ -95,7 +125,7 @@ def proto_entries(proto: Any, model: int, path: Path, folder: Path, external_fil
                 if name in known:
                     uses[name] += 1
             if node.op_type == "Constant" and node.output:
-                entry = _constant(node, scope, model, path, folder, external_files)
+                entry = _constant(node, scope, model, path, folder, files)
                 if entry is not None:
                     entries.append(entry)
                     known[node.output[0]] = entry
@@ -122,14 +152,14 @@ def _graphs(graph: Any, scope: str) -> Iterator[tuple[str, Any]]:
                 yield from _graphs(sub, f"{label}[{i}]/")
 
 
-def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, external: set[Path]) -> TensorEntry | None:
-    import onnx
-
+def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, external: _ExternalFiles) -> TensorEntry | None:
     name = node.output[0]
     for attr in node.attribute:
         if attr.name == "value" and attr.HasField("t"):
             return _entry(attr.t, f"{scope}{name}", f"const:{scope}{name}", model, path, folder, external)
         if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+            import onnx  # onnx_wire leaves these nodes to onnx's parse
+
             value = onnx.helper.get_attribute_value(attr)
             array = np.asarray(value, dtype=np.float32 if "float" in attr.name else np.int64)
             array = np.ascontiguousarray(array)
@@ -187,7 +217,7 @@ def _check_defined_type(tensor: Any, name: str, path: Path, raw_in_file: bool) -
         raise InputError(f"{path}: string tensor {name!r} holds raw bytes, which ONNX does not allow for strings; the file is corrupt: re-export or re-download it")
 
 
-def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: set[Path], raw_at: tuple[int, int] | None = None, window: FileWindow | None = None) -> TensorEntry | None:
+def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder: Path, external: _ExternalFiles, raw_at: tuple[int, int] | None = None, window: FileWindow | None = None) -> TensorEntry | None:
     dtype = ONNX_DTYPES.get(tensor.data_type)
     if dtype is None:
         _check_defined_type(tensor, name, path, raw_at is not None)
@@ -232,17 +262,10 @@ def _count(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: str, path: Path, folder: Path, external: set[Path]) -> Callable[[], np.ndarray]:
+def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: str, path: Path, folder: Path, external: _ExternalFiles) -> Callable[[], np.ndarray]:
     info = {kv.key: kv.value for kv in tensor.external_data}
     location = info.get("location", "")
-    if "\x00" in location:
-        raise InputError(f"{path}: external data path {location!r} of tensor {name!r} holds a NUL byte; refusing to read it: re-export the model")
-    target = Path(os.path.realpath(folder / location))
-    if not location or os.path.isabs(location) or (folder != target.parent and folder not in target.parents):
-        raise InputError(f"{path}: external data path {location!r} of tensor {name!r} leaves the model's folder; refusing to read it")
-    if not target.exists():
-        raise InputError(f"{path}: external data file {location!r} of tensor {name!r} is missing; copy it next to the model")
-    regular_file(target, f"{path}: external data file {location!r} of tensor {name!r}")
+    target, size = external.checked(location, name, path, folder)
     nbytes = _count(shape) * np.dtype(storage).itemsize
     try:
         offset = int(info.get("offset", 0))
@@ -251,8 +274,35 @@ def _external_reader(tensor: Any, name: str, shape: tuple[int, ...], storage: st
         raise InputError(f"{path}: external data of tensor {name!r} has a malformed offset or length; re-export the model") from None
     if offset < 0 or length < 0:
         raise InputError(f"{path}: external data of tensor {name!r} has a negative offset or length; re-export the model")
-    size = target.stat().st_size
     if length != nbytes or offset + nbytes > size:
         raise InputError(f"{path}: external data of tensor {name!r} ({location}, offset {offset}, {length} bytes) does not fit the {size}-byte file; it is truncated or corrupt: copy {location} again or re-export the model")
-    external.add(target)
+    external.paths.add(target)
     return mapped_reader(target, offset, storage, shape)
+
+
+class _ExternalFiles:
+    """The external-data files one model's tensors name: the caller's set of them, and each location checked once.
+
+    A model names one file for hundreds of tensors; resolving it (a realpath
+    is a stat per path component) for every tensor was most of loading GPT-2.
+    """
+
+    def __init__(self, paths: set[Path]) -> None:
+        self.paths = paths
+        self._checked: dict[str, tuple[Path, int]] = {}
+
+    def checked(self, location: str, name: str, path: Path, folder: Path) -> tuple[Path, int]:
+        """The file ``location`` names, checked (inside the model's folder, a regular file), and its size."""
+        known = self._checked.get(location)
+        if known is not None:
+            return known
+        if "\x00" in location:
+            raise InputError(f"{path}: external data path {location!r} of tensor {name!r} holds a NUL byte; refusing to read it: re-export the model")
+        target = Path(os.path.realpath(folder / location))
+        if not location or os.path.isabs(location) or (folder != target.parent and folder not in target.parents):
+            raise InputError(f"{path}: external data path {location!r} of tensor {name!r} leaves the model's folder; refusing to read it")
+        if not target.exists():
+            raise InputError(f"{path}: external data file {location!r} of tensor {name!r} is missing; copy it next to the model")
+        regular_file(target, f"{path}: external data file {location!r} of tensor {name!r}")
+        self._checked[location] = found = (target, target.stat().st_size)
+        return found
