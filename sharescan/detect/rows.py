@@ -37,6 +37,7 @@ from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.groups import Group, RowStats
 from sharescan.neighbors import band_pairs, unit_rows
+from sharescan.sources.mapped import file_range
 from sharescan.table import TensorEntry
 
 __all__ = ["find_rows", "INDEX_ITEMSIZE", "Rows", "RELATION"]
@@ -96,7 +97,11 @@ class _FamilyRows:
 
     def _view(self, k: int) -> np.ndarray:
         if k not in self._views:
-            self._views[k] = matrix_view(self._entries[self._members[k]].read())
+            read = self._entries[self._members[k]].read
+            # Only a few rows of a tensor are read here: a mapping that is not
+            # pre-faulted makes only their pages resident, not the tensor's
+            # (GPT-2: 24 MiB of peak memory for the rows of a few candidate pairs).
+            self._views[k] = matrix_view(read(populate=False) if file_range(read) is not None else read())  # type: ignore[call-arg]
         return self._views[k]
 
     def __call__(self, r: int) -> np.ndarray:

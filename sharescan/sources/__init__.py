@@ -5,7 +5,6 @@ repo id imports huggingface_hub)."""
 from __future__ import annotations
 
 import stat
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +38,8 @@ def detect_format(path: Path) -> str:
         return "safetensors-index"
     with path.open("rb") as f:
         head = f.read(16)
+    import zipfile  # here, not at the top: safetensors and ONNX never need it (2 ms of start-up)
+
     if zipfile.is_zipfile(path):
         from sharescan.sources.torch_source import is_torchscript
 
