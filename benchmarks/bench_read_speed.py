@@ -274,6 +274,31 @@ def measure(label: str, path: Path, floor: float, runs: int) -> dict:
     return row
 
 
+# What any Python process that analyses with numpy pays before it reads a
+# byte: the interpreter's start, and numpy's import (OpenBLAS on one thread,
+# as `sharescan analyze` runs it). Peak RSS read as in _RSS_WRAPPER.
+_NUMPY_ONLY = "import numpy\nprint(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')))\n"
+_SHARESCAN_IMPORTS = "import sharescan.cli, sharescan.cli.analyze, sharescan.analysis, sharescan.report.json_report\n" + _NUMPY_ONLY.split("\n", 1)[1]
+
+
+def reference(runs: int) -> dict:
+    """Medians of fresh processes: `python -c pass`, `import numpy`, and sharescan's imports for analyze --json (seconds, peak RSS KiB)."""
+    env = {**_ENV, "OPENBLAS_NUM_THREADS": "1"}
+
+    def timed(code: str) -> tuple[float, int]:
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        return time.perf_counter() - start, int(out.stdout.strip() or 0)
+
+    found = {}
+    for name, code in (("python_c_pass", "pass"), ("import_numpy", _NUMPY_ONLY), ("sharescan_imports", _SHARESCAN_IMPORTS)):
+        runs_of = [timed(code) for _ in range(runs)]
+        found[f"{name}_s"] = statistics.median(t for t, _ in runs_of)
+        if name != "python_c_pass":
+            found[f"{name}_peak_rss_bytes"] = statistics.median(k for _, k in runs_of) * 1024
+    return found
+
+
 def _compile_bytecode(tree: Path) -> None:
     """Compile the measured package's modules once, as ``pip install`` does.
 
@@ -347,6 +372,16 @@ def markdown(rows: list[dict], meta: dict, before: dict | None) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{r['phases_s'].get(name, 0.0):.3f}" for r in rows) + " |")
     lines.append("| cat (for scale) | " + " | ".join(f"{r['cat_s']:.3f}" for r in rows) + " |")
     lines.append("")
+    ref = meta.get("reference")
+    if ref:
+        lines.append(
+            f"What a Python analysis pays before it reads a byte (whole fresh processes, medians): `python -c pass` {ref['python_c_pass_s']:.3f} s; "
+            f"`python -c 'import numpy'` {ref['import_numpy_s']:.3f} s and {ref['import_numpy_peak_rss_bytes'] / MiB:,.0f} MiB peak RSS; "
+            f"`python -c` importing what `analyze --json` imports {ref['sharescan_imports_s']:.3f} s and {ref['sharescan_imports_peak_rss_bytes'] / MiB:,.0f} MiB. "
+            + "; ".join(f"{r['case']}: that process is {ref['sharescan_imports_s'] / r['cat_s']:.1f}x cat (numpy's alone {ref['import_numpy_s'] / r['cat_s']:.1f}x), its RSS {100 * ref['sharescan_imports_peak_rss_bytes'] / r['largest_file_bytes']:.0f}% of the largest file" for r in rows)
+            + "."
+        )
+        lines.append("")
     reading = ("python start (bare interpreter)", "imports", "load", "digest (one read of every tensor)")
     for r in rows:
         total = sum(r["phases_s"].values())
@@ -380,7 +415,7 @@ def main() -> None:
     if args.render is not None:
         measured = json.loads(args.render.read_text(encoding="utf-8"))
         before = json.loads(args.before.read_text(encoding="utf-8")) if args.before is not None else None
-        meta = {k: measured[k] for k in ("quick", "runs", "cpus", "python", "platform")}
+        meta = {k: measured[k] for k in ("quick", "runs", "cpus", "python", "platform", "reference") if k in measured}
         (ROOT / "reports" / "benchmarks.json").write_text(json.dumps({**measured, "before": before}, indent=2) + "\n", encoding="utf-8")
         (ROOT / "reports" / "benchmarks.md").write_text(markdown(measured["cases"], {**meta, "commit": measured["commit"]}, before), encoding="utf-8")
         return
@@ -398,7 +433,7 @@ def main() -> None:
             rows.append(measure("GPT-2 small, ONNX + external data", gpt2["onnx"], 4.0, runs))
         if "bin" in only:
             rows.append(measure("GPT-2 small, pytorch_model.bin", gpt2["bin"], 6.0, runs))
-    meta = {"quick": args.quick, "runs": runs, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(), "load_average_1min": os.getloadavg()[0]}
+    meta = {"quick": args.quick, "runs": runs, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(), "load_average_1min": os.getloadavg()[0], "reference": reference(runs)}
     document = json.dumps({"schema_version": 1, "benchmark": "read_speed", **meta, "commit": _commit(args.tree), "cases": rows}, indent=2) + "\n"
     if args.json_out is not None:
         args.json_out.write_text(document, encoding="utf-8")

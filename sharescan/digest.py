@@ -182,11 +182,11 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
     try:
         for start in range(0, where.nbytes, step):
             n = min(step, where.nbytes - start)
-            view = full if n == step else whole[:n]
-            got = os.preadv(fd, [view], where.offset + start)
+            chunk = full if n == step else whole[:n]
+            got = os.preadv(fd, [chunk], where.offset + start)
             if got != n:
                 raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
-            hasher.update(view)
+            hasher.update(chunk)
             block = buf[:n].view(storage)
             if acc is not None:
                 values = block if values_of is None else values_of(block)
@@ -198,7 +198,7 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
                 lo, hi = bisect.bisect_left(grid_rows, r0), bisect.bisect_left(grid_rows, r1)
                 if hi > lo:
                     grid[lo:hi] = block_rows[ri[lo:hi] - r0][:, ci]
-                if row_sample is not None:
+                if row_sample is not None and sample_cols is not None:
                     np.take(block_rows, sample_cols, axis=1, out=row_sample[r0:r1])
     finally:
         os.close(fd)

@@ -17,7 +17,7 @@ reads the rest and gives its own errors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["parse_model", "NUMERIC_TYPES"]
@@ -120,7 +120,8 @@ def parse_model(data: bytes) -> Model | None:
         model = Model()
         for number, wire, value in _fields(data, 0, len(data)):
             if number == 7:  # graph
-                model.graph = _singular(model, "graph", wire, lambda: _graph(data, *value))
+                _once(model, "graph", wire)
+                model.graph = _graph(data, *value)
         if model.graph is None:
             return None
         return model
@@ -149,6 +150,7 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any]]
         number, wire = key >> 3, key & 7
         if number == 0:
             raise _Unread
+        value: Any
         if wire == _VARINT:
             value, pos = _varint(data, pos, end)
         elif wire == _BYTES:
@@ -166,12 +168,11 @@ def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any]]
         yield number, wire, value
 
 
-def _singular(message: _Message, name: str, wire: int, parse: Callable[[], Any]) -> Any:
-    """A message field given once (protobuf would merge a second occurrence: left to onnx)."""
+def _once(message: _Message, name: str, wire: int) -> None:
+    """A message field may be given once (protobuf would merge a second occurrence: left to onnx)."""
     if wire != _BYTES or name in message._has:
         raise _Unread
     message._has.add(name)
-    return parse()
 
 
 def _text(data: bytes, wire: int, value: Any) -> str:
@@ -229,9 +230,11 @@ def _attribute(data: bytes, start: int, end: int) -> Attribute:
         if number == 1:
             attr.name = _text(data, wire, value)
         elif number == 5:
-            attr.t = _singular(attr, "t", wire, lambda: _tensor(data, *value))
+            _once(attr, "t", wire)
+            attr.t = _tensor(data, *value)
         elif number == 6:
-            attr.g = _singular(attr, "g", wire, lambda: _graph(data, *value))
+            _once(attr, "g", wire)
+            attr.g = _graph(data, *value)
         elif number == 10:  # tensors
             if wire != _BYTES:
                 raise _Unread
