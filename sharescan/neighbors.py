@@ -201,17 +201,7 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     home, upper = _slabs(points, matrix, radius / width, mult[:dims])
     if labels is not None:
         home += np.asarray(labels, dtype=np.int64) * mult[dims]
-    # Every nonempty subset of a point's upper edges, one band at a time over
-    # flat arrays: the first entries are the home keys of the points near
-    # any upper edge; every entry appended crossed one more edge.
-    near_edge = np.flatnonzero(upper.any(axis=0))
-    key_point, key = near_edge, home[near_edge]
-    for d in range(dims):
-        up = upper[d][key_point]
-        key_point = np.concatenate([key_point, key_point[up]])
-        key = np.concatenate([key, key[up] + mult[d]])
-    key_point = np.concatenate([np.arange(n), key_point[len(near_edge) :]])
-    key = np.concatenate([home, key[len(near_edge) :]])
+    key_point, key = _edge_keys(home, upper, mult[:dims])
     order = np.argsort(key)  # the order within a key does not matter: pairs are sorted below
     key = key[order]
     key_point = key_point[order]
@@ -219,6 +209,36 @@ def band_pairs(points: np.ndarray, radius: float, labels: np.ndarray | None = No
     a, b = _sorted_group_pairs(key_point, key)
     del key, key_point
     return _within_radius(points, a, b, radius)
+
+
+def _edge_keys(home: np.ndarray, upper: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every point's keys: its home key, and its home key moved across every nonempty subset of the upper edges it is near.
+
+    The subsets of each point's edges (a bit mask over the bands) are walked
+    as submasks, ``s = (s - 1) & mask``, all points at once; a subset's move
+    is looked up in a table of every subset's summed multipliers. Each step
+    emits one key per point that still has a subset left, so the work is the
+    number of keys (building them band by band copied the growing arrays
+    once per band: 11 ms of 14 for GPT-2's 97,000 row samples).
+    """
+    dims, n = upper.shape
+    mask = np.zeros(n, dtype=np.int64)
+    for d in range(dims):
+        mask |= upper[d].astype(np.int64) << d
+    moves = np.zeros(1 << dims, dtype=np.int64)  # wrapping int64 sums, as the home keys
+    for d in range(dims):
+        moves[1 << d : 2 << d] = moves[: 1 << d] + mult[d]
+    points, keys = [np.arange(n)], [home]
+    active = np.flatnonzero(mask)
+    edges = subset = mask[active]
+    while active.size:
+        points.append(active)
+        keys.append(home[active] + moves[subset])
+        subset = (subset - 1) & edges
+        left = subset != 0
+        if not left.all():
+            active, edges, subset = active[left], edges[left], subset[left]
+    return np.concatenate(points), np.concatenate(keys)
 
 
 def _within_radius(points: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
