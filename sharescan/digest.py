@@ -176,7 +176,7 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
     # Per block, only what differs between blocks is computed: the loop runs
     # once per MiB, and its Python steps hold the GIL the other thread needs.
     full = whole[:step]
-    values_of = None if acc is None or (dt.numpy_native and storage == acc and storage != np.float16) else _block_values(entry.dtype, acc)
+    values_of = None if acc is None or (dt.numpy_native and storage == acc) else _block_values(entry.dtype, acc)
     grid_rows = ri.tolist()
     fd = os.open(where.path, os.O_RDONLY)
     try:

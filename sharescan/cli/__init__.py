@@ -188,8 +188,8 @@ def _leave(code: object) -> NoReturn:
     """End the process now, without the interpreter's teardown.
 
     Tearing down frees every module, array and cached object one by one:
-    15-25 ms after an analysis, longer than the detectors on a GPT-2 sized
-    model, for memory the process gives back on exit anyway. Output is
+    15-25 ms after an analysis of GPT-2 (a tenth of the whole run), for
+    memory the process gives back on exit anyway. Output is
     flushed and exit handlers run first; where anything is left that the
     teardown would still do (a thread running, a flush failing, a code that
     is not a number), the exit takes the usual way.

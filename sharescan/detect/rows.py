@@ -98,9 +98,9 @@ class _FamilyRows:
     def _view(self, k: int) -> np.ndarray:
         if k not in self._views:
             read = self._entries[self._members[k]].read
-            # Only a few rows of a tensor are read here: a mapping that is not
+            # Only some rows of a tensor are read here: a mapping that is not
             # pre-faulted makes only their pages resident, not the tensor's
-            # (GPT-2: 24 MiB of peak memory for the rows of a few candidate pairs).
+            # (a 128 MiB embedding with 100 equal rows: +136 MiB of peak memory before).
             self._views[k] = matrix_view(read(populate=False) if file_range(read) is not None else read())  # type: ignore[call-arg]
         return self._views[k]
 
