@@ -73,7 +73,9 @@ _PHASES = (
     "get = getattr(sharescan.cli.cli, 'get_command', None)\n"
     "get(None, 'analyze') if get is not None else None\n"  # the verb as the CLI loads it (and its settings)
     "import sharescan.cli.analyze\n"
-    "from sharescan.analysis import Progress\n"
+    "paused = getattr(sharescan.cli, 'collector_paused', None)\n"  # the command imports the analysis with the collector paused
+    "with paused() if paused is not None else open(__import__('os').devnull):\n"
+    "    from sharescan.analysis import Progress\n"
     "phases = {'imports': time.perf_counter() - start}\n"
     "class Timer(Progress):\n"
     "    def __init__(self):\n"
