@@ -31,13 +31,17 @@ def _entry(k: int, array: np.ndarray, reads: list[int]) -> TensorEntry:
 
 def test_measure_pairs_matches_distance_pair_by_pair_and_reads_a_shared_tensor_once() -> None:
     base = rng.standard_normal((16, 24)).astype(np.float32)
-    arrays = [base, base + 1e-3 * rng.standard_normal(base.shape).astype(np.float32), base.T.copy(), -base]
+    big = rng.standard_normal((160, 128)).astype(np.float32)  # over the element count measured as table rows
+    zeros = np.where(rng.random(base.shape) < 0.3, np.float32(0), base)
+    signed = np.where(zeros == 0, np.float32(-0.0), zeros)
+    arrays = [base, base + 1e-3 * rng.standard_normal(base.shape).astype(np.float32), base.T.copy(), -base, big, big.T.copy() * np.float32(1.0001), zeros, signed]
     reads: list[int] = []
     entries = [_entry(k, a, reads) for k, a in enumerate(arrays)]
-    pairs = [(0, 1, False), (0, 2, True), (0, 3, False), (1, 2, True)]
+    pairs = [(0, 1, False), (0, 2, True), (4, 5, True), (0, 3, False), (1, 2, True), (6, 7, False), (5, 4, True)]
     batch = measure_pairs(entries, pairs)
     assert reads.count(0) == 1, "tensor 0 is in three pairs of the batch and should be read once"
     for (a, b, t), d in zip(pairs, batch):
         one = distance(entries[a], entries[b], transposed=t)
         assert (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) == (one.max_abs, one.diff_norm, one.norm_a, one.norm_b, one.zero_signs)
     assert batch[1].diff_norm == 0  # the transposed copy, compared transposed
+    assert batch[5].diff_norm == 0 and batch[5].zero_signs == int(np.count_nonzero(zeros == 0)) > 0

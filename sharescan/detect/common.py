@@ -14,7 +14,7 @@ from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.table import TensorEntry
 
-__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs"]
+__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs"]
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -91,9 +91,9 @@ def distance_of(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtyp
     cache through the block's passes (a million per block went to memory
     and back for each of them: twice the time).
     """
-    x = float_values(x_stored, x_dtype)
-    y = float_values(y_stored, y_dtype)
-    x, y = matrix_view(x.T if transposed else x), matrix_view(y)
+    x, y = _operands(x_stored, x_dtype, y_stored, y_dtype, transposed)
+    if x.size <= _ROW_ELEMENTS:
+        return _row_distances([(x, y)])[0]
     rows = max(1, block // max(x.shape[1], 1))
     bx, by, bd = _scratch(min(rows, x.shape[0]) * x.shape[1])
     max_abs = sq = sq_a = sq_b = 0.0
@@ -114,6 +114,95 @@ def distance_of(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtyp
             if zero.any():
                 zero_signs += int(np.count_nonzero(zero & (yb == 0) & (np.signbit(xa) != np.signbit(yb))))
     return Distance(max_abs, math.sqrt(sq), math.sqrt(sq_a), math.sqrt(sq_b), zero_signs)
+
+
+def _operands(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtype: str, transposed: bool) -> tuple[np.ndarray, np.ndarray]:
+    x = float_values(x_stored, x_dtype)
+    y = float_values(y_stored, y_dtype)
+    return matrix_view(x.T if transposed else x), matrix_view(y)
+
+
+# Tensors of at most this many elements are measured as rows of a block of
+# pairs, one pass of numpy calls per block: a dozen calls per pair cost more
+# than the arithmetic below about 10k elements (a zoo's biases and heads:
+# 50k of its 74k pairs). A single pair of them is one such row too, so a
+# pair's distance is the same bits alone or in a batch.
+_ROW_ELEMENTS = 1 << 14
+
+
+def _row_distances(operands: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[Distance]:
+    """Distances of pairs (x, y) of one element count (at most ``_ROW_ELEMENTS``), each pair a row."""
+    n = operands[0][0].size
+    table = np.empty((2 * len(operands), n))
+    for r, (x, y) in enumerate(operands):
+        np.copyto(table[2 * r].reshape(x.shape), x)  # float64, read through a transposed view's strides if need be
+        np.copyto(table[2 * r + 1].reshape(y.shape), y)
+    index = np.arange(2 * len(operands))
+    return _table_distances(table, index[0::2], index[1::2])
+
+
+def _table_distances(table: np.ndarray, ia: np.ndarray, ib: np.ndarray, block: int = 1 << 16) -> list[Distance]:
+    """Distances between rows ``table[ia[k]]`` and ``table[ib[k]]`` of a float64 table, a block of pairs at a time.
+
+    Each row's squared norm, and whether it holds a zero, is computed once
+    for the table (the same reduction over the same row as for a pair).
+    """
+    n = table.shape[1]
+    squares = np.einsum("ij,ij->i", table, table)
+    has_zero = (table == 0).any(axis=1) if n else np.zeros(len(table), dtype=bool)
+    rows = max(1, block // max(n, 1))
+    out: list[Distance] = []
+    for start in range(0, len(ia), rows):
+        pa, pb = ia[start : start + rows], ib[start : start + rows]
+        k = len(pa)
+        bx, by, bd = _scratch(k * n)
+        xa, yb, diff = bx[: k * n].reshape(k, n), by[: k * n].reshape(k, n), bd[: k * n].reshape(k, n)
+        np.take(table, pa, axis=0, out=xa)
+        np.take(table, pb, axis=0, out=yb)
+        np.subtract(xa, yb, out=diff)
+        sq = np.einsum("ij,ij->i", diff, diff)
+        # diff == 0 where xa == 0 is yb == 0: only pairs holding a zero can count.
+        if (has_zero[pa] & has_zero[pb]).any():
+            zero_signs = np.count_nonzero((xa == 0) & (yb == 0) & (np.signbit(xa) != np.signbit(yb)), axis=1)
+        else:
+            zero_signs = np.zeros(k, dtype=np.int64)
+        max_abs = np.abs(diff, out=diff).max(axis=1) if n else np.zeros(k)
+        out.extend(
+            Distance(float(m), math.sqrt(float(s)), math.sqrt(float(squares[a])), math.sqrt(float(squares[b])), int(z))
+            for m, s, a, b, z in zip(max_abs, sq, pa, pb, zero_signs)
+        )
+    return out
+
+
+def distances_of(items: Sequence[tuple[np.ndarray, str, np.ndarray, str, bool]]) -> list[Distance]:
+    """``distance_of`` for each (x, x_dtype, y, y_dtype, transposed), in order.
+
+    Small tensors are converted once each (a crowd's leader is in many
+    pairs: the same array object, or its transpose), into one float64 table
+    per element count, and measured a block of pairs at a time.
+    """
+    out: list[Distance | None] = [None] * len(items)
+    tables: dict[int, tuple[dict[tuple[int, bool], int], list[np.ndarray], list[int], list[int], list[int]]] = {}
+    for k, (x_stored, x_dtype, y_stored, y_dtype, transposed) in enumerate(items):
+        if x_stored.size > _ROW_ELEMENTS:
+            out[k] = distance_of(x_stored, x_dtype, y_stored, y_dtype, transposed)
+            continue
+        rows, arrays, ia, ib, ks = tables.setdefault(x_stored.size, ({}, [], [], [], []))
+        x, y = _operands(x_stored, x_dtype, y_stored, y_dtype, transposed)
+        for key, operand, side in (((id(x_stored), transposed), x, ia), ((id(y_stored), False), y, ib)):
+            row = rows.get(key)
+            if row is None:  # the item keeps the array alive, so its id names it for the whole call
+                row = rows[key] = len(arrays)
+                arrays.append(operand)
+            side.append(row)
+        ks.append(k)
+    for size, (_, arrays, ia, ib, ks) in tables.items():
+        table = np.empty((len(arrays), size))
+        for r, operand in enumerate(arrays):
+            np.copyto(table[r].reshape(operand.shape), operand)  # float64, read through a transposed view's strides if need be
+        for k, d in zip(ks, _table_distances(table, np.asarray(ia, dtype=np.intp), np.asarray(ib, dtype=np.intp))):
+            out[k] = d
+    return [d for d in out if d is not None]
 
 
 _buffers = threading.local()
@@ -166,4 +255,11 @@ def measure_pairs(entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list
                 held -= cache.popitem(last=False)[1].nbytes
         return array
 
-    return [distance_of(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in pairs]
+    out: list[Distance] = []
+    for start in range(0, len(pairs), _PAIRS_AT_ONCE):
+        chunk = pairs[start : start + _PAIRS_AT_ONCE]
+        out.extend(distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk]))
+    return out
+
+
+_PAIRS_AT_ONCE = 4096  # pairs whose tensors are held at once while measured together

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sharescan.detect.common import Distance, Pair, distance_of, measure_pairs
+from sharescan.detect.common import Distance, Pair, distances_of, measure_pairs
 from sharescan.errors import InputError
 from sharescan.sources import LoadOptions
 from sharescan.table import TensorEntry
@@ -43,6 +43,7 @@ _SPREAD_ELEMENTS = 500_000_000
 # a second, which this many elements' distances (3-4 s here) repay.
 _START_ELEMENTS = 2_000_000_000
 _RUNS_PER_WORKER = 4  # runs of pairs a worker gets per batch: an even finish
+_PAIRS_AT_ONCE = 4096  # pairs whose tensors a worker holds at once while it measures them together
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,13 @@ def measure_run(run: PairRun) -> tuple[np.ndarray, int, int, int]:
     reopener.models.update(run.models)
     before = (reopener.counter.tensors, reopener.counter.cached, reopener.counter.models_opened)
     out = np.empty((len(run.pairs), 5))
-    for row, (a, b, transposed) in enumerate(run.pairs):
-        (ka, pa, da), (kb, pb, db) = run.tensors[a], run.tensors[b]
-        d = distance_of(reopener.read(ka, pa), da, reopener.read(kb, pb), db, transposed)
-        out[row] = (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs)
+    for start in range(0, len(run.pairs), _PAIRS_AT_ONCE):
+        items = []
+        for a, b, transposed in run.pairs[start : start + _PAIRS_AT_ONCE]:
+            (ka, pa, da), (kb, pb, db) = run.tensors[a], run.tensors[b]
+            items.append((reopener.read(ka, pa), da, reopener.read(kb, pb), db, transposed))
+        for row, d in enumerate(distances_of(items), start):
+            out[row] = (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs)
     c = reopener.counter
     return out, c.tensors - before[0], c.cached - before[1], c.models_opened - before[2]
 
