@@ -57,8 +57,10 @@ class _Runner:
 
 
 def _spread_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(measure, "_SPREAD_ELEMENTS", 0)
-    monkeypatch.setattr(measure, "_START_ELEMENTS", 0)
+    """Workers cost nothing: every batch is worth sending them."""
+    monkeypatch.setattr(measure, "_SECONDS_PER_MODEL", 0.0)
+    monkeypatch.setattr(measure, "_SECONDS_PER_BATCH", 0.0)
+    monkeypatch.setattr(measure, "_START_SECONDS", 0.0)
 
 
 def test_near_pairs_measured_on_two_worker_threads_give_the_in_process_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,9 +139,13 @@ def test_a_model_changed_since_its_digest_is_said_by_the_worker_that_reopens_it(
         spread(entries, pairs)
 
 
-def test_small_batches_stay_in_this_process(tmp_path: Path) -> None:
+def test_batches_cheaper_here_than_on_the_workers_stay_in_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fine_tunes(tmp_path / "zoo")
     runner = _Runner()
     spread, entries, pairs = _measure_for(tmp_path / "zoo", runner)
-    spread(entries, pairs)
+    spread(entries, pairs)  # 7 pairs of 32x32: microseconds here, a round trip and 8 reopened models there
     assert runner.runs == []
+    # Elements that cost far more than the workers' overheads: sent.
+    monkeypatch.setattr(measure, "_SECONDS_PER_ELEMENT", 1.0)
+    spread(entries, pairs)
+    assert len(runner.runs) > 1

@@ -35,13 +35,19 @@ __all__ = ["PairRun", "measure_run", "forget_join", "SpreadMeasure"]
 
 logger = logging.getLogger(__name__)
 
-# Elements compared (pairs times tensor size) below which a batch is measured
-# here: shipping it costs a round trip and the workers' reopening of models.
-_SPREAD_ELEMENTS = 500_000_000
-# ... and above which a cluster is started for the join alone (a scan whose
-# digests all came from the store has none running): starting one costs about
-# a second, which this many elements' distances (3-4 s here) repay.
-_START_ELEMENTS = 2_000_000_000
+# Whether a batch goes to the workers is a matter of cost: here it takes
+# about 3 ns an element compared (1,001 models' 71,075 pairs, 7e8 elements:
+# 1.9 s); on W workers W times less, plus, on each worker, reopening the
+# models its pairs lie in (pairs of fine-tunes touch most models: ~1 ms each)
+# and a round trip. In that zoo of small tensors the workers lose (2.0 s
+# against 1.9 s); with large tensors the elements dominate and they win.
+_SECONDS_PER_ELEMENT = 3e-9
+_SECONDS_PER_MODEL = 1e-3
+_SECONDS_PER_BATCH = 0.25
+# A cluster is started for the join alone (a scan whose digests all came
+# from the store has none running) only when a batch would take this long
+# here: starting one costs about a second.
+_START_SECONDS = 10.0
 _RUNS_PER_WORKER = 4  # runs of pairs a worker gets per batch: an even finish
 _PAIRS_AT_ONCE = 4096  # pairs whose tensors a worker holds at once while it measures them together
 
@@ -128,9 +134,12 @@ class SpreadMeasure:
             self.counter.measure_seconds += time.perf_counter() - started
 
     def _measure(self, entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
-        work = sum(entries[b].numel for _, b, _ in pairs)
-        runner = self.runner(work >= _START_ELEMENTS) if work >= _SPREAD_ELEMENTS else None
-        if runner is None or isinstance(runner, InProcess):
+        here = sum(entries[b].numel for _, b, _ in pairs) * _SECONDS_PER_ELEMENT
+        runner = self.runner(here >= _START_SECONDS)
+        if runner is None or isinstance(runner, InProcess) or runner.workers < 2:
+            return measure_pairs(entries, pairs)
+        models = len({self.where[i][0] for a, b, _ in pairs for i in (a, b)})
+        if here / runner.workers + models * _SECONDS_PER_MODEL + _SECONDS_PER_BATCH >= here:
             return measure_pairs(entries, pairs)
         runs = self._runs(entries, pairs, max(1, runner.workers) * _RUNS_PER_WORKER)
         self.used = runner
