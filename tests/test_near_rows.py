@@ -419,3 +419,19 @@ def test_every_planted_near_row_is_found_among_128k_rows() -> None:
     assert group.rows.n_rows - group.rows.distinct_rows == planted  # every planted row, nothing else
     assert group.rows.reclaimed == (planted * cols * 4 - INDEX_ITEMSIZE * n,)
     assert 0 < group.max_abs_error < 0.05
+
+
+def test_search_vectors_finds_the_same_pairs_from_one_product_of_a_dense_crowd_as_pair_by_pair(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sharescan.detect.search as search
+
+    base = rng.standard_normal(1024)
+    # A crowd of 300 fine-tunes (most pairs within the radius), some farther out, and strangers.
+    crowd = base + rng.standard_normal((300, 1024)) * rng.choice([1e-3, 3e-3, 6e-3], size=(300, 1))
+    vectors = np.concatenate([crowd, rng.standard_normal((40, 1024))])
+    radius = 2 * search.MARGIN * 2e-3
+    dense = search.search_vectors(vectors, radius)
+    assert len(dense) * search._GRAM_DENSITY >= len(vectors) ** 2  # the product was taken
+    monkeypatch.setattr(search, "_GRAM_POINTS", 0)  # pair by pair
+    one_by_one = search.search_vectors(vectors, radius)
+    assert len(dense) > 0
+    assert sorted(map(tuple, dense.tolist())) == sorted(map(tuple, one_by_one.tolist()))
