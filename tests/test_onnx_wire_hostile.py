@@ -32,7 +32,7 @@ from tests.conftest import ROOT
 rng = np.random.default_rng(0)
 
 # Element types sharescan reads, with the numpy type onnx's numpy_helper gives.
-NUMERIC = {
+NUMERIC: dict[int, Any] = {
     TensorProto.FLOAT: np.float32,
     TensorProto.UINT8: np.uint8,
     TensorProto.INT8: np.int8,
@@ -240,7 +240,7 @@ def test_element_types_sharescan_skips_are_left_out_without_an_error(tmp_path: P
         helper.make_tensor("u4", TensorProto.UINT4, [4], [1, 2, 3, 4]),
         helper.make_tensor("i4", TensorProto.INT4, [2], [-1, 1]),
         helper.make_tensor("fnuz", TensorProto.FLOAT8E4M3FNUZ, [2], b"\x10\x20", raw=True),
-        helper.make_tensor("s", TensorProto.STRING, [2], [b"a", b"b"]),
+        helper.make_tensor("s", TensorProto.STRING, [2], [b"a", b"b"]),  # type: ignore[list-item]
         _raw_tensor("kept", TensorProto.FLOAT, (2,)),
     ]
     path = _write(tmp_path, helper.make_model(helper.make_graph([], "g", [], [], initializer=inits)).SerializeToString())
