@@ -45,3 +45,18 @@ def test_measure_pairs_matches_distance_pair_by_pair_and_reads_a_shared_tensor_o
         assert (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) == (one.max_abs, one.diff_norm, one.norm_a, one.norm_b, one.zero_signs)
     assert batch[1].diff_norm == 0  # the transposed copy, compared transposed
     assert batch[5].diff_norm == 0 and batch[5].zero_signs == int(np.count_nonzero(zeros == 0)) > 0
+
+
+def test_pair_chunks_bound_pairs_and_elements_and_keep_every_pair_in_order(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sharescan.detect.common as common
+
+    monkeypatch.setattr(common, "_PAIRS_AT_ONCE", 5)
+    monkeypatch.setattr(common, "_ELEMENTS_AT_ONCE", 100)
+    sizes = {i: int(s) for i, s in enumerate(rng.integers(1, 40, size=30))}
+    sizes[29] = 500  # one pair over the bound alone still gets a chunk
+    pairs = [(int(a), int(b), False) for a, b in rng.integers(0, 30, size=(40, 2))] + [(29, 0, False)]
+    chunks = list(common.pair_chunks(pairs, sizes.__getitem__))
+    assert [p for c in chunks for p in c] == pairs
+    for c in chunks:
+        assert 1 <= len(c) <= 5
+        assert len(c) == 1 or sum(sizes[a] + sizes[b] for a, b, _ in c) <= 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +14,7 @@ from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
 from sharescan.table import TensorEntry
 
-__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs"]
+__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs", "pair_chunks"]
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -256,10 +256,25 @@ def measure_pairs(entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list
         return array
 
     out: list[Distance] = []
-    for start in range(0, len(pairs), _PAIRS_AT_ONCE):
-        chunk = pairs[start : start + _PAIRS_AT_ONCE]
+    for chunk in pair_chunks(pairs, lambda i: entries[i].numel):
         out.extend(distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk]))
     return out
 
 
-_PAIRS_AT_ONCE = 4096  # pairs whose tensors are held at once while measured together
+# Pairs measured together: their small tensors are converted to float64 at
+# once, so a chunk holds at most this many pairs and elements (64 MiB).
+_PAIRS_AT_ONCE = 4096
+_ELEMENTS_AT_ONCE = 8 << 20
+
+
+def pair_chunks(pairs: Sequence[Pair], numel: Callable[[int], int]) -> Iterator[Sequence[Pair]]:
+    """``pairs`` in consecutive chunks of at most ``_PAIRS_AT_ONCE`` pairs and ``_ELEMENTS_AT_ONCE`` elements (one pair at least)."""
+    start = elements = 0
+    for k, (a, b, _) in enumerate(pairs):
+        size = numel(a) + numel(b)
+        if k > start and (k - start >= _PAIRS_AT_ONCE or elements + size > _ELEMENTS_AT_ONCE):
+            yield pairs[start:k]
+            start, elements = k, 0
+        elements += size
+    if start < len(pairs):
+        yield pairs[start:]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sharescan.detect.common import Distance, Pair, distances_of, measure_pairs
+from sharescan.detect.common import Distance, Pair, distances_of, measure_pairs, pair_chunks
 from sharescan.errors import InputError
 from sharescan.sources import LoadOptions
 from sharescan.table import TensorEntry
@@ -49,7 +49,6 @@ _SECONDS_PER_BATCH = 0.25
 # here: starting one costs about a second.
 _START_SECONDS = 10.0
 _RUNS_PER_WORKER = 4  # runs of pairs a worker gets per batch: an even finish
-_PAIRS_AT_ONCE = 4096  # pairs whose tensors a worker holds at once while it measures them together
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class PairRun:
     options: LoadOptions
     models: dict[int, ModelRef]  # every model the run's tensors lie in
     tensors: dict[int, tuple[int, int, str]]  # entry -> (model, position in the model, dtype)
+    sizes: dict[int, int]  # entry -> elements
     pairs: tuple[Pair, ...]
 
 
@@ -81,13 +81,15 @@ def measure_run(run: PairRun) -> tuple[np.ndarray, int, int, int]:
     reopener.models.update(run.models)
     before = (reopener.counter.tensors, reopener.counter.cached, reopener.counter.models_opened)
     out = np.empty((len(run.pairs), 5))
-    for start in range(0, len(run.pairs), _PAIRS_AT_ONCE):
+    start = 0
+    for chunk in pair_chunks(run.pairs, lambda i: run.sizes[i]):
         items = []
-        for a, b, transposed in run.pairs[start : start + _PAIRS_AT_ONCE]:
+        for a, b, transposed in chunk:
             (ka, pa, da), (kb, pb, db) = run.tensors[a], run.tensors[b]
             items.append((reopener.read(ka, pa), da, reopener.read(kb, pb), db, transposed))
         for row, d in enumerate(distances_of(items), start):
             out[row] = (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs)
+        start += len(chunk)
     c = reopener.counter
     return out, c.tensors - before[0], c.cached - before[1], c.models_opened - before[2]
 
@@ -166,5 +168,5 @@ class SpreadMeasure:
             used = {i for a, b, _ in chunk for i in (a, b)}
             tensors = {i: (*self.where[i], entries[i].dtype) for i in used}
             models = {k: self.models[k] for k, _, _ in tensors.values()}
-            runs.append(PairRun(self.join, self.options, models, tensors, chunk))
+            runs.append(PairRun(self.join, self.options, models, tensors, {i: entries[i].numel for i in used}, chunk))
         return runs
