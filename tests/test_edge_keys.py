@@ -35,3 +35,27 @@ def test_edge_keys_are_every_subset_of_every_points_near_edges(dims: int, share:
         points, keys = _edge_keys(home, upper, mult)
         expected = _reference(home, upper, mult)
     assert sorted(zip(keys.tolist(), points.tolist())) == expected
+
+
+def test_keys_that_collide_once_shortened_still_give_only_pairs_within_the_radius(monkeypatch: pytest.MonkeyPatch) -> None:
+    """band_pairs sorts keys shortened to make room for the point's number: keys that then collide
+    add candidates, which the distance check drops; no pair is lost or added."""
+    import sharescan.neighbors as neighbors
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[200:260] = x[:60] + 0.004 * rng.standard_normal((60, 8))
+    radius = 0.02
+    honest = neighbors.band_pairs(x, radius)
+    real = neighbors._edge_keys
+
+    def colliding(home: np.ndarray, upper: np.ndarray, mult: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points, keys = real(home, upper, mult)
+        return points, (keys & 1) << 62  # keys differ in their top bits only: shortened, all collide
+
+    monkeypatch.setattr(neighbors, "_edge_keys", colliding)
+    crowded = neighbors.band_pairs(x, radius)
+    brute = {(i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if np.sum((x[i] - x[j]) ** 2) <= radius * radius}
+    assert {tuple(p) for p in crowded.tolist()} == brute == {tuple(p) for p in honest.tolist()}
+    assert len(brute) >= 50
