@@ -99,8 +99,8 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
     with contextlib.ExitStack() as stack:
         # A remote scheduler is reached first, so that an unreachable one is
         # said at once; a LocalCluster starts only when a model needs
-        # digesting or the join has enough pairs to measure, and then serves both.
-        runners = _Runners(stack, options)
+        # digesting, or when the join has pairs enough to repay starting one.
+        runners = stack.enter_context(_Runners(options))
         if _remote(options.scheduler):
             runners.get(True)
         store = stack.enter_context(DigestStore(store_path))
@@ -123,6 +123,9 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
             runner = runners.get(True)
             assert runner is not None
             _digest_missing(runner, todo, options, store, digest_key, label_of, progress)
+            # The local workers' memory is given back for the join; the
+            # search starts them again only for pairs that repay it.
+            runners.release_local()
         records = {r.path: r for r in store.records(paths)}
         listed = [(label_of[p], records[p]) for p in paths]
         for p, (label, record) in zip(paths, listed):
@@ -149,18 +152,30 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
 
 
 class _Runners:
-    """The scan's runner, opened on first need and kept until the scan ends."""
+    """The scan's runner, opened on first need; a context manager that closes it."""
 
-    def __init__(self, stack: contextlib.ExitStack, options: ZooOptions) -> None:
-        self.stack = stack
+    def __init__(self, options: ZooOptions) -> None:
         self.options = options
+        self.stack = contextlib.ExitStack()
         self.runner: Runner | None = None
+
+    def __enter__(self) -> _Runners:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
 
     def get(self, start: bool) -> Runner | None:
         """The runner; if none runs yet, a new one when ``start``, else None."""
         if self.runner is None and start:
             self.runner = self.stack.enter_context(open_runner(self.options.scheduler, self.options.workers, self.options.connect_timeout))
         return self.runner
+
+    def release_local(self) -> None:
+        """Close a LocalCluster started here (a remote cluster stays reached)."""
+        if self.runner is not None and not _remote(self.options.scheduler):
+            self.stack.close()
+            self.runner = None
 
 
 def _remote(scheduler: str | None) -> bool:
