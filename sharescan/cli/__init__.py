@@ -33,7 +33,7 @@ from sharescan.errors import InputError
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
-__all__ = ["main", "cli", "VERBS", "collector_paused"]
+__all__ = ["main", "cli", "VERBS", "collector_paused", "ends_with_command"]
 
 PROG_NAME = "sharescan"
 # click's shell completion protocol: `_SHARESCAN_COMPLETE=bash_source sharescan`.
@@ -119,20 +119,32 @@ def cli(ctx: click.Context, quiet: bool, verbose: int) -> None:
 
 
 @contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(resume: bool = True) -> Iterator[None]:
     """The cyclic garbage collector off, for imports and other work that makes no cycles.
 
     Importing numpy and the analysis's modules makes tens of thousands of
     long-lived objects, and each collection meanwhile walks them again
-    (about 4 ms of ``sharescan analyze``'s start-up).
+    (about 4 ms of ``sharescan analyze``'s start-up). ``resume=False``
+    leaves it off: the first collection after a pause walks every object
+    made during it (8 ms after an analysis of GPT-2), which a process that
+    ends next (:func:`ends_with_command`) does not need.
     """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if was_enabled and resume:
             gc.enable()
+
+
+# Set by main() where the process ends as soon as the command is done.
+_ENDS_WITH_COMMAND = False
+
+
+def ends_with_command() -> bool:
+    """Whether this process ends once the running command is done (the ``sharescan`` script, not a caller of main(argv))."""
+    return _ENDS_WITH_COMMAND
 
 
 class _StderrHandler(logging.Handler):
@@ -158,9 +170,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     exit follows, the process ends as soon as the command is done (see
     :func:`_leave`); any other caller gets control back.
     """
+    global _ENDS_WITH_COMMAND
     if argv is not None or not _script_top_level(sys._getframe(1)):
         _main(list(sys.argv[1:] if argv is None else argv))
         return
+    _ENDS_WITH_COMMAND = True
     try:
         _main(sys.argv[1:])
     except SystemExit as e:

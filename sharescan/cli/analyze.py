@@ -66,10 +66,10 @@ def analyze(models: tuple[str, ...], as_json: bool, report_path: Path | None, ht
         raise InputError("--exact excludes --tol and --row-tol; pass one or the other")
     codebook_options = _codebook_options(codebook, codebook_error, codebook_bits, group_channels)
 
-    from sharescan.cli import collector_paused
+    from sharescan.cli import collector_paused, ends_with_command
 
     # The analysis pauses the collector itself; its imports and the report make no cycles either.
-    with collector_paused():
+    with collector_paused(resume=not ends_with_command()):
         from sharescan.analysis import DEFAULT_TOL, AnalysisOptions, analyze as run_analysis
         from sharescan.cli._progress import scan_progress
 
