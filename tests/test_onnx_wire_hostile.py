@@ -494,3 +494,28 @@ def test_a_small_json_document_left_in_the_stdout_buffer_reaches_the_pipe_from_t
     assert out.returncode == 0, out.stderr
     assert 0 < len(out.stdout) < 8192
     assert json.loads(out.stdout)["models"][0]["path"].endswith("mlp.onnx")
+
+
+def test_a_hundred_thousand_huge_dims_are_refused_at_once_with_a_short_message(tmp_path: Path) -> None:
+    # 900 KB of packed dims of 2^61: multiplying them all before the check took 16 s.
+    tensor = _len_field(1, _varint(1 << 61) * 100_000) + _int_field(2, 1) + _len_field(8, b"w") + _len_field(9, b"")
+    path = _write(tmp_path, _wire_model(tensor))
+    with pytest.raises(InputError, match="impossible dims") as refused:
+        load_model(str(path), 0, LoadOptions())
+    assert "(100000 dims)" in str(refused.value) and len(str(refused.value)) < 500
+
+
+def _model_with_location(location: bytes) -> bytes:
+    t = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", "P" * len(location)
+    data = helper.make_model(helper.make_graph([], "g", [], [], initializer=[t])).SerializeToString()
+    return data.replace(b"P" * len(location), location)
+
+
+@pytest.mark.parametrize(("location", "says"), [(b"w\xffxxxxxxxxx", "not UTF-8"), (b"a" * 5000, "cannot be resolved")], ids=["not-utf8", "too-long"])
+def test_an_external_data_path_that_is_not_utf8_or_too_long_is_one_input_error(location: bytes, says: str, tmp_path: Path) -> None:
+    path = _write(tmp_path, _model_with_location(location))
+    with pytest.raises(InputError, match=says) as refused:
+        load_model(str(path), 0, LoadOptions())
+    assert len(str(refused.value)) < 500

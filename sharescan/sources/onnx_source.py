@@ -186,8 +186,11 @@ def _checked_shape(tensor: Any, name: str, path: Path) -> tuple[int, ...]:
     bound = 1
     for d in shape:
         bound *= max(d, 1)
-    if any(d < 0 for d in shape) or bound > _MAX_ELEMENTS:
-        raise InputError(f"{path}: tensor {name!r} has impossible dims {list(shape)}; the file is corrupt: re-download or re-export the model")
+        # Checked at each dim: the product of 100,000 huge dims grows one big
+        # integer per step (16 s on a 900 KB file, quadratic in its size).
+        if d < 0 or bound > _MAX_ELEMENTS:
+            shown = list(shape) if len(shape) <= 8 else f"[{', '.join(map(str, shape[:8]))}, ... ({len(shape)} dims)]"
+            raise InputError(f"{path}: tensor {name!r} has impossible dims {shown}; the file is corrupt: re-download or re-export the model")
     return shape
 
 
@@ -296,12 +299,18 @@ class _ExternalFiles:
         known = self._checked.get(location)
         if known is not None:
             return known
+        if not isinstance(location, str):  # onnx's parse gives bytes for a location that is not UTF-8
+            raise InputError(f"{path}: external data path {location!r} of tensor {name!r} is not UTF-8; refusing to read it: re-export the model")
         if "\x00" in location:
             raise InputError(f"{path}: external data path {location!r} of tensor {name!r} holds a NUL byte; refusing to read it: re-export the model")
-        target = Path(os.path.realpath(folder / location))
+        try:
+            target = Path(os.path.realpath(folder / location))
+            exists = target.exists()
+        except OSError as e:  # a name too long for the file system, a loop of links
+            raise InputError(f"{path}: external data path {location[:80]!r} of tensor {name!r} cannot be resolved ({e.strerror}); re-export the model") from None
         if not location or os.path.isabs(location) or (folder != target.parent and folder not in target.parents):
             raise InputError(f"{path}: external data path {location!r} of tensor {name!r} leaves the model's folder; refusing to read it")
-        if not target.exists():
+        if not exists:
             raise InputError(f"{path}: external data file {location!r} of tensor {name!r} is missing; copy it next to the model")
         regular_file(target, f"{path}: external data file {location!r} of tensor {name!r}")
         self._checked[location] = found = (target, target.stat().st_size)
