@@ -344,7 +344,13 @@ def main() -> None:
         for k in sorted({min(k, len(listed)) for k in (125, 250, 500, len(listed))}):
             prefix = tmp / f"prefix{k}.txt"
             prefix.write_text("".join(str(zoo_dir / line) + "\n" for line in listed[:k]))
-            r = run(["zoo", str(prefix), "--json", "--scheduler", "none", "--store", str(tmp / f"prefix{k}.sqlite")])
+            # The faster of two fresh scans: one run's join moved by half a second with other work on the cores.
+            tries = []
+            for attempt in range(2):
+                store = tmp / f"prefix{k}-{attempt}.sqlite"
+                r = run(["zoo", str(prefix), "--json", "--scheduler", "none", "--store", str(store)])
+                tries.append((checked(r)["timing"]["join_seconds"], r))
+            r = min(tries, key=lambda t: t[0])[1]
             tm = checked(r)["timing"]
             scaling.append({"files": k, "wall_seconds": r.wall, "digest_seconds": tm.get("digest_seconds"), "join_seconds": tm.get("join_seconds"), "tensors_read": tm["tensors_read"],
                             "pairs_measured": tm.get("pairs_measured", 0), "measure_seconds": tm.get("measure_seconds", 0.0)})
@@ -354,7 +360,7 @@ def main() -> None:
             return round(float(np.polyfit(xs, np.log(np.maximum(values, 1e-3)), 1)[0]), 3)
 
         report["join_scaling"] = {
-            "command": "sharescan zoo prefixK.txt --json --scheduler none --store S (the first K lines of the manifest, fresh store)", "rows": scaling,
+            "command": "sharescan zoo prefixK.txt --json --scheduler none --store S (the first K lines of the manifest, fresh store; the faster join of 2 runs)", "rows": scaling,
             "join_exponent": growth([row["join_seconds"] for row in scaling]),
             "serial_exponent": growth([row["join_seconds"] - row["measure_seconds"] for row in scaling]),
             "measure_exponent": growth([row["measure_seconds"] for row in scaling]),
@@ -444,7 +450,8 @@ def projection(report: dict, files: int) -> dict:
     steps.append(f"join phase, in one process: {join_one:.1f} s for {largest['files']:,} files, growing as files^{exponent:.2f} (least squares over {', '.join(str(r['files']) for r in js['rows'])} files); "
                  f"at {target:,}: {join_one:.1f} s x ({target:,}/{largest['files']:,})^{exponent:.2f} = {join_fit_h:.1f} h (linear would be {join_linear_h:.1f} h)")
     steps.append(f"of it, the near search's exact distances ({largest['pairs_measured']:,} pairs, {measure_one:.1f} s, growing as files^{js['measure_exponent']:.2f}: {measure_h:.1f} h at {target:,}) "
-                 f"are measured on the workers, and the rest ({serial_one:.1f} s, growing as files^{js['serial_exponent']:.2f}: {serial_h:.1f} h) runs in the client")
+                 f"go to the workers at that size (a batch goes when its share of the work outweighs reopening the models on a worker: at 100,000 models, hours against minutes), "
+                 f"and the rest ({serial_one:.1f} s, growing as files^{js['serial_exponent']:.2f}: {serial_h:.1f} h) runs in the client")
     join_h = {w: serial_h + measure_h / w for w in (64, 256)}
     steps.append(f"expected time at W=64: {digest_hours[64] * 60:.1f} min of digests + {serial_h:.1f} h in the client + {measure_h:.1f} h / 64 on the workers = {digest_hours[64] + join_h[64]:.1f} h "
                  f"(W=256: {digest_hours[256] + join_h[256]:.1f} h), the client's part dominating; "
@@ -526,10 +533,13 @@ def markdown(r: dict) -> str:
             lines.append(f"| {t['models']:,} | {t['analyze_models_per_s_per_core_wall']:.2f} | {t['zoo_models_per_s_per_core_wall']:.2f} | {t['ratio_wall']:.2f} | {t['analyze_models_per_cpu_s']:.2f} | {t['zoo_models_per_cpu_s']:.2f} | {t['ratio_cpu']:.2f} |")
     dp = tp["digest_phase_only"]
     lines += ["", f"The part spread over the workers, the digests, runs at {dp['zoo_models_per_s_per_core_wall']:.1f} models/s/core ({dp['models']:,} files in {dp['seconds']:.1f} s on {WORKERS} workers); "
-              f"the join runs after it ({s['join_wall_seconds']:.1f} s of the {s['wall_seconds']:.1f} s): the near search's exact distances "
-              f"({s['timing'].get('pairs_measured', 0):,} pairs, {s['timing'].get('measure_seconds', 0.0):.1f} s) on the workers, everything else in the client process alone, "
-              "re-reading from the files every tensor a candidate needs (analyze has them mapped already). The client's part of the join, and the cluster's start, "
-              "are what keep the whole scan from the per-core floor: dividing by 2 cores charges them twice.", "",
+              f"the join runs after it ({s['join_wall_seconds']:.1f} s of the {s['wall_seconds']:.1f} s), in the client process: the near search's exact distances "
+              f"({s['timing'].get('pairs_measured', 0):,} pairs, {s['timing'].get('measure_seconds', 0.0):.1f} s, {s['timing'].get('pairs_on_workers', 0):,} of them sent to the workers: "
+              "for tensors this small reopening the models there costs more than measuring here), then everything else, "
+              "re-reading from the files every tensor a candidate needs (analyze has them mapped already). The join, the cluster's start and the client's share of the digests "
+              "(unpickling and storing 77 KB of digests a model) are what keep the whole scan from the per-core floor: dividing by 2 cores charges them twice. "
+              "For the floor, the scan on 2 cores would have to take 3/4 of the time one analyze process takes; its fixed costs (dask's import, the cluster's start) "
+              "and a join that does analyze's own search take more than that here.", "",
               f"Subset runs (wall s): zoo {sub['zoo_wall_seconds']}, analyze {sub['analyze_wall_seconds']}; medians used.", "",
               "## 4. Rescan", "", f"{rs['runs']} rescans with the same store: {rs['all_wall_seconds']} s (median {rs['median_wall_seconds']:.2f} s); "
               f"timing {rs['timing']}; same groups as the first scan: {'yes' if rs['same_groups'] else 'no'}.", "",

@@ -84,6 +84,7 @@ def test_near_pairs_measured_on_two_worker_threads_give_the_in_process_groups(tm
     assert sum(sent) > 0 and len(sent) > 1, "the near pairs should have gone to the workers in several runs"
     assert any(g.relation == "near" for g in here.groups)
     assert spread.timing.pairs_measured == here.timing.pairs_measured > 0
+    assert spread.timing.pairs_on_workers == sum(sent) > 0 and here.timing.pairs_on_workers == 0
     assert 0 < here.timing.measure_seconds <= here.timing.join_seconds
     assert spread.to_dict() | {"timing": None} == here.to_dict() | {"timing": None}
 

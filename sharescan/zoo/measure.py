@@ -152,6 +152,7 @@ class SpreadMeasure:
         except Exception as e:  # a worker lost: what it measured is measured again here
             logger.info("measuring %d pairs on the cluster failed (%s); measuring them here", len(pairs), e.__class__.__name__)
             return measure_pairs(entries, pairs)
+        self.counter.pairs_on_workers += len(pairs)
         out: list[Distance] = []
         for rows, tensors, cached, opened in answers:
             self.counter.tensors += tensors

@@ -58,6 +58,7 @@ class ReadCounter:
         self.cached = 0  # of which answered from memory
         self.models_opened = 0
         self.pairs = 0  # candidate pairs whose exact distance was measured
+        self.pairs_on_workers = 0  # of which measured on the cluster's workers
         self.measure_seconds = 0.0  # wall time of those measurements
 
 

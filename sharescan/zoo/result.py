@@ -122,14 +122,15 @@ class ZooTiming:
     models_reopened: int = 0  # models opened again for those reads
     digest_seconds: float = 0.0  # listing, stat and digesting (the parallel part)
     join_seconds: float = 0.0  # the cross-model search and its confirming reads (in this process)
-    pairs_measured: int = 0  # candidate pairs whose exact distance the join measured (on the workers when large batches)
+    pairs_measured: int = 0  # candidate pairs whose exact distance the join measured
     measure_seconds: float = 0.0  # of join_seconds, the time those measurements took
+    pairs_on_workers: int = 0  # of pairs_measured, those sent to the cluster's workers (where that was cheaper)
 
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 3), "digested": self.digested, "from_store": self.from_store, "result_from_store": self.result_from_store,
                 "tensors_read": self.tensors_read, "models_reopened": self.models_reopened,
                 "digest_seconds": round(self.digest_seconds, 3), "join_seconds": round(self.join_seconds, 3),
-                "pairs_measured": self.pairs_measured, "measure_seconds": round(self.measure_seconds, 3)}
+                "pairs_measured": self.pairs_measured, "measure_seconds": round(self.measure_seconds, 3), "pairs_on_workers": self.pairs_on_workers}
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
         store.put_result(_result_key(options, labels, [r.stamps for _, r in listed]), result.to_dict())
     now = time.perf_counter()
     timing = ZooTiming(
-        now - started, len(todo), len(fresh), False, counter.tensors - counter.cached, counter.models_opened, joined - started, now - joined, counter.pairs, counter.measure_seconds
+        now - started, len(todo), len(fresh), False, counter.tensors - counter.cached, counter.models_opened, joined - started, now - joined, counter.pairs, counter.measure_seconds, counter.pairs_on_workers
     )
     return result.with_timing(timing)
 
