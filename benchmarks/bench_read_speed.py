@@ -91,6 +91,9 @@ _PHASES = (
     "    def stop(self):\n"
     "        self.mark('after digest')\n"
     "timer = Timer()\n"
+    "import gc\n"
+    "if paused is not None:\n"
+    "    gc.disable()\n"  # as the command leaves it in a process that ends with it: no collection after the analysis
     "sharescan.analyze(sys.argv[1], progress=timer)\n"
     "timer.mark('')\n"
     "phases.pop('after digest', None)\n"
