@@ -84,3 +84,21 @@ def test_the_collector_resumes_after_analyze_unless_the_process_ends_with_it(tmp
     going_on = "import gc, sys\nfrom sharescan.cli import main\nmain(['analyze', sys.argv[1], '--json'])\nprint('collector', gc.isenabled(), file=sys.stderr)\n"
     out = subprocess.run([sys.executable, "-c", going_on, model], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stderr.splitlines()[-1] == "collector True"
+
+
+def test_a_stream_closed_at_start_keeps_the_exit_code_and_gives_no_traceback(tmp_path: Path) -> None:
+    """A stream closed when the process starts is None in Python: the early exit flushes only the open ones."""
+    script = str(Path(sys.executable).parent / "sharescan")
+    version = subprocess.run(f"{script} --version >&-", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and "Traceback" not in version.stderr, version.stderr
+    missing = subprocess.run(f"{script} analyze {tmp_path / 'missing.onnx'} 2>&-", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+
+
+def test_a_profiler_or_harness_that_runs_the_module_gets_control_back(tmp_path: Path) -> None:
+    profile = tmp_path / "x.prof"
+    subprocess.run([sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "sharescan", "--version"], cwd=ROOT, capture_output=True, timeout=60, check=True)
+    assert profile.exists() and profile.stat().st_size > 0, "python -m cProfile -m sharescan wrote no profile"
+    harness = "import runpy, sys\nsys.argv = ['sharescan', '--version']\ndef run():\n    runpy.run_module('sharescan', run_name='__main__')\nrun()\nprint('harness goes on')\n"
+    out = subprocess.run([sys.executable, "-c", harness], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[-1] == "harness goes on", (out.stdout, out.stderr)

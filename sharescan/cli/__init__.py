@@ -183,8 +183,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _script_top_level(caller: Any) -> bool:
-    """Whether ``caller`` is the module-level code of ``__main__`` (a function calling main() wants to go on)."""
-    return bool(caller.f_code.co_name == "<module>" and caller.f_globals.get("__name__") == "__main__")
+    """Whether ``caller`` is the module-level code of ``__main__`` run by the interpreter or by ``python -m``.
+
+    A function calling main() wants to go on, and so does whatever ran
+    ``__main__`` itself (a profiler's ``-m cProfile``, a harness's
+    ``runpy.run_module``): only runpy's frames may stand above it.
+    """
+    if caller.f_code.co_name != "<module>" or caller.f_globals.get("__name__") != "__main__":
+        return False
+    outer = caller.f_back
+    if outer is None:  # the interpreter ran it: the script, python -c
+        return True
+    import runpy  # already imported under python -m
+
+    while outer is not None:
+        if outer.f_code.co_filename not in ("<frozen runpy>", runpy.__file__):
+            return False
+        outer = outer.f_back
+    return True
 
 
 def _main(args: list[str]) -> None:
@@ -212,17 +228,16 @@ def _leave(code: object) -> NoReturn:
         code = 0
     if not isinstance(code, int) or threading.active_count() > 1:
         raise SystemExit(code)
+    streams = [s for s in (sys.stdout, sys.stderr) if s is not None]  # None: closed when the process started
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in streams:
+            stream.flush()
     except (OSError, ValueError):
         raise SystemExit(code) from None  # the usual exit reports a closed pipe as it always has
     atexit._run_exitfuncs()  # logging's flush, and any handler a caller registered
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+    for stream in streams:
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
     os._exit(code)
 
 
