@@ -249,8 +249,11 @@ def main() -> None:
     parser.add_argument("--skip-analyze-full", action="store_true", help="compare throughput on the subset only (analyze over the whole zoo in one process is the slowest step)")
     parser.add_argument("--render", action="store_true", help="only rewrite zoo.md from the zoo.json in --out")
     opts = parser.parse_args()
-    if opts.render:
-        (opts.out / "zoo.md").write_text(markdown(json.loads((opts.out / "zoo.json").read_text())))
+    if opts.render:  # the projection is arithmetic on the measured figures: recomputed with them
+        report = json.loads((opts.out / "zoo.json").read_text())
+        report["projection"] = projection(report, report["scan"]["models_ok"] + report["scan"]["skipped"])
+        (opts.out / "zoo.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        (opts.out / "zoo.md").write_text(markdown(report))
         return
     zoo_dir = (opts.zoo or CACHE / f"n{opts.n}-seed0").resolve()
     snapshot = tempfile.TemporaryDirectory()
@@ -447,20 +450,28 @@ def projection(report: dict, files: int) -> dict:
     serial_one, measure_one = join_one - largest["measure_seconds"], largest["measure_seconds"]
     serial_h = serial_one * scale ** js["serial_exponent"] / 3600
     measure_h = measure_one * scale ** js["measure_exponent"] / 3600
-    steps.append(f"join phase, in one process: {join_one:.1f} s for {largest['files']:,} files, growing as files^{exponent:.2f} (least squares over {', '.join(str(r['files']) for r in js['rows'])} files); "
-                 f"at {target:,}: {join_one:.1f} s x ({target:,}/{largest['files']:,})^{exponent:.2f} = {join_fit_h:.1f} h (linear would be {join_linear_h:.1f} h)")
-    steps.append(f"of it, the near search's exact distances ({largest['pairs_measured']:,} pairs, {measure_one:.1f} s, growing as files^{js['measure_exponent']:.2f}: {measure_h:.1f} h at {target:,}) "
+    steps.append(f"join phase, in one process: {join_one:.1f} s for {largest['files']:,} files (as a whole growing as files^{exponent:.2f}, least squares over "
+                 f"{', '.join(str(r['files']) for r in js['rows'])} files; linear would give {_span(join_linear_h)} at {target:,}); its two parts grow apart, so each is extrapolated on its own:")
+    steps.append(f"of it, the near search's exact distances ({largest['pairs_measured']:,} pairs, {measure_one:.1f} s, growing as files^{js['measure_exponent']:.2f}: {_span(measure_h)} at {target:,}) "
                  f"go to the workers at that size (a batch goes when its share of the work outweighs reopening the models on a worker: at 100,000 models, hours against minutes), "
-                 f"and the rest ({serial_one:.1f} s, growing as files^{js['serial_exponent']:.2f}: {serial_h:.1f} h) runs in the client")
-    join_h = {w: serial_h + measure_h / w for w in (64, 256)}
-    steps.append(f"expected time at W=64: {digest_hours[64] * 60:.1f} min of digests + {serial_h:.1f} h in the client + {measure_h:.1f} h / 64 on the workers = {digest_hours[64] + join_h[64]:.1f} h "
-                 f"(W=256: {digest_hours[256] + join_h[256]:.1f} h), the client's part dominating; "
+                 f"and the rest ({serial_one:.1f} s, growing as files^{js['serial_exponent']:.2f}: {_span(serial_h)}) runs in the client; "
+                 "extrapolated over two orders of magnitude from 125-1,006 files, so a rough figure")
+    reopen_h = target * 1e-3 / 3600  # each worker reopens the models its pairs lie in: ~1 ms a model (sharescan/zoo/measure.py)
+    join_h = {w: serial_h + measure_h / w + reopen_h for w in (64, 256)}
+    larger = "the client's part" if serial_h > measure_h / 64 + reopen_h else "the workers' part"
+    steps.append(f"expected time at W=64: {_span(digest_hours[64])} of digests + {_span(serial_h)} in the client + {_span(measure_h)} / 64 on the workers "
+                 f"+ {_span(reopen_h)} for each worker to reopen the models = {_span(digest_hours[64] + join_h[64])} "
+                 f"(W=256: {_span(digest_hours[256] + join_h[256])}), {larger} the larger; "
                  f"a rescan after adding 1% new models digests only those ({digest_hours[64] * 36:.1f} s at W=64) but joins everything again (the join has no incremental form)")
     steps.append(f"client memory for the join: the digests of every model at once, ~{shuffle_gb:.1f} GB (the store's digest bytes)")
     return {"models": target, "store_gb": round(store_gb, 2), "shuffle_gb": round(shuffle_gb, 2), "join_reads_gb": round(reads_gb, 1),
             "digest_hours": {str(w): round(h, 3) for w, h in digest_hours.items()}, "join_growth_exponent": round(exponent, 2), "join_reads": round(reads_at_target),
-            "join_hours": round(join_fit_h, 2), "join_hours_if_linear": round(join_linear_h, 2), "join_client_hours": round(serial_h, 2), "join_worker_hours": round(measure_h, 2),
+            "join_hours": round(serial_h + measure_h, 2), "join_hours_whole_fit": round(join_fit_h, 2), "join_hours_if_linear": round(join_linear_h, 2), "join_client_hours": round(serial_h, 2), "join_worker_hours": round(measure_h, 2),
             "expected_hours": {str(w): round(digest_hours[w] + h, 2) for w, h in join_h.items()}, "steps": steps}
+
+
+def _span(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.1f} min"
 
 
 def _yes(flag: bool) -> str:
