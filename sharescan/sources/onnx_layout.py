@@ -20,7 +20,7 @@ import mmap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["Layout", "read_layout"]
+__all__ = ["Layout", "read_layout", "read_varint", "WireError"]
 
 # Field numbers, from onnx.proto.
 _MODEL_GRAPH = 7
@@ -28,10 +28,11 @@ _GRAPH_INITIALIZER = 5
 _TENSOR_RAW_DATA = 9
 
 Layout = tuple[bytes, list[tuple[int, int] | None]]
+_UINT64_MASK = (1 << 64) - 1
 
 
-class _Malformed(Exception):
-    pass
+class WireError(Exception):
+    """The bytes are not protobuf wire format as these readers take it: the caller parses with onnx instead."""
 
 
 def read_layout(path: Path) -> Layout | None:
@@ -44,22 +45,23 @@ def read_layout(path: Path) -> Layout | None:
         raw: list[tuple[int, int] | None] = []
         stripped = _rewrite(data, 0, len(data), {_MODEL_GRAPH: lambda s, e: _rewrite(data, s, e, {_GRAPH_INITIALIZER: lambda s2, e2: _tensor(data, s2, e2, raw)})})
         return stripped, raw
-    except _Malformed:
+    except WireError:
         return None
     finally:
         data.close()
 
 
-def _varint(data: mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+def read_varint(data: bytes | mmap.mmap, pos: int, end: int) -> tuple[int, int]:
+    """The varint at ``pos`` (before ``end``) and the position after it."""
     value = shift = 0
     while True:
         if pos >= end or shift > 63:
-            raise _Malformed
+            raise WireError
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return value, pos
+            return value & _UINT64_MASK, pos  # protobuf keeps the low 64 bits
         shift += 7
 
 
@@ -80,22 +82,22 @@ def _fields(data: mmap.mmap, start: int, end: int) -> Iterator[tuple[int, int, i
     pos = start
     while pos < end:
         field_start = pos
-        key, pos = _varint(data, pos, end)
+        key, pos = read_varint(data, pos, end)
         key_end = pos
         number, wire = key >> 3, key & 7
         if wire == 0:
-            _, after = _varint(data, pos, end)
+            _, after = read_varint(data, pos, end)
         elif wire == 1:
             after = pos + 8
         elif wire == 2:
-            length, pos = _varint(data, pos, end)
+            length, pos = read_varint(data, pos, end)
             after = pos + length
         elif wire == 5:
             after = pos + 4
         else:  # groups (3, 4) are not used by onnx
-            raise _Malformed
+            raise WireError
         if after > end:
-            raise _Malformed
+            raise WireError
         yield number, wire, field_start, key_end, pos, after
         pos = after
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from sharescan.sources.onnx_layout import WireError, read_varint
+
 __all__ = ["parse_model", "NUMERIC_TYPES"]
 
 # TensorProto.DataType codes the loader turns into tensors (onnx_source.ONNX_DTYPES).
@@ -28,7 +30,6 @@ NUMERIC_TYPES = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 1
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 _INT64_SIGN = 1 << 63
 _UINT64 = 1 << 64
-_UINT64_MASK = _UINT64 - 1
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
 
@@ -125,36 +126,23 @@ def parse_model(data: bytes) -> Model | None:
         if model.graph is None:
             return None
         return model
-    except (_Unread, IndexError, UnicodeDecodeError, RecursionError):
+    except (_Unread, WireError, IndexError, UnicodeDecodeError, RecursionError):
         return None
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Unread
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value & _UINT64_MASK, pos  # protobuf keeps the low 64 bits
-        shift += 7
 
 
 def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value) of each field in [start, end): an int, or (start, end) of a length-delimited payload."""
     pos = start
     while pos < end:
-        key, pos = _varint(data, pos, end)
+        key, pos = read_varint(data, pos, end)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise _Unread
         value: Any
         if wire == _VARINT:
-            value, pos = _varint(data, pos, end)
+            value, pos = read_varint(data, pos, end)
         elif wire == _BYTES:
-            length, pos = _varint(data, pos, end)
+            length, pos = read_varint(data, pos, end)
             value = (pos, pos + length)
             pos += length
         elif wire == _FIXED64:
@@ -253,7 +241,7 @@ def _tensor(data: bytes, start: int, end: int) -> Tensor:
             if wire == _BYTES:
                 pos, stop = value
                 while pos < stop:
-                    dim, pos = _varint(data, pos, stop)
+                    dim, pos = read_varint(data, pos, stop)
                     tensor.dims.append(dim - _UINT64 if dim >= _INT64_SIGN else dim)
             else:
                 tensor.dims.append(_int(wire, value))
