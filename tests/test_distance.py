@@ -60,3 +60,16 @@ def test_pair_chunks_bound_pairs_and_elements_and_keep_every_pair_in_order(monke
     for c in chunks:
         assert 1 <= len(c) <= 5
         assert len(c) == 1 or sum(sizes[a] + sizes[b] for a, b, _ in c) <= 100
+
+
+def test_a_large_transposed_pair_measures_as_the_transpose_copied_out_bit_for_bit() -> None:
+    from sharescan.detect.common import distance_of
+
+    a = rng.standard_normal((300, 517)).astype(np.float32)  # over the row-table size, odd widths
+    a[0, :7] = 0
+    b = (a.T + np.float32(1e-3) * rng.standard_normal(a.T.shape).astype(np.float32)).astype(np.float32)
+    b[:5, 0] = np.float32(-0.0)
+    turned = distance_of(a, "float32", b, "float32", transposed=True)
+    copied = distance_of(np.ascontiguousarray(a.T), "float32", b, "float32")
+    assert (turned.max_abs, turned.diff_norm, turned.norm_a, turned.norm_b, turned.zero_signs) == (copied.max_abs, copied.diff_norm, copied.norm_a, copied.norm_b, copied.zero_signs)
+    assert turned.zero_signs == 5

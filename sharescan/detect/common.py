@@ -101,7 +101,15 @@ def distance_of(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtyp
     for start in range(0, x.shape[0], rows):
         xs, ys = x[start : start + rows], y[start : start + rows]
         xa, yb, diff = bx[: xs.size].reshape(xs.shape), by[: ys.size].reshape(ys.shape), bd[: xs.size].reshape(xs.shape)
-        np.copyto(xa, xs)  # float64, read through a transposed view's strides if need be
+        if transposed:
+            # A block of x's transpose is a slab of x's columns: copied as it
+            # lies first (whole cache lines of each row), then turned in cache.
+            # Read across x's rows directly, a 4096x4096 pair took 7x longer.
+            slab = _slab(xs.size, xs.dtype)[: xs.size].reshape(xs.T.shape)
+            np.copyto(slab, xs.T)
+            np.copyto(xa, slab.T)
+        else:
+            np.copyto(xa, xs)  # float64
         np.copyto(yb, ys)
         np.subtract(xa, yb, out=diff)
         sq += float(np.einsum("ij,ij->", diff, diff))
@@ -220,6 +228,16 @@ def _scratch(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if held is None or held[0].size < size:
         held = (np.empty(size), np.empty(size), np.empty(size))
         _buffers.blocks = held
+    return held
+
+
+def _slab(size: int, dtype: np.dtype) -> np.ndarray:
+    """A block of at least ``size`` elements of ``dtype``, kept by each thread (see ``_scratch``)."""
+    slabs: dict[np.dtype, np.ndarray] = getattr(_buffers, "slabs", None) or {}
+    _buffers.slabs = slabs
+    held = slabs.get(dtype)
+    if held is None or held.size < size:
+        held = slabs[dtype] = np.empty(size, dtype=dtype)
     return held
 
 
