@@ -150,3 +150,13 @@ def test_batches_cheaper_here_than_on_the_workers_stay_in_this_process(tmp_path:
     monkeypatch.setattr(measure, "_SECONDS_PER_ELEMENT", 1.0)
     spread(entries, pairs)
     assert len(runner.runs) > 1
+
+
+def test_near_pairs_measured_in_two_worker_processes_give_the_in_process_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Worker processes: runs, options and model references cross a process boundary, and each worker keeps its own open models.
+    _fine_tunes(tmp_path / "zoo")
+    _spread_everything(monkeypatch)
+    spread = scan_zoo(str(tmp_path / "zoo"), ZooOptions(workers=2, store=tmp_path / "spread.sqlite"))
+    here = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "here.sqlite"))
+    assert spread.timing.pairs_on_workers == spread.timing.pairs_measured > 0
+    assert spread.to_dict() | {"timing": None} == here.to_dict() | {"timing": None}
