@@ -20,9 +20,8 @@ import numpy as np
 import xxhash
 
 from sharescan.dtypes import DTYPES, to_float
-from sharescan.errors import InputError
 from sharescan.neighbors import axis_sample
-from sharescan.sources.mapped import FileRange, file_range
+from sharescan.sources.mapped import FileRange, file_range, pread_exactly
 from sharescan.table import TensorEntry
 
 __all__ = ["Digest", "compute_digests", "content_hash", "matrix_view", "GRID", "ROW_SAMPLE", "float_values"]
@@ -183,9 +182,7 @@ def _digest_streamed(entry: TensorEntry, where: FileRange) -> Digest | None:
         for start in range(0, where.nbytes, step):
             n = min(step, where.nbytes - start)
             chunk = full if n == step else whole[:n]
-            got = os.preadv(fd, [chunk], where.offset + start)
-            if got != n:
-                raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
+            pread_exactly(fd, chunk, where.offset + start, where)
             hasher.update(chunk)
             block = buf[:n].view(storage)
             if acc is not None:

@@ -73,3 +73,54 @@ def test_a_large_transposed_pair_measures_as_the_transpose_copied_out_bit_for_bi
     copied = distance_of(np.ascontiguousarray(a.T), "float32", b, "float32")
     assert (turned.max_abs, turned.diff_norm, turned.norm_a, turned.norm_b, turned.zero_signs) == (copied.max_abs, copied.diff_norm, copied.norm_a, copied.norm_b, copied.zero_signs)
     assert turned.zero_signs == 5
+
+
+def test_large_tensors_streamed_through_buffers_give_the_analysis_of_whole_reads(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Near pairs, scaled candidates and permutation invariants read large tensors a block at a time: same groups, same errors."""
+    import sharescan
+    import sharescan.detect.common as common
+    from sharescan.detect import scaled
+    from tests.helpers import save_safetensors
+
+    w = rng.standard_normal((96, 80)).astype(np.float32)
+    v = rng.standard_normal((96, 80)).astype(np.float32)
+    tensors = {  # names sort in file order: w is kept, each other a copy of it or of v
+        "a_w": w,
+        "b_scaled": (w * np.float32(2.5)).astype(np.float32),
+        "c_near": (w + np.float32(1e-4) * rng.standard_normal(w.shape).astype(np.float32)).astype(np.float32),
+        "d_v": v,
+        "e_permuted": np.ascontiguousarray(v[rng.permutation(96)][:, rng.permutation(80)]),
+        "f_other": rng.standard_normal((96, 80)).astype(np.float32),
+    }
+    path = save_safetensors(tmp_path / "m.safetensors", tensors)
+
+    def analysed() -> list[dict]:
+        return [g.to_dict() for g in sharescan.analyze(str(path)).groups]
+
+    whole = analysed()
+    streamed: list[str] = []
+    real = common.flat_blocks
+
+    def watched(entry, elements=1 << 20):  # type: ignore[no-untyped-def]
+        if common.file_range(entry.read) is not None and entry.nbytes >= common._STREAM_BYTES:
+            streamed.append(entry.name)
+        return real(entry, elements)
+
+    real_distance = common.streamed_distance
+    streamed_pairs: list[tuple[str, str]] = []
+
+    def watched_distance(a, b, block=1 << 16):  # type: ignore[no-untyped-def]
+        d = real_distance(a, b, block)
+        if d is not None:
+            streamed_pairs.append((a.name, b.name))
+        return d
+
+    monkeypatch.setattr(common, "_STREAM_BYTES", 1024)  # every tensor here is "large"
+    monkeypatch.setattr(common, "streamed_distance", watched_distance)
+    monkeypatch.setattr(common, "flat_blocks", watched)
+    monkeypatch.setattr(scaled, "flat_blocks", watched)
+    monkeypatch.setattr(scaled, "_BLOCK", 1000)  # several blocks a tensor, one not a multiple of a row
+    assert analysed() == whole
+    assert streamed, "no tensor was streamed"
+    assert ("a_w", "c_near") in streamed_pairs, streamed_pairs
+    assert {g["relation"] for g in whole} >= {"scaled", "near", "permuted"}

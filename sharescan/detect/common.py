@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,9 +13,10 @@ import numpy.typing as npt
 
 from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
+from sharescan.sources.mapped import file_range, pread_exactly
 from sharescan.table import TensorEntry
 
-__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs", "pair_chunks"]
+__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs", "pair_chunks", "flat_blocks", "row_blocks", "element_at", "streamed_distance"]
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -95,11 +97,20 @@ def distance_of(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtyp
     if x.size <= _ROW_ELEMENTS:
         return _row_distances([(x, y)])[0]
     rows = max(1, block // max(x.shape[1], 1))
-    bx, by, bd = _scratch(min(rows, x.shape[0]) * x.shape[1])
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, x.shape[0], rows):
+            yield x[start : start + rows], y[start : start + rows]
+
+    return _blocked_distance(blocks(), min(rows, x.shape[0]) * x.shape[1], transposed)
+
+
+def _blocked_distance(blocks: Iterator[tuple[np.ndarray, np.ndarray]], size: int, transposed: bool = False) -> Distance:
+    """The distance summed over blocks of rows (x's and y's, float values of at most ``size`` elements, x's a transposed view if ``transposed``)."""
+    bx, by, bd = _scratch(size)
     max_abs = sq = sq_a = sq_b = 0.0
     zero_signs = 0
-    for start in range(0, x.shape[0], rows):
-        xs, ys = x[start : start + rows], y[start : start + rows]
+    for xs, ys in blocks:
         xa, yb, diff = bx[: xs.size].reshape(xs.shape), by[: ys.size].reshape(ys.shape), bd[: xs.size].reshape(xs.shape)
         if transposed:
             # A block of x's transpose is a slab of x's columns: copied as it
@@ -122,6 +133,97 @@ def distance_of(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtyp
             if zero.any():
                 zero_signs += int(np.count_nonzero(zero & (yb == 0) & (np.signbit(xa) != np.signbit(yb))))
     return Distance(max_abs, math.sqrt(sq), math.sqrt(sq_a), math.sqrt(sq_b), zero_signs)
+
+
+# Pairs of tensors this large (each), stored in C order in their files, are
+# measured by reading both a block of rows at a time into reused buffers:
+# mapped whole, both stayed resident through the pair (two fine-tunes'
+# 131 MB embeddings: 262 MB of the process's memory for one comparison).
+_STREAM_BYTES = 16 << 20
+
+
+def streamed_distance(a: TensorEntry, b: TensorEntry, block: int = 1 << 16) -> Distance | None:
+    """``distance(a, b)`` read through buffers, the same blocks and sums; None when a or b cannot be streamed (or is small)."""
+    wa, wb = file_range(a.read), file_range(b.read)
+    if wa is None or wb is None or a.shape != b.shape or len(a.shape) < 2 or min(wa.nbytes, wb.nbytes) < _STREAM_BYTES:
+        return None
+    sa, sb = np.dtype(DTYPES[a.dtype].storage), np.dtype(DTYPES[b.dtype].storage)
+    n_rows, cols = a.shape[0], a.numel // a.shape[0]
+    rows = max(1, block // max(cols, 1))
+    buf_a, buf_b = _stream_buffers(rows * cols * sa.itemsize, rows * cols * sb.itemsize)
+    fd_a, fd_b = os.open(wa.path, os.O_RDONLY), os.open(wb.path, os.O_RDONLY)
+
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for start in range(0, n_rows, rows):
+            k = min(rows, n_rows - start)
+            raw_a, raw_b = buf_a[: k * cols * sa.itemsize], buf_b[: k * cols * sb.itemsize]
+            pread_exactly(fd_a, memoryview(raw_a.data), wa.offset + start * cols * sa.itemsize, wa)
+            pread_exactly(fd_b, memoryview(raw_b.data), wb.offset + start * cols * sb.itemsize, wb)
+            yield float_values(raw_a.view(sa), a.dtype).reshape(k, cols), float_values(raw_b.view(sb), b.dtype).reshape(k, cols)
+
+    try:
+        return _blocked_distance(blocks(), min(rows, n_rows) * cols)
+    finally:
+        os.close(fd_a)
+        os.close(fd_b)
+
+
+def flat_blocks(entry: TensorEntry, elements: int = 1 << 20) -> Iterator[np.ndarray]:
+    """The entry's elements in order (storage dtype, flat), ``elements`` at a time.
+
+    A large tensor stored in C order in its file is read through a buffer of
+    its own (each block is overwritten by the next: keep none), so a pass
+    over it leaves nothing resident; any other is read once.
+    """
+    where = file_range(entry.read)
+    if where is None or where.nbytes < _STREAM_BYTES:
+        flat = entry.read().reshape(-1)
+        for start in range(0, flat.size, elements):
+            yield flat[start : start + elements]
+        return
+    storage = np.dtype(DTYPES[entry.dtype].storage)
+    buf = np.empty(elements * storage.itemsize, dtype=np.uint8)
+    fd = os.open(where.path, os.O_RDONLY)
+    try:
+        for start in range(0, entry.numel, elements):
+            raw = buf[: min(elements, entry.numel - start) * storage.itemsize]
+            pread_exactly(fd, memoryview(raw.data), where.offset + start * storage.itemsize, where)
+            yield raw.view(storage)
+    finally:
+        os.close(fd)
+
+
+def row_blocks(entry: TensorEntry, rows: int) -> Iterator[np.ndarray]:
+    """The entry as its (rows, rest) matrix, ``rows`` rows at a time (storage dtype; streamed as ``flat_blocks``)."""
+    cols = entry.numel // entry.shape[0] if entry.shape and entry.shape[0] else max(entry.numel, 1)
+    per_read = max(1, (1 << 20) // max(cols, 1) // rows) * rows
+    for flat in flat_blocks(entry, per_read * cols):
+        matrix = flat.reshape(-1, cols)
+        for start in range(0, len(matrix), rows):
+            yield matrix[start : start + rows]
+
+
+def element_at(entry: TensorEntry, k: int) -> np.ndarray:
+    """Element ``k`` (flat, C order) of the entry, as a one-element array of its storage dtype."""
+    where = file_range(entry.read)
+    if where is None:
+        return entry.read().reshape(-1)[k : k + 1]
+    storage = np.dtype(DTYPES[entry.dtype].storage)
+    one = np.empty(1, dtype=storage)
+    fd = os.open(where.path, os.O_RDONLY)
+    try:
+        pread_exactly(fd, memoryview(one.view(np.uint8).data), where.offset + k * storage.itemsize, where)
+    finally:
+        os.close(fd)
+    return one
+
+
+def _stream_buffers(a_bytes: int, b_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two byte buffers of at least these sizes, kept by each thread (see ``_scratch``)."""
+    held: tuple[np.ndarray, np.ndarray] | None = getattr(_buffers, "streams", None)
+    if held is None or held[0].nbytes < a_bytes or held[1].nbytes < b_bytes:
+        held = _buffers.streams = (np.empty(max(a_bytes, b_bytes), dtype=np.uint8), np.empty(max(a_bytes, b_bytes), dtype=np.uint8))
+    return held
 
 
 def _operands(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtype: str, transposed: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -273,10 +375,20 @@ def measure_pairs(entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list
                 held -= cache.popitem(last=False)[1].nbytes
         return array
 
-    out: list[Distance] = []
-    for chunk in pair_chunks(pairs, lambda i: entries[i].numel):
-        out.extend(distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk]))
-    return out
+    out: list[Distance | None] = [None] * len(pairs)
+    rest: list[int] = []
+    for k, (a, b, t) in enumerate(pairs):
+        d = None if t else streamed_distance(entries[a], entries[b])
+        if d is None:
+            rest.append(k)
+        else:
+            out[k] = d
+    for chunk in pair_chunks([pairs[k] for k in rest], lambda i: entries[i].numel):
+        measured = distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk])
+        for k, d in zip(rest[: len(chunk)], measured):
+            out[k] = d
+        rest = rest[len(chunk) :]
+    return [d for d in out if d is not None]
 
 
 # Pairs measured together: their small tensors are converted to float64 at

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from sharescan.detect import permute_match
-from sharescan.detect.common import bits, relative_error
+from sharescan.detect.common import bits, relative_error, row_blocks
 from sharescan.detect.relation import BaseRelation, Ledger, Rebuild, Scope
 from sharescan.digest import Digest, content_hash, float_values
 from sharescan.dtypes import DTYPES
@@ -98,7 +98,7 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
         sketches: dict[int, np.ndarray] = {}
         totals: dict[int, int] = {}
         for i in members:
-            totals[i], sketch = _invariants(entries[i].read(), dtype, near)
+            totals[i], sketch = _invariants(entries[i], near)
             if sketch is not None:
                 sketches[i] = sketch
         # Permuted copies hold the same elements, so the same total of their
@@ -108,7 +108,7 @@ def find_permuted(entries: Sequence[TensorEntry], units: Sequence[int], digests:
         for i in members:
             if shared[totals[i]] < 2:
                 continue
-            row_sums, col_sums = _line_sums(entries[i].read())
+            row_sums, col_sums = _line_sums(entries[i])
             key = (content_hash(np.sort(row_sums)), content_hash(np.sort(col_sums)))
             buckets.setdefault(key, []).append((i, col_sums))  # rows are matched by their bytes
         found = []
@@ -248,43 +248,45 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _invariants(array: np.ndarray, dtype: str, with_sketch: bool) -> tuple[int, np.ndarray | None]:
+def _invariants(entry: TensorEntry, with_sketch: bool) -> tuple[int, np.ndarray | None]:
     """What no row or column permutation changes, in one pass over the tensor.
 
     The sum (mod 2^64) of the elements' bits, and with ``with_sketch``
     ``permute_match.sketch`` of the values: sorted row norms, then sorted
     column norms. Blocks of rows small enough to stay in cache are widened
-    to float64 one at a time, never the whole tensor.
+    to float64 one at a time, never the whole tensor (nor is a large one
+    mapped whole: ``row_blocks`` streams it).
     """
-    raw = bits(array)
-    rows, cols = raw.shape
+    rows, cols = entry.shape
     total = np.uint64(0)
     row_sq = np.empty(rows)
     col_sq = np.zeros(cols)
     step = max(1, _SCAN_ELEMENTS // max(1, cols))
-    for start in range(0, rows, step):
-        total += raw[start : start + step].sum(dtype=np.uint64)
+    start = 0
+    for block in row_blocks(entry, step):
+        total += bits(block).sum(dtype=np.uint64)
         if with_sketch:
-            x = float_values(array[start : start + step], dtype).astype(np.float64)
+            x = float_values(block, entry.dtype).astype(np.float64)
             x *= x
-            row_sq[start : start + step] = x.sum(axis=1)
+            row_sq[start : start + len(block)] = x.sum(axis=1)
             col_sq += x.sum(axis=0)
+        start += len(block)
     if not with_sketch:
         return int(total), None
     return int(total), np.concatenate([np.sort(np.sqrt(row_sq)), np.sort(np.sqrt(col_sq))])
 
 
-def _line_sums(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _line_sums(entry: TensorEntry) -> tuple[np.ndarray, np.ndarray]:
     """Per-row and per-column sums (mod 2^64) of the elements' mixed bits."""
-    raw = bits(array)
-    rows, cols = raw.shape
+    rows, cols = entry.shape
     row_sums = np.empty(rows, dtype=np.uint64)
     col_sums = np.zeros(cols, dtype=np.uint64)
-    step = max(1, _CHUNK_ELEMENTS // cols)
-    for start in range(0, rows, step):
-        mixed = _mix(raw[start : start + step].astype(np.uint64))
-        row_sums[start : start + step] = mixed.sum(axis=1, dtype=np.uint64)
+    start = 0
+    for block in row_blocks(entry, max(1, _CHUNK_ELEMENTS // cols)):
+        mixed = _mix(bits(block).astype(np.uint64))
+        row_sums[start : start + len(block)] = mixed.sum(axis=1, dtype=np.uint64)
         col_sums += mixed.sum(axis=0, dtype=np.uint64)
+        start += len(block)
     return row_sums, col_sums
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sharescan.detect.common import same_bytes
+from sharescan.detect.common import element_at, flat_blocks, same_bytes
 from sharescan.detect.relation import BaseRelation, Rebuild, Scope
 from sharescan.detect.search import direction_pairs
 from sharescan.digest import Digest
@@ -35,14 +35,34 @@ def scale_exactly(array: np.ndarray, dtype: str, c: float) -> np.ndarray:
     return np.multiply(array, np.array(c, dtype=dt.storage), dtype=dt.storage)
 
 
-def _ratio(a: np.ndarray, b: np.ndarray, dtype: str) -> float | None:
-    fa = to_float(a, dtype).reshape(-1)
-    fb = to_float(b, dtype).reshape(-1)
-    k = int(np.argmax(np.abs(fa)))
-    if fa[k] == 0:
+# Elements taken at a time: the largest magnitude is found, and a candidate
+# factor checked, a block at a time, with no temporaries of the tensor's size
+# (a pair of 65 MB embeddings took 210 MB more at once), and a pair that is
+# not a scaled copy, as most candidates are, is left at its first block.
+_BLOCK = 1 << 20
+
+
+def _ratio(a: TensorEntry, b: TensorEntry) -> float | None:
+    """other / rep at rep's largest-magnitude element (the first of equal ones); None where that says no scaled copy."""
+    k, largest, start = 0, -1.0, 0
+    for block in flat_blocks(a, _BLOCK):
+        magnitudes = np.abs(to_float(block, a.dtype))
+        at = int(np.argmax(magnitudes))
+        if float(magnitudes[at]) > largest:  # strictly: the first of equal maxima, as one argmax over the whole
+            k, largest = start + at, float(magnitudes[at])
+        start += len(block)
+    va, vb = float(to_float(element_at(a, k), a.dtype)[0]), float(to_float(element_at(b, k), b.dtype)[0])
+    if va == 0:
         return None
-    c = float(fb[k]) / float(fa[k])
+    c = vb / va
     return c if np.isfinite(c) and c not in (0.0, 1.0, -1.0) else None
+
+
+def _scales_to(rep: TensorEntry, other: TensorEntry, c: float) -> bool:
+    """Whether ``scale_exactly(rep, dtype, c)`` is ``other`` bit for bit, checked a block at a time."""
+    if rep.shape != other.shape:
+        return False
+    return all(same_bytes(scale_exactly(r, rep.dtype, c), o) for r, o in zip(flat_blocks(rep, _BLOCK), flat_blocks(other, _BLOCK)))
 
 
 def find_scaled(entries: Sequence[TensorEntry], units: Sequence[int], digests: Mapping[int, Digest]) -> list[Group]:
@@ -52,14 +72,13 @@ def find_scaled(entries: Sequence[TensorEntry], units: Sequence[int], digests: M
         if a in claimed or b in claimed:
             continue
         dtype = entries[a].dtype
-        rep, other = entries[a].read(), entries[b].read()
-        c = _ratio(rep, other, dtype)
+        c = _ratio(entries[a], entries[b])
         if c is None:
             continue
         # The ratio of two rounded values can miss the true factor by one unit
         # in the last place: the rounded ratio's neighbours are tried too.
         for c_stored in neighbours(c, dtype):
-            if same_bytes(scale_exactly(rep, dtype, c_stored), other):
+            if _scales_to(entries[a], entries[b], c_stored):
                 partners.setdefault(a, []).append((b, c_stored))
                 claimed.add(b)
                 break

@@ -21,7 +21,7 @@ import numpy as np
 
 from sharescan.errors import InputError
 
-__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "FileWindow"]
+__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "FileWindow", "pread_exactly"]
 
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
@@ -46,6 +46,16 @@ class FileRange:
     path: Path
     offset: int  # first byte of the tensor in the file
     nbytes: int
+
+
+def pread_exactly(fd: int, into: memoryview, offset: int, where: FileRange) -> None:
+    """Fill ``into`` from byte ``offset`` of the open file ``fd`` (``where`` names it in the error).
+
+    Raises:
+        InputError: the file ends before (it changed since it was opened).
+    """
+    if os.preadv(fd, [into], offset) != len(into):
+        raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
 
 
 class MappedRead:
