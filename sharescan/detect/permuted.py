@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from sharescan.detect import permute_match
-from sharescan.detect.common import bits, relative_error, row_blocks
+from sharescan.detect.common import bits, relative_error, row_blocks, streamed_distance
 from sharescan.detect.relation import BaseRelation, Ledger, Rebuild, Scope
 from sharescan.digest import Digest, content_hash, float_values
 from sharescan.dtypes import DTYPES
@@ -160,13 +160,13 @@ def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: M
         if i in placed or j in placed or j in copies:
             continue
         limit = tol * max(digests[i].norm, digests[j].norm)
-        copy = float_values(entries[j].read(), entries[j].dtype)
-        if _near_as_it_stands(digests[i], digests[j], entries[i], copy, tol):
+        if _near_as_it_stands(digests[i], digests[j], entries[i], entries[j], tol):
             # The near relation's, with no index to store. j is set aside for good:
             # in a zoo of fine-tunes every copy is near every other, and trying
             # each remaining pair again would cost a full comparison per pair.
             placed.add(j)
             continue
+        copy = float_values(entries[j].read(), entries[j].dtype)
         if not all(permute_match.code_screen(codes(i, axis), copy, axis, limit) for axis in (0, 1)):
             continue
         kept = prepare(i)
@@ -185,14 +185,20 @@ def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: M
     return groups
 
 
-def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, copy: np.ndarray, tol: float) -> bool:
-    """Whether copy is within tol of kept with no permutation: the grid samples first, then the whole tensors."""
+def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, other: TensorEntry, tol: float) -> bool:
+    """Whether other is within tol of kept with no permutation: the grid samples first, then the whole tensors."""
     if a.grid is not None and b.grid is not None:
         ga, gb = a.grid.astype(np.float64).ravel(), b.grid.astype(np.float64).ravel()
         # Same shape, same sampled positions: unrelated or permuted tensors sit near sqrt(2) apart.
         if float(relative_error(np.linalg.norm(ga - gb), np.linalg.norm(ga), np.linalg.norm(gb))) > _SAMPLE_SLACK * tol:
             return False
+    # Large tensors are read through buffers, in the blocks and sums below (a
+    # zoo of fine-tunes stops here for most pairs: neither is held whole).
+    streamed = streamed_distance(kept, other, _SCAN_ELEMENTS)
+    if streamed is not None:
+        return streamed.relative <= tol
     values = float_values(kept.read(), kept.dtype)
+    copy = float_values(other.read(), other.dtype)
     # float64 a block of rows at a time: two whole float64 copies cost more than the sums.
     sq = np.zeros(3)
     step = max(1, _SCAN_ELEMENTS // max(1, values.shape[1]))
