@@ -9,9 +9,10 @@ them open for the join's next runs. Each distance is the same computation
 on the same bytes as in one process, so the groups do not depend on where
 pairs were measured.
 
-Small batches, and any batch when no cluster runs, are measured here. A run
-a worker fails to return (the worker died) is measured here too; a model
-that changed since it was digested is said as it is in one process.
+A batch that costs less here than on the workers (the estimate below), and
+any batch when no cluster runs, is measured here. A run a worker fails to
+return (the worker died) is measured here too; a model that changed since
+it was digested is said as it is in one process.
 """
 
 from __future__ import annotations
