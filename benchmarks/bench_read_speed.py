@@ -363,7 +363,7 @@ def markdown(rows: list[dict], meta: dict, before: dict | None) -> str:
             f"| {r['peak_rss_bytes'] / MiB:,.0f} MiB | {100 * r['rss_fraction_of_largest']:.1f}% | {r['floor_ratio']:g}x, RSS < 25% | {'yes' if r['met'] else 'no'} |"
         )
     if before is not None:
-        lines += ["", f"Before (the same script with `--tree` on an export of commit {before['commit']}, the same files, measured in the same session). "
+        lines += ["", f"Before (the same script with `--tree` on an export of commit {before['commit']}, the same files, measured on the same machine the same hour). "
                   "Detectors changed between the two commits as well; the last column (one run each, from the split below) is the loaders' and the scan's own share.", "",
                   "| file | cat s | analyze s | ratio | --exact ratio | peak RSS | % of largest file | load + digest s: before -> now |", "|---|---|---|---|---|---|---|---|"]
         now = {r["case"]: r for r in rows}
