@@ -439,7 +439,7 @@ def projection(report: dict, files: int) -> dict:
     reads_gb = reads_at_target * mean_tensor_bytes / 1e9
     steps.append(f"confirming reads in the join: {largest['tensors_read']:,} tensors for {largest['files']:,} files, growing as files^{js['reads_exponent']:.2f}: "
                  f"{largest['tensors_read']:,} x ({target:,}/{largest['files']:,})^{js['reads_exponent']:.2f} = {reads_at_target:,.0f} reads x ~{mean_tensor_bytes / 1024:.0f} KiB mean tensor = {reads_gb:,.0f} GB "
-                 "read by the client from model storage (the crowds of near fine-tunes are confirmed tensor by tensor)")
+                 "read from model storage, by the client or, for the near pairs sent to them, by the workers (the crowds of near fine-tunes are confirmed tensor by tensor)")
     digest_hours = {w: target * digest_core_s / w / 3600 for w in (64, 256)}
     steps.append(f"digest phase: {digest_core_s:.4f} worker-seconds per model (digest {digest_s:.1f} s x {WORKERS} workers / {files} files) x {target:,} / W worker cores: "
                  + ", ".join(f"W={w}: {h * 60:.1f} min" for w, h in digest_hours.items()) + f" (models of ~340 KB: {target * 340e3 / 1e9:.0f} GB to read; digest cost grows with a model's bytes)")
