@@ -93,9 +93,9 @@ def distance_of(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtyp
     cache through the block's passes (a million per block went to memory
     and back for each of them: twice the time).
     """
+    if x_stored.size <= _ROW_ELEMENTS:
+        return distances_of([(x_stored, x_dtype, y_stored, y_dtype, transposed)])[0]
     x, y = _operands(x_stored, x_dtype, y_stored, y_dtype, transposed)
-    if x.size <= _ROW_ELEMENTS:
-        return _row_distances([(x, y)])[0]
     rows = max(1, block // max(x.shape[1], 1))
 
     def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -147,25 +147,10 @@ def streamed_distance(a: TensorEntry, b: TensorEntry, block: int = 1 << 16) -> D
     wa, wb = file_range(a.read), file_range(b.read)
     if wa is None or wb is None or a.shape != b.shape or len(a.shape) < 2 or min(wa.nbytes, wb.nbytes) < _STREAM_BYTES:
         return None
-    sa, sb = np.dtype(DTYPES[a.dtype].storage), np.dtype(DTYPES[b.dtype].storage)
-    n_rows, cols = a.shape[0], a.numel // a.shape[0]
+    cols = a.numel // a.shape[0]
     rows = max(1, block // max(cols, 1))
-    buf_a, buf_b = _stream_buffers(rows * cols * sa.itemsize, rows * cols * sb.itemsize)
-    fd_a, fd_b = os.open(wa.path, os.O_RDONLY), os.open(wb.path, os.O_RDONLY)
-
-    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for start in range(0, n_rows, rows):
-            k = min(rows, n_rows - start)
-            raw_a, raw_b = buf_a[: k * cols * sa.itemsize], buf_b[: k * cols * sb.itemsize]
-            pread_exactly(fd_a, memoryview(raw_a.data), wa.offset + start * cols * sa.itemsize, wa)
-            pread_exactly(fd_b, memoryview(raw_b.data), wb.offset + start * cols * sb.itemsize, wb)
-            yield float_values(raw_a.view(sa), a.dtype).reshape(k, cols), float_values(raw_b.view(sb), b.dtype).reshape(k, cols)
-
-    try:
-        return _blocked_distance(blocks(), min(rows, n_rows) * cols)
-    finally:
-        os.close(fd_a)
-        os.close(fd_b)
+    blocks = ((float_values(x, a.dtype), float_values(y, b.dtype)) for x, y in zip(row_blocks(a, rows), row_blocks(b, rows)))
+    return _blocked_distance(blocks, min(rows, a.shape[0]) * cols)
 
 
 def flat_blocks(entry: TensorEntry, elements: int = 1 << 20) -> Iterator[np.ndarray]:
@@ -218,14 +203,6 @@ def element_at(entry: TensorEntry, k: int) -> np.ndarray:
     return one
 
 
-def _stream_buffers(a_bytes: int, b_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two byte buffers of at least these sizes, kept by each thread (see ``_scratch``)."""
-    held: tuple[np.ndarray, np.ndarray] | None = getattr(_buffers, "streams", None)
-    if held is None or held[0].nbytes < a_bytes or held[1].nbytes < b_bytes:
-        held = _buffers.streams = (np.empty(max(a_bytes, b_bytes), dtype=np.uint8), np.empty(max(a_bytes, b_bytes), dtype=np.uint8))
-    return held
-
-
 def _operands(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtype: str, transposed: bool) -> tuple[np.ndarray, np.ndarray]:
     x = float_values(x_stored, x_dtype)
     y = float_values(y_stored, y_dtype)
@@ -238,17 +215,6 @@ def _operands(x_stored: np.ndarray, x_dtype: str, y_stored: np.ndarray, y_dtype:
 # 50k of its 74k pairs). A single pair of them is one such row too, so a
 # pair's distance is the same bits alone or in a batch.
 _ROW_ELEMENTS = 1 << 14
-
-
-def _row_distances(operands: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[Distance]:
-    """Distances of pairs (x, y) of one element count (at most ``_ROW_ELEMENTS``), each pair a row."""
-    n = operands[0][0].size
-    table = np.empty((2 * len(operands), n))
-    for r, (x, y) in enumerate(operands):
-        np.copyto(table[2 * r].reshape(x.shape), x)  # float64, read through a transposed view's strides if need be
-        np.copyto(table[2 * r + 1].reshape(y.shape), y)
-    index = np.arange(2 * len(operands))
-    return _table_distances(table, index[0::2], index[1::2])
 
 
 def _table_distances(table: np.ndarray, ia: np.ndarray, ib: np.ndarray, block: int = 1 << 16) -> list[Distance]:
@@ -356,8 +322,8 @@ PairMeasure = Callable[[Sequence[TensorEntry], Sequence[Pair]], list[Distance]]
 _BATCH_CACHE_BYTES = 64 << 20
 
 
-def measure_pairs(entries: Sequence[TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
-    """The exact distance of each pair, in this process (``PairMeasure``)."""
+def measure_pairs(entries: Sequence[TensorEntry] | Mapping[int, TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
+    """The exact distance of each pair, in this process (``PairMeasure``; ``entries`` may hold only the pairs' entries)."""
     cache: OrderedDict[int, np.ndarray] = OrderedDict()
     held = 0
 

@@ -7,8 +7,8 @@ exactly as ``sharescan.analyze`` runs them. Each detector joins digests
 samples), never all pairs, and reads a tensor only to confirm a candidate:
 that read reopens the one model it lies in (many recently opened models are
 kept), so the zoo's tensors are never all in memory. The near search's exact
-distances, most of a zoo's join, are measured on the cluster's workers
-(``measure``). Same entries, same digests, same detectors, same distances:
+distances, most of a zoo's join, go to the cluster's workers where that is
+cheaper than here (``measure``). Same entries, same digests, same detectors, same distances:
 the same groups and byte accounting as ``sharescan.analyze`` over the same
 models.
 """

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sharescan.detect.common import Distance, Pair, distances_of, measure_pairs, pair_chunks
+from sharescan.detect.common import Distance, Pair, measure_pairs
 from sharescan.errors import InputError
 from sharescan.sources import LoadOptions
 from sharescan.table import TensorEntry
@@ -59,8 +59,7 @@ class PairRun:
     join: str  # the join it belongs to: a worker keeps its open models for the join's later runs
     options: LoadOptions
     models: dict[int, ModelRef]  # every model the run's tensors lie in
-    tensors: dict[int, tuple[int, int, str]]  # entry -> (model, position in the model, dtype)
-    sizes: dict[int, int]  # entry -> elements
+    tensors: dict[int, tuple[int, int, str, tuple[int, ...]]]  # entry -> (model, position in the model, dtype, shape)
     pairs: tuple[Pair, ...]
 
 
@@ -81,16 +80,11 @@ def measure_run(run: PairRun) -> tuple[np.ndarray, int, int, int]:
     reopener = _worker_join[1]
     reopener.models.update(run.models)
     before = (reopener.counter.tensors, reopener.counter.cached, reopener.counter.models_opened)
-    out = np.empty((len(run.pairs), 5))
-    start = 0
-    for chunk in pair_chunks(run.pairs, lambda i: run.sizes[i]):
-        items = []
-        for a, b, transposed in chunk:
-            (ka, pa, da), (kb, pb, db) = run.tensors[a], run.tensors[b]
-            items.append((reopener.read(ka, pa), da, reopener.read(kb, pb), db, transposed))
-        for row, d in enumerate(distances_of(items), start):
-            out[row] = (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs)
-        start += len(chunk)
+    # The run's tensors as entries read through the worker's open models: the
+    # same measurement as in one process (its models' loaders are not mapped
+    # readers, so nothing is streamed here that would be read whole there).
+    entries = {i: TensorEntry(k, "", shape, dtype, "", reopener.reader(k, position)) for i, (k, position, dtype, shape) in run.tensors.items()}
+    out = np.array([(d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) for d in measure_pairs(entries, run.pairs)]).reshape(-1, 5)
     c = reopener.counter
     return out, c.tensors - before[0], c.cached - before[1], c.models_opened - before[2]
 
@@ -168,7 +162,7 @@ class SpreadMeasure:
         for start in range(0, len(pairs), size):
             chunk = tuple(pairs[start : start + size])
             used = {i for a, b, _ in chunk for i in (a, b)}
-            tensors = {i: (*self.where[i], entries[i].dtype) for i in used}
-            models = {k: self.models[k] for k, _, _ in tensors.values()}
-            runs.append(PairRun(self.join, self.options, models, tensors, {i: entries[i].numel for i in used}, chunk))
+            tensors = {i: (*self.where[i], entries[i].dtype, entries[i].shape) for i in used}
+            models = {k: self.models[k] for k, _, _, _ in tensors.values()}
+            runs.append(PairRun(self.join, self.options, models, tensors, chunk))
         return runs
