@@ -112,8 +112,11 @@ class DigestStore:
         try:
             self.db.commit()
         except sqlite3.Error as e:
-            raise InputError(f"{self.path}: cannot write the digest store ({e}); free some space or pass another --store path (models digested so far are kept)") from None
+            raise self._cannot_write(e) from None
         self.committed = time.monotonic()
+
+    def _cannot_write(self, e: sqlite3.Error) -> InputError:
+        return InputError(f"{self.path}: cannot write the digest store ({e}); free some space or pass another --store path (models digested so far are kept)")
 
     # -- models -------------------------------------------------------------
 
@@ -128,7 +131,7 @@ class DigestStore:
             self._put(record, options)
         except sqlite3.Error as e:
             self.db.rollback()  # the records since the last commit are digested again by the next scan
-            raise InputError(f"{self.path}: cannot write the digest store ({e}); free some space or pass another --store path (models digested so far are kept)") from None
+            raise self._cannot_write(e) from None
         if time.monotonic() - self.committed >= _COMMIT_SECONDS:
             self.commit()
 
