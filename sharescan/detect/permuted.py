@@ -35,9 +35,10 @@ index, which saves more.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,13 +161,14 @@ def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: M
         if i in placed or j in placed or j in copies:
             continue
         limit = tol * max(digests[i].norm, digests[j].norm)
-        if _near_as_it_stands(digests[i], digests[j], entries[i], entries[j], tol):
+        read_copy = functools.cache(lambda j=j: float_values(entries[j].read(), entries[j].dtype))  # read once, whichever step needs it first
+        if _near_as_it_stands(digests[i], digests[j], entries[i], entries[j], read_copy, tol):
             # The near relation's, with no index to store. j is set aside for good:
             # in a zoo of fine-tunes every copy is near every other, and trying
             # each remaining pair again would cost a full comparison per pair.
             placed.add(j)
             continue
-        copy = float_values(entries[j].read(), entries[j].dtype)
+        copy = read_copy()
         if not all(permute_match.code_screen(codes(i, axis), copy, axis, limit) for axis in (0, 1)):
             continue
         kept = prepare(i)
@@ -185,8 +187,8 @@ def _near_groups(entries: Sequence[TensorEntry], members: list[int], sketches: M
     return groups
 
 
-def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, other: TensorEntry, tol: float) -> bool:
-    """Whether other is within tol of kept with no permutation: the grid samples first, then the whole tensors."""
+def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, other: TensorEntry, read_other: Callable[[], np.ndarray], tol: float) -> bool:
+    """Whether other is within tol of kept with no permutation: the grid samples first, then the whole tensors (``read_other`` gives other's float values)."""
     if a.grid is not None and b.grid is not None:
         ga, gb = a.grid.astype(np.float64).ravel(), b.grid.astype(np.float64).ravel()
         # Same shape, same sampled positions: unrelated or permuted tensors sit near sqrt(2) apart.
@@ -198,7 +200,7 @@ def _near_as_it_stands(a: Digest, b: Digest, kept: TensorEntry, other: TensorEnt
     if streamed is not None:
         return streamed.relative <= tol
     values = float_values(kept.read(), kept.dtype)
-    copy = float_values(other.read(), other.dtype)
+    copy = read_other()
     # float64 a block of rows at a time: two whole float64 copies cost more than the sums.
     sq = np.zeros(3)
     step = max(1, _SCAN_ELEMENTS // max(1, values.shape[1]))
