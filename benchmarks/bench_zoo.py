@@ -243,7 +243,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="variants in the zoo")
     parser.add_argument("--runs", type=int, default=3, help="runs of the cheap measurements (subset scans, rescans): the median is reported")
-    parser.add_argument("--zoo", type=Path, help="zoo folder (default ~/.cache/sharescan-corpus/zoo/nN-seed0; made if missing)")
+    parser.add_argument("--hidden", type=int, default=make_zoo.ARCH[1], help="hidden width of the zoo's MLP (make_zoo.py --hidden): 1024 makes 4.3 MiB models, about 4.5 GB for 1,000")
+    parser.add_argument("--zoo", type=Path, help="zoo folder (default ~/.cache/sharescan-corpus/zoo/nN-seed0, nN-hH-seed0 for another width; made if missing)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="where zoo.json and zoo.md go")
     parser.add_argument("--commit", default="HEAD", help="measure sharescan as committed at this revision (a snapshot by git archive; 'worktree' for the working tree as it is)")
     parser.add_argument("--skip-analyze-full", action="store_true", help="compare throughput on the subset only (analyze over the whole zoo in one process is the slowest step)")
@@ -255,7 +256,8 @@ def main() -> None:
         (opts.out / "zoo.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         (opts.out / "zoo.md").write_text(markdown(report))
         return
-    zoo_dir = (opts.zoo or CACHE / f"n{opts.n}-seed0").resolve()
+    width = "" if opts.hidden == make_zoo.ARCH[1] else f"-h{opts.hidden}"
+    zoo_dir = (opts.zoo or CACHE / f"n{opts.n}{width}-seed0").resolve()
     snapshot = tempfile.TemporaryDirectory()
     commit = "working tree"
     if opts.commit != "worktree":
@@ -266,7 +268,7 @@ def main() -> None:
         CODE[0] = Path(snapshot.name)
     if not (zoo_dir / "truth.json").exists():
         print(f"making the zoo in {zoo_dir}", flush=True)
-        make_zoo.make_zoo(opts.n, zoo_dir)
+        make_zoo.make_zoo(opts.n, zoo_dir, hidden=opts.hidden)
     truth = json.loads((zoo_dir / "truth.json").read_text())
     manifest = zoo_dir / "manifest.txt"
     unreadable = {u["path"] for u in truth["unreadable"]}
@@ -276,7 +278,7 @@ def main() -> None:
                     "zoo": {"dir": str(zoo_dir).replace(str(Path.home()), "~"), "variants": truth["n"], "files": len(readable) + len(truth["unreadable"]),
                             "readable": len(readable), "unreadable": len(truth["unreadable"]), "file_bytes": truth["file_bytes"], "kinds": truth["kinds"],
                             "formats": truth["formats"], "tensor_relations": truth["tensor_relations"], "generate_seconds": truth["seconds"],
-                            "command": f"python benchmarks/make_zoo.py --n {truth['n']} --out {str(zoo_dir).replace(str(Path.home()), '~')}"}}
+                            "arch": truth["arch"], "command": f"python benchmarks/make_zoo.py --n {truth['n']}{'' if truth['arch'][1] == make_zoo.ARCH[1] else ' --hidden ' + str(truth['arch'][1])} --out {str(zoo_dir).replace(str(Path.home()), '~')}"}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         store = tmp / "zoo.sqlite"
@@ -478,8 +480,13 @@ def _yes(flag: bool) -> str:
     return "**met**" if flag else "**not met**"
 
 
+def _params(arch: list[int]) -> int:
+    return sum((a + 1) * b for a, b in zip(arch[:-1], arch[1:]))
+
+
 def markdown(r: dict) -> str:
     z, s, b = r["zoo"], r["scan"], r["bytes"]
+    arch = z.get("arch", list(make_zoo.ARCH))
     lines = [
         "# sharescan zoo on 1,000 fine-tune-like models",
         "",
@@ -488,7 +495,7 @@ def markdown(r: dict) -> str:
         "",
         "## The zoo",
         "",
-        f"`{z['command']}`: {z['variants']:,} variants of one digits MLP 64-256-256-10 (332 KiB of float32) plus the base, "
+        f"`{z['command']}`: {z['variants']:,} variants of one digits MLP {'-'.join(map(str, arch))} ({_params(arch) * 4 / 1024:,.0f} KiB of float32) plus the base, "
         f"{z['readable']:,} readable files and {z['unreadable']} truncated ones, {z['file_bytes'] / MiB:.1f} MiB; generated in {z['generate_seconds']['total']:.0f} s "
         f"({z['generate_seconds']['train']:.0f} s training, every variant of a kind trained together as one batched model).",
         "",

@@ -67,7 +67,7 @@ __all__ = [
     "read_tensor",
 ]
 
-ARCH = (64, 256, 256, 10)  # input, two hidden widths, classes
+ARCH = (64, 256, 256, 10)  # input, two hidden widths, classes (--hidden changes the widths)
 PARAMS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "head.weight", "head.bias")
 LAYERS = ("fc1", "fc2", "head")
 TOL = 2e-3  # sharescan's default --tol: a near variant is planted within it
@@ -150,12 +150,22 @@ def accuracy(params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> flo
 # --- batched training -------------------------------------------------------
 
 
-def _init(k: int, gen: object) -> dict[str, object]:
+def arch_of(hidden: int) -> tuple[int, int, int, int]:
+    """The MLP's layer widths with both hidden layers this wide."""
+    return (ARCH[0], hidden, hidden, ARCH[-1])
+
+
+def _arch_of_params(params: dict[str, np.ndarray]) -> tuple[int, int, int, int]:
+    fc1, fc2, head = (params[f"{layer}.weight"].shape for layer in LAYERS)
+    return (fc1[1], fc1[0], fc2[0], head[0])
+
+
+def _init(k: int, gen: object, arch: tuple[int, ...] = ARCH) -> dict[str, object]:
     """k fresh parameter sets, initialised as torch.nn.Linear does (uniform +-1/sqrt(fan_in))."""
     import torch
 
     params: dict[str, object] = {}
-    for layer, (fan_in, fan_out) in zip(LAYERS, zip(ARCH[:-1], ARCH[1:])):
+    for layer, (fan_in, fan_out) in zip(LAYERS, zip(arch[:-1], arch[1:])):
         bound = 1.0 / fan_in**0.5
         params[f"{layer}.weight"] = (torch.rand(k, fan_out, fan_in, generator=gen) * 2 - 1) * bound
         params[f"{layer}.bias"] = (torch.rand(k, fan_out, generator=gen) * 2 - 1) * bound
@@ -191,17 +201,17 @@ def _loss(p: dict, x: object, y: object) -> object:
     return F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="sum") / b
 
 
-def train_base(seed: int, cache: Path) -> dict[str, np.ndarray]:
+def train_base(seed: int, cache: Path, arch: tuple[int, ...] = ARCH) -> dict[str, np.ndarray]:
     """The base MLP trained on the digits under all nine one-pixel shifts (Adam), read from the cache when there."""
     import torch
     from safetensors.numpy import load_file, save_file
 
-    path = cache / f"base-v{BASE_VERSION}-{'x'.join(map(str, ARCH))}-seed{seed}.safetensors"
+    path = cache / f"base-v{BASE_VERSION}-{'x'.join(map(str, arch))}-seed{seed}.safetensors"
     if path.exists():
         return load_file(str(path))
     x_train, y_train, _, _ = digits_split()
     gen = torch.Generator().manual_seed(seed)
-    p = {name: t.requires_grad_() for name, t in _init(1, gen).items()}
+    p = {name: t.requires_grad_() for name, t in _init(1, gen, arch).items()}
     opt = torch.optim.Adam(p.values(), lr=1e-3)
     # Pre-trained on every shift, so that a variant tuned to one shift starts from a model that already reads it.
     xs = torch.as_tensor(np.stack([shifted(x_train, dx, dy) for dx, dy in SHIFTS]))
@@ -281,7 +291,7 @@ def _train_kind(plans: list[Plan], base: dict[str, np.ndarray], seed: int) -> li
     sizes = torch.as_tensor([pl.subset for pl in plans], dtype=torch.float32)
     start = {name: torch.as_tensor(base[name]).expand(k, *base[name].shape).clone() for name in PARAMS}
     if kind.training in ("head", "scratch"):
-        fresh = _init(k, gen)
+        fresh = _init(k, gen, _arch_of_params(base))
         for name in PARAMS:
             if name.split(".")[0] not in kind.frozen:
                 start[name] = fresh[name]
@@ -333,6 +343,7 @@ def write_onnx(path: Path, params: dict[str, np.ndarray], index: int) -> dict[st
     from onnx import TensorProto, helper, numpy_helper
 
     names = {name: _onnx_names(index).get(name, name) for name in PARAMS}
+    arch = _arch_of_params(params)
     inits = []
     for name in PARAMS:
         value = params[name].T if name.endswith("weight") else params[name]
@@ -349,8 +360,8 @@ def write_onnx(path: Path, params: dict[str, np.ndarray], index: int) -> dict[st
     graph = helper.make_graph(
         nodes,
         "main_graph",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", ARCH[0]])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", ARCH[-1]])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", arch[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", arch[-1]])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="pytorch", producer_version="2.13.0")
@@ -427,14 +438,15 @@ def _broken(path: Path, source: Path, which: int) -> str:
     return f"last 1000 of {len(raw)} bytes cut"
 
 
-def make_zoo(n: int, out: Path, seed: int = 0, cache: Path = DEFAULT_CACHE, tol: float = TOL) -> dict:
+def make_zoo(n: int, out: Path, seed: int = 0, cache: Path = DEFAULT_CACHE, tol: float = TOL, hidden: int = ARCH[1]) -> dict:
     """Generate the zoo under ``out``; returns the truth dict (also written to ``out/truth.json``)."""
     import torch
 
     # One thread: these models are small, and two threads contending for two shared cores ran 40x slower per step.
     torch.set_num_threads(1)
     started = time.perf_counter()
-    base = train_base(0, cache)
+    arch = arch_of(hidden)
+    base = train_base(0, cache, arch)
     trained_base = time.perf_counter()
     rng = np.random.default_rng(seed)
     plans = _plans(n, rng)
@@ -488,7 +500,7 @@ def make_zoo(n: int, out: Path, seed: int = 0, cache: Path = DEFAULT_CACHE, tol:
         "schema_version": 1,
         "n": n,
         "seed": seed,
-        "arch": list(ARCH),
+        "arch": list(arch),
         "tol": tol,
         "base": "models/m0000.safetensors",
         "base_sha256": hashlib.sha256(base_path.read_bytes()).hexdigest(),
@@ -511,12 +523,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for the variants (the base is always seed 0)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the trained base is kept")
     parser.add_argument("--tol", type=float, default=TOL, help="relative L2 distance below which a fine-tuned tensor counts as near")
+    parser.add_argument("--hidden", type=int, default=ARCH[1], help="width of both hidden layers (256: 332 KiB a model; 1024: 4.3 MiB, 1,000 of them about 4.5 GB)")
     opts = parser.parse_args()
     if opts.n < 1 or opts.n > 100_000:
         parser.error("--n must be between 1 and 100,000")
+    if not 1 <= opts.hidden <= 4096:
+        parser.error("--hidden must be between 1 and 4,096")
     if (opts.out / "manifest.txt").exists():
         parser.error(f"{opts.out} already holds a zoo (manifest.txt); choose an empty folder")
-    truth = make_zoo(opts.n, opts.out, opts.seed, opts.cache, opts.tol)
+    truth = make_zoo(opts.n, opts.out, opts.seed, opts.cache, opts.tol, opts.hidden)
     summary = {k: truth[k] for k in ("kinds", "formats", "tensor_relations", "file_bytes", "seconds")}
     summary["unreadable"] = len(truth["unreadable"])
     print(json.dumps(summary, indent=1))

@@ -26,8 +26,13 @@ _SPLIT = 4.5
 def axis_sample(length: int, k: int) -> np.ndarray:
     """k positions along an axis of this length, the same for every tensor.
 
-    Seeded by the length alone, so a tensor and its transpose sample the same
-    elements: the grid sample of w.T is the transpose of w's.
+    One position in each of k equal strata of the axis (so the sample spans
+    it evenly), jittered within its stratum by a hash of the length and the
+    stratum. Seeded by the length alone, so a tensor and its transpose sample
+    the same elements: the grid sample of w.T is the transpose of w's. A
+    fixed formula rather than a random generator: digests kept in a store
+    must not change with a library's version, and the digest need not
+    import numpy.random (10 ms, through OpenSSL).
     """
     key = (length, k)
     idx = _AXIS_CACHE.get(key)
@@ -35,9 +40,20 @@ def axis_sample(length: int, k: int) -> np.ndarray:
         if length <= k:
             idx = np.arange(length)
         else:
-            idx = np.sort(np.random.default_rng(length).choice(length, k, replace=False))
+            strata = np.arange(k + 1, dtype=np.int64) * length // k  # length < 2**48, k <= 4096: no overflow
+            width = np.diff(strata).astype(np.uint64)  # >= 1, as length > k
+            jitter = _splitmix64(np.arange(k, dtype=np.uint64) + _splitmix64(np.array([length], dtype=np.uint64)))
+            idx = strata[:-1] + (jitter % width).astype(np.int64)
         _AXIS_CACHE[key] = idx
     return idx
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function on each element (wrapping uint64 arithmetic): a well-mixed hash."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 def unit_rows(vectors: np.ndarray, in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -150,3 +150,20 @@ def test_a_file_cut_short_while_it_is_read_is_an_input_error(tmp_path: Path) -> 
         f.truncate(path.stat().st_size - 4096)
     with pytest.raises(InputError, match="changed while it was read"):
         _digest(entry)
+
+
+def test_the_digest_does_without_numpy_random(tmp_path: Path) -> None:
+    # numpy.random costs ~10 ms to import (it loads OpenSSL), and its
+    # generators' streams may change between numpy versions: sample positions
+    # kept in a zoo store must not.
+    path = save_safetensors(tmp_path / "m.safetensors", {"w": np.arange(64 * 96, dtype=np.float32).reshape(64, 96), "v": np.ones(5000, dtype=np.float32)})
+    code = (
+        "import sys\n"
+        "from sharescan.digest import compute_digests\n"
+        "from sharescan.sources import LoadOptions, load_model\n"
+        f"entries = load_model({str(path)!r}, 0, LoadOptions()).tensors\n"
+        "compute_digests(entries, list(range(len(entries))), workers=1)\n"
+        "print('numpy.random' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -45,7 +45,7 @@ __all__ = ["DigestStore", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: samples at stratified positions (neighbors.axis_sample)
 _KEPT_RESULTS = 4  # analyses kept: the latest few settings of one zoo
 # Records are committed together, at most this long apart: a commit per model
 # cost 0.35 ms, a third of a second of the client's time on 1,000 small
