@@ -335,22 +335,19 @@ def test_confirming_reads_take_each_tensor_from_its_file_once_and_repeats_from_m
     import sharescan.zoo.reopen as reopen
 
     _make_zoo(tmp_path / "zoo")
-    reads: list[tuple[int, int]] = []
-    real = reopen.Reopener._load
+    reads: list[tuple[int, object]] = []
+    read_at, read_loaded = reopen.Reopener._read_at, reopen.Reopener._read_loaded
 
-    def counted(read, k: int, position: int):  # type: ignore[no-untyped-def]
-        def read_and_count():  # type: ignore[no-untyped-def]
-            reads.append((k, position))
-            return read()
-        return read_and_count
+    def counting_at(self: reopen.Reopener, k: int, ref: reopen.ModelRef, place: reopen.Place):  # type: ignore[no-untyped-def]
+        reads.append((k, place))
+        return read_at(self, k, ref, place)
 
-    def counting_load(self: reopen.Reopener, k: int):  # type: ignore[no-untyped-def]
-        model = real(self, k)
-        for position, t in enumerate(model.tensors):
-            object.__setattr__(t, "read", counted(t.read, k, position))
-        return model
+    def counting_loaded(self: reopen.Reopener, k: int, position: int):  # type: ignore[no-untyped-def]
+        reads.append((k, position))
+        return read_loaded(self, k, position)
 
-    monkeypatch.setattr(reopen.Reopener, "_load", counting_load)
+    monkeypatch.setattr(reopen.Reopener, "_read_at", counting_at)
+    monkeypatch.setattr(reopen.Reopener, "_read_loaded", counting_loaded)
     zoo = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
     assert reads and len(reads) == len(set(reads)) == zoo.timing.tensors_read
     monkeypatch.setattr(reopen, "_CACHED_BYTES", 0)
@@ -364,6 +361,36 @@ def _fails_on_three(item: int) -> int:
     if item == 3:
         raise RuntimeError("worker lost")
     return item * 10
+
+
+def test_the_join_reads_tensors_where_their_records_place_them_without_reopening_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sharescan.zoo.task as task
+
+    _make_zoo(tmp_path / "zoo")
+    placed = scan_zoo(str(tmp_path / "zoo"), IN_PROCESS)
+    assert placed.timing.tensors_read > 0 and placed.timing.models_reopened == 0  # safetensors, ONNX, .pt, a folder: all placed
+    monkeypatch.setattr(task, "_locations", lambda entries, stamps: [None] * len(entries))
+    loaded = scan_zoo(str(tmp_path / "zoo"), ZooOptions(scheduler="none", store=tmp_path / "unplaced.sqlite"))
+    assert loaded.timing.models_reopened > 0
+    assert [g.to_dict() for g in loaded.groups] == [g.to_dict() for g in placed.groups]
+
+
+def test_a_file_changed_after_its_digest_is_said_when_the_join_reads_it(tmp_path: Path) -> None:
+    from sharescan.errors import InputError
+    from sharescan.zoo.join import JoinSettings, join_records
+    from sharescan.zoo.task import digest_model
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 48)).astype(np.float32)
+    _save_safetensors(tmp_path / "a.safetensors", {"w": w})
+    _save_safetensors(tmp_path / "b.safetensors", {"w": w + np.float32(1e-5)})
+    records = [digest_model(str(tmp_path / name)) for name in ("a.safetensors", "b.safetensors")]
+    assert all(t.at is not None for r in records for t in r.tensors)
+    _save_safetensors(tmp_path / "b.safetensors", {"w": -w})  # the same size and names, other bytes
+    st = (tmp_path / "b.safetensors").stat()
+    os.utime(tmp_path / "b.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    with pytest.raises(InputError, match="b.safetensors: changed while the zoo was scanned"):
+        join_records(records, ["a", "b.safetensors"], JoinSettings(2e-3, 2e-3))
 
 
 def test_tasks_of_several_models_lose_only_the_model_that_fails_them() -> None:

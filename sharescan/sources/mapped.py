@@ -21,7 +21,7 @@ import numpy as np
 
 from sharescan.errors import InputError
 
-__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "FileWindow", "pread_exactly"]
+__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "located", "range_reader", "FileWindow", "pread_exactly"]
 
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
@@ -99,8 +99,61 @@ def mapped_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...])
 
 
 def file_range(read: Callable[..., np.ndarray]) -> FileRange | None:
-    """Where the tensor a reader returns lies in its file; None when it is not one contiguous range of a file."""
+    """Where the tensor a reader returns lies in its file, for a reader that maps it (worth streaming); None otherwise."""
     return read.file_range if isinstance(read, MappedRead) else None
+
+
+def located(read: Callable[..., np.ndarray]) -> tuple[FileRange, str] | None:
+    """Where the tensor a reader returns lies, and its storage dtype, for any reader of one contiguous range of a file.
+
+    A zoo's join reads such a tensor again from these alone (``range_reader``),
+    without reopening its model.
+    """
+    if isinstance(read, (MappedRead, _SmallRead)):
+        return read.file_range, read.storage
+    return None
+
+
+def range_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
+    """A reader of ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``: mapped, or read with pread when small."""
+    count = 1
+    for d in shape:
+        count *= d
+    if count * np.dtype(storage).itemsize > _SHARED_BYTES or count == 0:
+        return mapped_reader(path, offset, storage, shape)
+    return _SmallRead(path, offset, storage, shape, None)
+
+
+class _SmallRead:
+    """Reads a small tensor with one pread, or as a view into its window's mapping of the whole file."""
+
+    __slots__ = ("file_range", "storage", "shape", "count", "window")
+
+    def __init__(self, path: Path, offset: int, storage: str, shape: tuple[int, ...], window: FileWindow | None) -> None:
+        count = 1
+        for d in shape:
+            count *= d
+        self.storage = storage
+        self.shape = shape
+        self.count = count
+        self.file_range = FileRange(path, offset, count * np.dtype(storage).itemsize)
+        self.window = window
+
+    def __call__(self) -> np.ndarray:
+        path, offset, nbytes = self.file_range.path, self.file_range.offset, self.file_range.nbytes
+        if self.window is None or self.window._small <= _PREAD_SMALL:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                data = os.pread(fd, nbytes, offset)
+            finally:
+                os.close(fd)
+            if len(data) < nbytes:
+                raise InputError(f"{path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again")
+            return np.frombuffer(data, dtype=self.storage, count=self.count).reshape(self.shape)
+        whole = self.window._whole()
+        if offset + nbytes > len(whole):  # the file shrank after it was checked
+            raise InputError(f"{path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again")
+        return np.frombuffer(whole, dtype=self.storage, count=self.count, offset=offset).reshape(self.shape)
 
 
 class FileWindow:
@@ -143,21 +196,4 @@ class FileWindow:
             return mapped_reader(self.path, offset, storage, shape)
 
         self._small += 1
-        nbytes = count * itemsize
-
-        def read() -> np.ndarray:
-            if self._small <= _PREAD_SMALL:
-                fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    data = os.pread(fd, nbytes, offset)
-                finally:
-                    os.close(fd)
-                if len(data) < nbytes:
-                    raise InputError(f"{self.path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again")
-                return np.frombuffer(data, dtype=storage, count=count).reshape(shape)
-            whole = self._whole()
-            if offset + nbytes > len(whole):  # the file shrank after it was checked
-                raise InputError(f"{self.path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again")
-            return np.frombuffer(whole, dtype=storage, count=count, offset=offset).reshape(shape)
-
-        return read
+        return _SmallRead(self.path, offset, storage, shape, self)

@@ -5,8 +5,8 @@ digests the digests the detectors search; ``detect.RELATIONS`` then run
 exactly as ``sharescan.analyze`` runs them. Each detector joins digests
 (hash buckets, transposed grids, sign-flipped grids, cells of projected
 samples), never all pairs, and reads a tensor only to confirm a candidate:
-that read reopens the one model it lies in (many recently opened models are
-kept), so the zoo's tensors are never all in memory. The near search's exact
+from the range of its file its record names, or else by reopening the one
+model it lies in (``reopen``), so the zoo's tensors are never all in memory. The near search's exact
 distances, most of a zoo's join, go to the cluster's workers where that is
 cheaper than here (``measure``). Same entries, same digests, same detectors, same distances:
 the same groups and byte accounting as ``sharescan.analyze`` over the same
@@ -26,6 +26,7 @@ from sharescan.analysis import _collector_paused, _warnings
 from sharescan.detect.aliased import find_aliased
 from sharescan.detect.relation import Scope
 from sharescan.digest import Digest
+from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
 from sharescan.groups import Group
 from sharescan.plan import account
@@ -64,7 +65,7 @@ def join_records(
     """
     counter = counter or ReadCounter()
     options = LoadOptions(key=settings.key, trust_pickle=settings.trust_pickle)
-    refs = {k: ModelRef(r.path, label, tuple(t.name for t in r.tensors)) for k, (r, label) in enumerate(zip(records, labels))}
+    refs = {k: _ref(r, label) for k, (r, label) in enumerate(zip(records, labels))}
     reopener = Reopener(options, refs, counter)
     models: list[LoadedModel] = []
     entries: list[TensorEntry] = []
@@ -88,6 +89,12 @@ def join_records(
         measure.close()
     warnings = _warnings(models, entries, digests)
     return account(models, entries, found, digests, Settings(settings.tol, settings.row_tol), (), warnings)
+
+
+def _ref(record: ModelRecord, label: str) -> ModelRef:
+    """Where the record's model and each of its tensors lie."""
+    places = tuple(None if t.at is None else (t.at[0], t.at[1], DTYPES[t.dtype].storage, t.shape) for t in record.tensors)
+    return ModelRef(record.path, label, tuple(t.name for t in record.tensors), record.stamps, places)
 
 
 def _detect(entries: list[TensorEntry], digests: dict[int, Digest], settings: JoinSettings, measure: SpreadMeasure) -> list[Group]:

@@ -36,6 +36,10 @@ class TensorRecord:
     buffer: str | None
     span: tuple[int, int] | None
     digest: Digest | None  # only the first tensor of each storage (a unit) is digested
+    # Where its bytes lie, contiguous and in C order: (index of the file in
+    # the model's stamps, byte offset). The join reads it from there without
+    # reopening the model. None: read through the model's loader.
+    at: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

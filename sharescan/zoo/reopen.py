@@ -1,27 +1,35 @@
-"""Reading one tensor of a scanned model again, by reopening its file.
+"""Reading one tensor of a scanned model again: where its record says it lies, or by reopening its model.
 
-The join confirms candidates by reading tensors; the models they lie in are
-reopened from their paths (a zoo's tensors are never all in memory). Used by
-the client for the detectors' reads, and by each worker measuring pairs for
-it, which keeps its open models from one batch of pairs to the next.
+The join confirms candidates by reading tensors (a zoo's tensors are never
+all in memory). A tensor whose bytes lie as one range of a file (every
+tensor of the usual safetensors, ONNX and ``.pt`` files) is read from
+there, once the file's size and modification time are seen unchanged;
+any other is read through its model's loader, the model reopened from its
+path. Used by the client for the detectors' reads, and by each worker
+measuring pairs for it, which keeps its open models from one batch of pairs
+to the next.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from sharescan.errors import InputError
 from sharescan.sources import LoadOptions, load_model
+from sharescan.sources.mapped import range_reader
 from sharescan.table import LoadedModel
+from sharescan.zoo.records import FileStamp
 
 __all__ = ["ModelRef", "ReadCounter", "Reopener"]
 
-# Models kept open for confirming reads. An open model is its parsed header
+# Models kept open for confirming reads of tensors without a recorded place. An open model is its parsed header
 # or graph and one lazy reader per tensor (tensor bytes stay in the file), so
 # many fit; detectors confirm across models in their own order, and reopening
 # a model per read cost more than the reads (27,634 reopenings for 28,453
@@ -41,6 +49,11 @@ _OPEN_FILE_BYTES = 512 << 20
 _CACHED_BYTES = 128 << 20
 
 
+# Where a tensor lies: (index of its file in the model's stamps, byte
+# offset, storage dtype, shape).
+Place = tuple[int, int, str, tuple[int, ...]]
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Where model ``k`` of a join lies, and the tensors its record lists (to notice a file changed since)."""
@@ -48,6 +61,8 @@ class ModelRef:
     path: str
     label: str  # as reports name it
     names: tuple[str, ...]
+    stamps: tuple[FileStamp, ...] = ()  # its files as they were digested
+    places: tuple[Place | None, ...] = ()  # per tensor: where it lies; None: read through the loader
 
 
 class ReadCounter:
@@ -75,6 +90,7 @@ class Reopener:
         self.lock = threading.Lock()  # detectors may confirm from several threads
         self.cached: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self.cached_bytes = 0
+        self.unchanged: set[tuple[int, int]] = set()  # (model, file) seen as digested
 
     def reader(self, k: int, position: int) -> Callable[[], np.ndarray]:
         return lambda: self.read(k, position)
@@ -87,6 +103,45 @@ class Reopener:
                 self.cached.move_to_end((k, position))
                 self.counter.cached += 1
                 return hit
+        ref = self.models[k]
+        place = ref.places[position] if position < len(ref.places) else None
+        if place is not None:
+            array = self._read_at(k, ref, place)
+        else:
+            array = self._read_loaded(k, position)
+        if array.nbytes <= _CACHED_BYTES // 8:
+            array = array.view()
+            array.flags.writeable = False  # shared by every later read: no reader may change it
+            with self.lock:
+                if (k, position) not in self.cached:
+                    self.cached[k, position] = array
+                    self.cached_bytes += array.nbytes
+                while self.cached_bytes > _CACHED_BYTES:
+                    _, old = self.cached.popitem(last=False)
+                    self.cached_bytes -= old.nbytes
+        return array
+
+    def _read_at(self, k: int, ref: ModelRef, place: Place) -> np.ndarray:
+        """The tensor read from its recorded place, its file first checked unchanged (once per join)."""
+        index, offset, storage, shape = place
+        path, size, mtime_ns = ref.stamps[index]
+        with self.lock:
+            seen = (k, index) in self.unchanged
+        if not seen:
+            try:
+                st = os.stat(path)
+                now = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                now = (-1, -1)
+            if now != (size, mtime_ns):
+                raise InputError(f"{ref.label}: changed while the zoo was scanned ({path} is not as it was digested); scan again")
+            with self.lock:
+                self.unchanged.add((k, index))
+        return range_reader(Path(path), offset, storage, shape)()
+
+    def _read_loaded(self, k: int, position: int) -> np.ndarray:
+        """The tensor read through its model's loader, the model reopened unless it is still open."""
+        with self.lock:
             model = self.open.get(k)
             if model is None:
                 model = self._load(k)
@@ -99,18 +154,7 @@ class Reopener:
                     self.open_bytes -= dropped.file_bytes
             else:
                 self.open.move_to_end(k)
-        array = model.tensors[position].read()
-        if array.nbytes <= _CACHED_BYTES // 8:
-            array = array.view()
-            array.flags.writeable = False  # shared by every later read: no reader may change it
-            with self.lock:
-                if (k, position) not in self.cached:
-                    self.cached[k, position] = array
-                    self.cached_bytes += array.nbytes
-                while self.cached_bytes > _CACHED_BYTES:
-                    _, old = self.cached.popitem(last=False)
-                    self.cached_bytes -= old.nbytes
-        return array
+        return model.tensors[position].read()
 
     def _load(self, k: int) -> LoadedModel:
         ref = self.models[k]

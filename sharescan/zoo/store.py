@@ -19,7 +19,8 @@ Schema (``schema_version`` in ``meta``)::
     tensors(model -> models.path, position, name, shape JSON, dtype, storage,
             storage_nbytes, buffer, span_start, span_end,
             content (xxh3-64 as signed int64; NULL: not a unit), nonfinite,
-            has_nan, norm, grid_shape JSON, grid BLOB, rows_shape JSON, rows BLOB)
+            has_nan, norm, grid_shape JSON, grid BLOB, rows_shape JSON, rows BLOB,
+            file (index into the model's stamps; NULL: read through its loader), offset)
     results(key PK, body JSON, created)
 """
 
@@ -45,7 +46,7 @@ __all__ = ["DigestStore", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2"  # 2: samples at stratified positions (neighbors.axis_sample)
+SCHEMA_VERSION = "2"  # 2: samples at stratified positions (neighbors.axis_sample); where each tensor lies
 _KEPT_RESULTS = 4  # analyses kept: the latest few settings of one zoo
 # Records are committed together, at most this long apart: a commit per model
 # cost 0.35 ms, a third of a second of the client's time on 1,000 small
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS tensors(
   model TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL, shape TEXT NOT NULL, dtype TEXT NOT NULL, storage TEXT NOT NULL,
   storage_nbytes INTEGER, buffer TEXT, span_start INTEGER, span_end INTEGER,
   content INTEGER, nonfinite INTEGER, has_nan INTEGER, norm REAL, grid_shape TEXT, grid BLOB, rows_shape TEXT, rows BLOB,
+  file INTEGER, offset INTEGER,
   PRIMARY KEY(model, position));
 CREATE INDEX IF NOT EXISTS tensors_content ON tensors(content);
 CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL);
@@ -143,7 +145,7 @@ class DigestStore:
             (record.path, json.dumps(record.stamps), options, record.status, record.reason, record.format, record.file_bytes,
              json.dumps(record.files), json.dumps(record.reused), json.dumps(record.notes), time.time()),
         )
-        self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
+        self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
 
     def records(self, paths: Iterable[str]) -> Iterator[ModelRecord]:
         """The stored records of ``paths``, in that order (a path not stored is left out)."""
@@ -205,12 +207,13 @@ def _tensor_row(model: str, position: int, t: TensorRecord) -> tuple[Any, ...]:
     d = t.digest
     span = t.span or (None, None)
     head = (model, position, t.name, json.dumps(t.shape), t.dtype, t.storage, t.storage_nbytes, t.buffer, span[0], span[1])
+    at = t.at or (None, None)
     if d is None:
-        return (*head, None, None, None, None, None, None, None, None)
+        return (*head, None, None, None, None, None, None, None, None, *at)
     norm = None if math.isnan(d.norm) else d.norm
     grid = (None, None) if d.grid is None else (json.dumps(d.grid.shape), d.grid.tobytes())
     rows = (None, None) if d.row_sample is None else (json.dumps(d.row_sample.shape), d.row_sample.tobytes())
-    return (*head, _signed(d.content), int(d.nonfinite), int(d.has_nan), norm, *grid, *rows)
+    return (*head, _signed(d.content), int(d.nonfinite), int(d.has_nan), norm, *grid, *rows, *at)
 
 
 def _array(shape: str | None, blob: bytes | None, dtype: str) -> np.ndarray | None:
@@ -227,9 +230,10 @@ def _array(shape: str | None, blob: bytes | None, dtype: str) -> np.ndarray | No
 def _tensor_record(r: tuple[Any, ...]) -> TensorRecord:
     from sharescan.digest import Digest
 
-    (_, _, name, shape, dtype, storage, storage_nbytes, buffer, span_start, span_end, content, nonfinite, has_nan, norm, grid_shape, grid, rows_shape, rows) = r
+    (_, _, name, shape, dtype, storage, storage_nbytes, buffer, span_start, span_end, content, nonfinite, has_nan, norm, grid_shape, grid, rows_shape, rows, file, offset) = r
     digest = None
     if content is not None:
         digest = Digest(_unsigned(content), bool(nonfinite), bool(has_nan), math.nan if norm is None else float(norm), _array(grid_shape, grid, dtype), _array(rows_shape, rows, dtype))
     span = None if span_start is None else (int(span_start), int(span_end))
-    return TensorRecord(name, tuple(json.loads(shape)), dtype, storage, storage_nbytes, buffer, span, digest)
+    at = None if file is None else (int(file), int(offset))
+    return TensorRecord(name, tuple(json.loads(shape)), dtype, storage, storage_nbytes, buffer, span, digest, at)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sharescan.errors import SharescanError, one_line
 from sharescan.zoo.records import STATUS_OK, STATUS_SKIPPED, FileStamp, ModelRecord, TensorRecord
+
+if TYPE_CHECKING:
+    from sharescan.table import TensorEntry
 
 __all__ = ["DigestOptions", "digest_model", "stamps_of", "current_stamps"]
 
@@ -76,6 +80,28 @@ def digest_model(path: str, options: DigestOptions = DigestOptions()) -> ModelRe
         return ModelRecord(path, _unreadable_stamps(path), STATUS_SKIPPED, f"cannot be read ({e.__class__.__name__}{': ' + text if text else ''})")
 
 
+def _locations(entries: Sequence[TensorEntry], stamps: tuple[FileStamp, ...]) -> list[tuple[int, int] | None]:
+    """Each tensor's (stamp index, offset) where its reader reads one range of a stamped file in the storage dtype its record implies; else None."""
+    from sharescan.dtypes import DTYPES
+    from sharescan.sources.mapped import located
+
+    index: dict[str, int] = {}
+    for i, (p, _, _) in enumerate(stamps):
+        index.setdefault(os.path.realpath(p), i)
+    real: dict[str, str] = {}
+    out: list[tuple[int, int] | None] = []
+    for e in entries:
+        where = located(e.read)
+        k = None
+        if where is not None and where[1] == DTYPES[e.dtype].storage:
+            path = str(where[0].path)
+            if path not in real:
+                real[path] = os.path.realpath(path)
+            k = index.get(real[path])
+        out.append(None if k is None or where is None else (k, where[0].offset))
+    return out
+
+
 def _without_path(message: str, path: str) -> str:
     """The reason alone: reports put the model's name before it already."""
     prefix = f"{path}: "
@@ -94,9 +120,10 @@ def _digest(path: str, options: DigestOptions) -> ModelRecord:
     # The same units and digests analyze computes for this model.
     _, units = find_aliased(loaded.tensors)
     digests = compute_digests(loaded.tensors, units, workers=options.threads)
+    stamps = stamps_of([path, *loaded.files])
+    at = _locations(loaded.tensors, stamps)
     tensors = tuple(
-        TensorRecord(e.name, e.shape, e.dtype, e.storage, e.storage_nbytes, e.buffer, e.span, digests.get(i))
+        TensorRecord(e.name, e.shape, e.dtype, e.storage, e.storage_nbytes, e.buffer, e.span, digests.get(i), at[i])
         for i, e in enumerate(loaded.tensors)
     )
-    stamps = stamps_of([path, *loaded.files])
     return ModelRecord(path, stamps, STATUS_OK, "", loaded.format, loaded.file_bytes, tensors, loaded.files, loaded.reused, loaded.notes)
