@@ -58,12 +58,8 @@ def pread_exactly(fd: int, into: memoryview, offset: int, where: FileRange) -> N
         raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
 
 
-class MappedRead:
-    """Reads ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``, memory-mapped.
-
-    Called, it maps just the tensor's pages and returns a plain ndarray over
-    them; the mapping goes away with the last reference to the array.
-    """
+class _RangeRead:
+    """A reader of ``shape`` elements of ``storage`` dtype lying contiguous at ``offset`` of ``path``."""
 
     __slots__ = ("file_range", "storage", "shape", "count")
 
@@ -75,6 +71,16 @@ class MappedRead:
         self.shape = shape
         self.count = count
         self.file_range = FileRange(path, offset, count * np.dtype(storage).itemsize)
+
+
+class MappedRead(_RangeRead):
+    """Reads ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``, memory-mapped.
+
+    Called, it maps just the tensor's pages and returns a plain ndarray over
+    them; the mapping goes away with the last reference to the array.
+    """
+
+    __slots__ = ()
 
     def __call__(self, populate: bool = True) -> np.ndarray:
         """The tensor; ``populate=False`` maps its pages only as they are touched (for sparse reads)."""
@@ -109,7 +115,7 @@ def located(read: Callable[..., np.ndarray]) -> tuple[FileRange, str] | None:
     A zoo's join reads such a tensor again from these alone (``range_reader``),
     without reopening its model.
     """
-    if isinstance(read, (MappedRead, _SmallRead)):
+    if isinstance(read, _RangeRead):
         return read.file_range, read.storage
     return None
 
@@ -124,19 +130,13 @@ def range_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]) 
     return _SmallRead(path, offset, storage, shape, None)
 
 
-class _SmallRead:
+class _SmallRead(_RangeRead):
     """Reads a small tensor with one pread, or as a view into its window's mapping of the whole file."""
 
-    __slots__ = ("file_range", "storage", "shape", "count", "window")
+    __slots__ = ("window",)
 
     def __init__(self, path: Path, offset: int, storage: str, shape: tuple[int, ...], window: FileWindow | None) -> None:
-        count = 1
-        for d in shape:
-            count *= d
-        self.storage = storage
-        self.shape = shape
-        self.count = count
-        self.file_range = FileRange(path, offset, count * np.dtype(storage).itemsize)
+        super().__init__(path, offset, storage, shape)
         self.window = window
 
     def __call__(self) -> np.ndarray:
