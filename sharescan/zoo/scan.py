@@ -118,15 +118,17 @@ def _scan(target: str, options: ZooOptions, progress: ZooProgress, started: floa
                     if m.status == STATUS_SKIPPED:
                         logger.warning("%s: %s; skipped", m.path, m.reason)
                 return result.with_timing(ZooTiming(time.perf_counter() - started, 0, len(paths), result_from_store=True))
+        digested: dict[str, ModelRecord] = {}
         if todo:
             progress.digesting(len(todo))
             runner = runners.get(True)
             assert runner is not None
-            _digest_missing(runner, todo, options, store, digest_key, label_of, progress)
+            digested = _digest_missing(runner, todo, options, store, digest_key, label_of, progress)
             # The local workers' memory is given back for the join; the
             # search starts them again only for pairs that repay it.
             runners.release_local()
-        records = {r.path: r for r in store.records(paths)}
+        # The records digested now are at hand; only the others are read back from the store.
+        records = {**digested, **{r.path: r for r in store.records(p for p in paths if p not in digested)}}
         listed = [(label_of[p], records[p]) for p in paths]
         for p, (label, record) in zip(paths, listed):
             if p in fresh and not record.ok:  # told again on every scan, read or not
@@ -182,16 +184,20 @@ def _remote(scheduler: str | None) -> bool:
     return scheduler is not None and scheduler.lower() != NO_SCHEDULER
 
 
-def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store: DigestStore, digest_key: str, label_of: dict[str, str], progress: ZooProgress) -> None:
+def _digest_missing(runner: Runner, todo: list[str], options: ZooOptions, store: DigestStore, digest_key: str, label_of: dict[str, str], progress: ZooProgress) -> dict[str, ModelRecord]:
+    """Digest the models of ``todo`` on the runner, each record stored as it arrives; the records by path."""
     task = functools.partial(digest_model, options=DigestOptions(options.key, options.trust_pickle, runner.threads_per_task))
+    records: dict[str, ModelRecord] = {}
     for record in runner.map_unordered(task, todo, _failed_task):
         store.put(record, digest_key)  # committed within a quarter of a second: an interrupted scan resumes after it
+        records[record.path] = record
         label = label_of[record.path]
         if not record.ok:
             logger.warning("%s: %s; skipped", label, record.reason)
         else:
             logger.info("%s: digested (%d tensors)", label, len(record.tensors))
         progress.digested(label, record)
+    return records
 
 
 def _failed_task(path: str, error: BaseException) -> ModelRecord:
