@@ -455,14 +455,14 @@ def projection(report: dict, files: int) -> dict:
     steps.append(f"join phase, in one process: {join_one:.1f} s for {largest['files']:,} files (as a whole growing as files^{exponent:.2f}, least squares over "
                  f"{', '.join(str(r['files']) for r in js['rows'])} files; linear would give {_span(join_linear_h)} at {target:,}); its two parts grow apart, so each is extrapolated on its own:")
     steps.append(f"of it, the near search's exact distances ({largest['pairs_measured']:,} pairs, {measure_one:.1f} s, growing as files^{js['measure_exponent']:.2f}: {_span(measure_h)} at {target:,}) "
-                 f"go to the workers at that size (a batch goes when its share of the work outweighs reopening the models on a worker: at 100,000 models, hours against minutes), "
+                 f"go to the workers at that size (a batch goes when its share of the work outweighs the ~1 ms a model costs a worker: at 100,000 models, hours against minutes), "
                  f"and the rest ({serial_one:.1f} s, growing as files^{js['serial_exponent']:.2f}: {_span(serial_h)}) runs in the client; "
                  "extrapolated over two orders of magnitude from 125-1,006 files, so a rough figure")
-    reopen_h = target * 1e-3 / 3600  # each worker reopens the models its pairs lie in: ~1 ms a model (sharescan/zoo/measure.py)
+    reopen_h = target * 1e-3 / 3600  # each worker reads afresh the models its pairs lie in: ~1 ms a model (sharescan/zoo/measure.py)
     join_h = {w: serial_h + measure_h / w + reopen_h for w in (64, 256)}
     larger = "the client's part" if serial_h > measure_h / 64 + reopen_h else "the workers' part"
     steps.append(f"expected time at W=64: {_span(digest_hours[64])} of digests + {_span(serial_h)} in the client + {_span(measure_h)} / 64 on the workers "
-                 f"+ {_span(reopen_h)} for each worker to reopen the models = {_span(digest_hours[64] + join_h[64])} "
+                 f"+ {_span(reopen_h)} for each worker to read the models afresh = {_span(digest_hours[64] + join_h[64])} "
                  f"(W=256: {_span(digest_hours[256] + join_h[256])}), {larger} the larger; "
                  f"a rescan after adding 1% new models digests only those ({digest_hours[64] * 36:.1f} s at W=64) but joins everything again (the join has no incremental form)")
     steps.append(f"client memory for the join: the digests of every model at once, ~{shuffle_gb:.1f} GB (the store's digest bytes)")
@@ -553,9 +553,11 @@ def markdown(r: dict) -> str:
     lines += ["", f"The part spread over the workers, the digests, runs at {dp['zoo_models_per_s_per_core_wall']:.1f} models/s/core ({dp['models']:,} files in {dp['seconds']:.1f} s on {WORKERS} workers); "
               f"the join runs after it ({s['join_wall_seconds']:.1f} s of the {s['wall_seconds']:.1f} s), in the client process: the near search's exact distances "
               f"({s['timing'].get('pairs_measured', 0):,} pairs, {s['timing'].get('measure_seconds', 0.0):.1f} s, {s['timing'].get('pairs_on_workers', 0):,} of them sent to the workers: "
-              "for tensors this small reopening the models there costs more than measuring here), then everything else, "
-              "re-reading from the files every tensor a candidate needs (analyze has them mapped already). The join, the cluster's start and the client's share of the digests "
-              "(unpickling and storing 77 KB of digests a model) are what keep the whole scan from the per-core floor: dividing by 2 cores charges them twice. "
+              "the cluster is closed after the digests and started again only for a batch of pairs estimated at over 10 s here), then everything else, "
+              f"re-reading every tensor a candidate needs from the range of its file its record gives ({s['timing'].get('models_reopened', 0):,} model reopenings; "
+              "analyze has the files mapped already). The join, the cluster's start and the client's share of the digests "
+              f"(unpickling and storing {s['store']['digest_bytes'] / max(1, s['store']['models']) / 1024:.0f} KiB of digests a model) are what keep the whole scan from the per-core floor: "
+              "dividing by 2 cores charges them twice. "
               "For the floor, the scan on 2 cores would have to take 3/4 of the time one analyze process takes; its fixed costs (dask's import, the cluster's start) "
               "and a join that does analyze's own search take more than that here.", "",
               f"Subset runs (wall s): zoo {sub['zoo_wall_seconds']}, analyze {sub['analyze_wall_seconds']}; medians used.", "",

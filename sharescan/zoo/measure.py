@@ -38,10 +38,12 @@ logger = logging.getLogger(__name__)
 
 # Whether a batch goes to the workers is a matter of cost: here it takes
 # about 3 ns an element compared (1,001 models' 71,075 pairs, 7e8 elements:
-# 1.9 s); on W workers W times less, plus, on each worker, reopening the
-# models its pairs lie in (pairs of fine-tunes touch most models: ~1 ms each)
-# and a round trip. In that zoo of small tensors the workers lose (2.0 s
-# against 1.9 s); with large tensors the elements dominate and they win.
+# 1.9 s); on W workers W times less, plus, on each worker, ~1 ms for each
+# model its pairs lie in (pairs of fine-tunes touch most models: the model's
+# places shipped, its files checked, its tensors read afresh, where here they
+# are cached) and a round trip. On the zoo benchmark's 1,000 models the
+# workers lose, small tensors (4.8 s against 2.6 s here) or 4.3 MiB models
+# (3.3 s against 2.6 s); with larger tensors the elements dominate and they win.
 _SECONDS_PER_ELEMENT = 3e-9
 _SECONDS_PER_MODEL = 1e-3
 _SECONDS_PER_BATCH = 0.25

@@ -81,7 +81,7 @@ def digest_model(path: str, options: DigestOptions = DigestOptions()) -> ModelRe
 
 
 def _locations(entries: Sequence[TensorEntry], stamps: tuple[FileStamp, ...]) -> list[tuple[int, int] | None]:
-    """Each tensor's (stamp index, offset) where its reader reads one range of a stamped file in the storage dtype its record implies; else None."""
+    """Each tensor's (stamp index, offset) where its reader reads one range of a stamped file, all of its bytes in the storage dtype its record implies; else None."""
     from sharescan.dtypes import DTYPES
     from sharescan.sources.mapped import located
 
@@ -93,7 +93,7 @@ def _locations(entries: Sequence[TensorEntry], stamps: tuple[FileStamp, ...]) ->
     for e in entries:
         where = located(e.read)
         k = None
-        if where is not None and where[1] == DTYPES[e.dtype].storage:
+        if where is not None and where[1] == DTYPES[e.dtype].storage and where[0].nbytes == e.nbytes:
             path = str(where[0].path)
             if path not in real:
                 real[path] = os.path.realpath(path)
