@@ -94,6 +94,8 @@ class MappedRead(_RangeRead):
             # page fault per 4 KiB when the tensor is then read through.
             flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
             region = mmap.mmap(fd, offset - start + nbytes, flags=flags, prot=mmap.PROT_READ, offset=start)
+        except ValueError:  # mmap refuses a range past the end: the file shrank since it was opened or checked
+            raise InputError(f"{path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again") from None
         finally:
             os.close(fd)  # the mapping keeps the file open
         return np.frombuffer(region, dtype=self.storage, count=self.count, offset=offset - start).reshape(self.shape)
