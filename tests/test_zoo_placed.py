@@ -185,3 +185,57 @@ def test_placed_reads_from_many_threads_are_the_loaders_reads(tmp_path: Path) ->
         t.join()
     assert wrong == []
     assert reopener.unchanged == {(k, r.tensors[i].at[0]) for k, r in enumerate(records) for i in range(len(r.tensors)) if r.tensors[i].at is not None}
+
+
+def test_shards_linked_into_a_blob_folder_are_placed_and_read_through_their_links(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    # The Hugging Face cache's layout: a snapshot folder of relative links to content-named blobs.
+    rng = np.random.default_rng(11)
+    blobs, snap = tmp_path / "blobs", tmp_path / "snapshots" / "abc"
+    blobs.mkdir()
+    snap.mkdir(parents=True)
+    tensors = {"a": rng.standard_normal((40, 24)).astype(np.float32), "b": rng.standard_normal(5).astype(np.float32)}
+    save_file(tensors, str(blobs / "1f2e"))
+    (blobs / "c0de").write_text("{}")
+    os.symlink("../../blobs/1f2e", snap / "model.safetensors")
+    os.symlink("../../blobs/c0de", snap / "config.json")
+    record = digest_model(str(snap))
+    assert record.ok and all(t.at is not None for t in record.tensors)
+    assert all(os.path.realpath(record.stamps[t.at[0]][0]) == str(blobs / "1f2e") for t in record.tensors)
+    reopener = _reopener([record], ["abc"])
+    assert [reopener.read(0, i).tobytes() for i in range(2)] == [tensors[t.name].tobytes() for t in record.tensors]
+    assert reopener.counter.models_opened == 0
+
+
+def test_places_stay_aligned_when_the_loader_leaves_a_tensor_out(tmp_path: Path) -> None:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(12)
+    w, v = rng.standard_normal((16, 8)).astype(np.float32), rng.standard_normal((8, 4)).astype(np.float32)
+    strings = helper.make_tensor("names", onnx.TensorProto.STRING, [2], [b"x", b"y"])  # not numeric: left out
+    onnx.save(_onnx_model([numpy_helper.from_array(w, "w"), strings, numpy_helper.from_array(v, "v")]), str(tmp_path / "m.onnx"))
+    record = digest_model(str(tmp_path / "m.onnx"))
+    assert [t.name for t in record.tensors] == ["w", "v"] and all(t.at is not None for t in record.tensors)
+    reopener = _reopener([record], ["m.onnx"])
+    assert reopener.read(0, 0).tobytes() == w.tobytes() and reopener.read(0, 1).tobytes() == v.tobytes()
+
+
+def test_a_store_of_the_previous_schema_is_digested_again_with_places(tmp_path: Path) -> None:
+    import sqlite3
+
+    root = _mixed_zoo(tmp_path / "zoo")
+    store = tmp_path / "s.sqlite"
+    first = scan_zoo(str(root), ZooOptions(scheduler="none", store=store))
+    db = sqlite3.connect(store)  # the same store as schema 1 left it: no place columns
+    db.execute("ALTER TABLE tensors DROP COLUMN file")
+    db.execute("ALTER TABLE tensors DROP COLUMN offset")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    again = scan_zoo(str(root), ZooOptions(scheduler="none", store=store))
+    assert again.timing.digested == len(first.models) and again.timing.models_reopened == first.timing.models_reopened
+    assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in first.groups]
+    with DigestStore(store) as s:
+        assert any(t.at is not None for r in s.records(m.path for m in again.models) for t in r.tensors)
