@@ -124,3 +124,23 @@ def test_large_tensors_streamed_through_buffers_give_the_analysis_of_whole_reads
     assert streamed, "no tensor was streamed"
     assert ("a_w", "c_near") in streamed_pairs, streamed_pairs
     assert {g["relation"] for g in whole} >= {"scaled", "near", "permuted"}
+
+
+
+def test_chunks_measured_on_threads_give_the_one_thread_bits_in_pair_order_and_warn_nothing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    import sharescan.detect.common as common
+
+    monkeypatch.setattr(common, "_PAIRS_AT_ONCE", 3)  # many chunks
+    base = rng.standard_normal((12, 10))
+    arrays = [base, base + 1e-4, base * 1e-300, base * 1e200, -base, base * 2, base * 1e200 + 1e190]
+    entries = [TensorEntry(0, f"t{k}", a.shape, "float64", f"t{k}", lambda a=a: a) for k, a in enumerate(arrays)]
+    pairs = [(a, b, False) for a in range(len(arrays)) for b in range(len(arrays)) if a != b]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # squares of 1e200 overflow: never a warning, on any thread
+        one = measure_pairs(entries, pairs, threads=1)
+        many = measure_pairs(entries, pairs, threads=4)
+    fields = lambda d: (d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs)  # noqa: E731
+    assert len(many) == len(pairs) and [fields(d) for d in many] == [fields(d) for d in one]
+    assert [fields(d) for d in one] == [fields(distance(entries[a], entries[b])) for a, b, _ in pairs]

@@ -320,27 +320,44 @@ PairMeasure = Callable[[Sequence[TensorEntry], Sequence[Pair]], list[Distance]]
 # pair of its crowd, and reading it again for each pair (a file opened and
 # mapped each time) cost more than the distances on a zoo of fine-tunes.
 _BATCH_CACHE_BYTES = 64 << 20
+# Chunks of a batch measured at once, each on a thread: numpy's arithmetic
+# and the reads release the GIL. On 2 cores the zoo benchmark's 76,189 pairs
+# took 1.8-2.0 s instead of 2.5 s, the same bits (each chunk is measured as
+# it is alone).
+MEASURE_THREADS = min(4, os.cpu_count() or 1)
 
 
-def measure_pairs(entries: Sequence[TensorEntry] | Mapping[int, TensorEntry], pairs: Sequence[Pair]) -> list[Distance]:
-    """The exact distance of each pair, in this process (``PairMeasure``; ``entries`` may hold only the pairs' entries)."""
-    cache: OrderedDict[int, np.ndarray] = OrderedDict()
-    held = 0
+class _BatchReads:
+    """Reads of a batch's tensors, the recent ones kept (``_BATCH_CACHE_BYTES``); safe across threads."""
 
-    def read(i: int) -> np.ndarray:
-        nonlocal held
-        array = cache.get(i)
-        if array is not None:
-            cache.move_to_end(i)
-            return array
-        array = entries[i].read()
+    def __init__(self, entries: Sequence[TensorEntry] | Mapping[int, TensorEntry]) -> None:
+        self.entries = entries
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, i: int) -> np.ndarray:
+        with self.lock:
+            array = self.cache.get(i)
+            if array is not None:
+                self.cache.move_to_end(i)
+                return array
+        array = self.entries[i].read()
         if array.nbytes <= _BATCH_CACHE_BYTES // 4:
-            cache[i] = array
-            held += array.nbytes
-            while held > _BATCH_CACHE_BYTES:
-                held -= cache.popitem(last=False)[1].nbytes
+            with self.lock:
+                if i not in self.cache:
+                    self.cache[i] = array
+                    self.held += array.nbytes
+                while self.held > _BATCH_CACHE_BYTES:
+                    self.held -= self.cache.popitem(last=False)[1].nbytes
         return array
 
+
+def measure_pairs(entries: Sequence[TensorEntry] | Mapping[int, TensorEntry], pairs: Sequence[Pair], threads: int = MEASURE_THREADS) -> list[Distance]:
+    """The exact distance of each pair, in this process (``PairMeasure``; ``entries`` may hold only the pairs' entries).
+
+    ``threads``: chunks measured at once (1 where each core already runs a task).
+    """
     out: list[Distance | None] = [None] * len(pairs)
     rest: list[int] = []
     for k, (a, b, t) in enumerate(pairs):
@@ -349,11 +366,22 @@ def measure_pairs(entries: Sequence[TensorEntry] | Mapping[int, TensorEntry], pa
             rest.append(k)
         else:
             out[k] = d
-    for chunk in pair_chunks([pairs[k] for k in rest], lambda i: entries[i].numel):
-        measured = distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk])
-        for k, d in zip(rest[: len(chunk)], measured):
-            out[k] = d
-        rest = rest[len(chunk) :]
+    read = _BatchReads(entries)
+
+    def measure(chunk: Sequence[Pair]) -> list[Distance]:
+        with np.errstate(all="ignore"):  # per thread: huge or tiny values are handled where they matter
+            return distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk])
+
+    chunks = list(pair_chunks([pairs[k] for k in rest], lambda i: entries[i].numel))
+    if threads > 1 and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
+            measured = [d for ds in pool.map(measure, chunks) for d in ds]
+    else:
+        measured = [d for chunk in chunks for d in measure(chunk)]
+    for k, d in zip(rest, measured):
+        out[k] = d
     return [d for d in out if d is not None]
 
 

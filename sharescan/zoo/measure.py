@@ -84,9 +84,10 @@ def measure_run(run: PairRun) -> tuple[np.ndarray, int, int, int]:
     before = (reopener.counter.tensors, reopener.counter.cached, reopener.counter.models_opened)
     # The run's tensors as entries read through the worker's open models: the
     # same measurement as in one process (its models' loaders are not mapped
-    # readers, so nothing is streamed here that would be read whole there).
+    # readers, so nothing is streamed here that would be read whole there),
+    # on one thread (each of the worker's cores runs a task).
     entries = {i: TensorEntry(k, "", shape, dtype, "", reopener.reader(k, position)) for i, (k, position, dtype, shape) in run.tensors.items()}
-    out = np.array([(d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) for d in measure_pairs(entries, run.pairs)]).reshape(-1, 5)
+    out = np.array([(d.max_abs, d.diff_norm, d.norm_a, d.norm_b, d.zero_signs) for d in measure_pairs(entries, run.pairs, threads=1)]).reshape(-1, 5)
     c = reopener.counter
     return out, c.tensors - before[0], c.cached - before[1], c.models_opened - before[2]
 
