@@ -239,3 +239,17 @@ def test_a_store_of_the_previous_schema_is_digested_again_with_places(tmp_path: 
     assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in first.groups]
     with DigestStore(store) as s:
         assert any(t.at is not None for r in s.records(m.path for m in again.models) for t in r.tensors)
+
+
+@pytest.mark.parametrize("name", ["one", "full"])  # read with pread (256 bytes), mapped (8 KiB)
+def test_a_file_removed_after_its_check_is_one_input_error(tmp_path: Path, name: str) -> None:
+    root = _mixed_zoo(tmp_path / "zoo")
+    path = tmp_path / "t.pt"
+    shutil.copy(root / "views.pt", path)
+    record = digest_model(str(path))
+    names = [t.name for t in record.tensors]
+    reopener = _reopener([record], ["t.pt"])
+    reopener.read(0, names.index("row"))  # the file is checked unchanged here, once for the join
+    path.unlink()  # then removed while the join still reads it
+    with pytest.raises(InputError, match="t.pt: changed while the zoo was scanned"):
+        reopener.read(0, names.index(name))

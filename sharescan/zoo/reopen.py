@@ -137,7 +137,10 @@ class Reopener:
                 raise InputError(f"{ref.label}: changed while the zoo was scanned ({path} is not as it was digested); scan again")
             with self.lock:
                 self.unchanged.add((k, index))
-        return range_reader(Path(path), offset, storage, shape)()
+        try:
+            return range_reader(Path(path), offset, storage, shape)()
+        except FileNotFoundError:  # removed after the check
+            raise InputError(f"{ref.label}: changed while the zoo was scanned ({path} is gone); scan again") from None
 
     def _read_loaded(self, k: int, position: int) -> np.ndarray:
         """The tensor read through its model's loader, the model reopened unless it is still open."""
