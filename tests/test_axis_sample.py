@@ -45,3 +45,17 @@ def test_a_transpose_is_sampled_at_the_transposed_elements(tmp_path) -> None:
     grid_t = _digest_array(entries["t"], entries["t"].read()).grid
     assert grid_w.shape == (GRID, GRID) and len(grid_index((300, 70))[0]) == GRID
     assert np.array_equal(grid_t, grid_w.T)
+
+
+@pytest.mark.parametrize("shape", [(1000, 300), (3, 100_000), (100_000, 3), (33, 8000)])
+def test_a_streamed_digest_samples_a_transpose_at_the_transposed_elements(tmp_path, shape) -> None:
+    from sharescan.digest import _STREAM_BYTES, _digest_values
+
+    w = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    assert w.nbytes >= _STREAM_BYTES  # read through a small buffer, not mapped whole
+    path = save_safetensors(tmp_path / "m.safetensors", {"w": w, "t": np.ascontiguousarray(w.T)})
+    entries = {e.name: e for e in load_model(str(path), 0, LoadOptions()).tensors}
+    streamed_w, streamed_t = _digest_values(entries["w"]), _digest_values(entries["t"])
+    assert np.array_equal(streamed_t.grid, streamed_w.grid.T)
+    assert np.array_equal(streamed_w.grid, _digest_array(entries["w"], entries["w"].read()).grid)  # streamed or not: the same sample
+    assert np.array_equal(streamed_t.row_sample, _digest_array(entries["t"], entries["t"].read()).row_sample)
