@@ -156,6 +156,7 @@ HOSTILE_HEADERS = {
     "shape-5000-digits": b'{"t": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 8]}}',
     "shape-overflows-int64": header(one_tensor(shape=[0, 2**70], data_offsets=[0, 0])),
     "shape-product-overflows": header(one_tensor(shape=[0, 2**40, 2**40], data_offsets=[0, 0])),
+    "zero-size-too-big-for-numpy": header(one_tensor(shape=[2**60, 0, 3], data_offsets=[0, 0])),
     "nested-100000": b'{"t": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     "nested-metadata": b'{"__metadata__": {"k": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
     "offsets-reversed": header(one_tensor(data_offsets=[8, 0])),
@@ -264,6 +265,13 @@ def test_onnx_initializer_with_impossible_dims_is_refused(tmp_path, dims):
     from onnx import helper
 
     path = _save(tmp_path / "m.onnx", [helper.make_node("Add", ["X", "W"], ["Y"])], [_tensor("W", dims, b"\x00" * 8)], ["Y"])
+    refuse(tmp_path, path, words=("m.onnx", "'W'"))
+
+
+def test_onnx_zero_size_initializer_whose_other_dims_numpy_cannot_hold_is_refused(tmp_path):
+    from onnx import helper
+
+    path = _save(tmp_path / "m.onnx", [helper.make_node("Identity", ["W"], ["Y"])], [_tensor("W", [2**60, 0, 3], b"")], ["Y"])
     refuse(tmp_path, path, words=("m.onnx", "'W'"))
 
 

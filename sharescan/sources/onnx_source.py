@@ -174,7 +174,9 @@ def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, exter
 
 # A bound on elements that no byte arithmetic can overflow (a zero dim lets
 # the others be anything).
-_MAX_ELEMENTS = 1 << 62
+# Times the largest item size (16 bytes) it stays within numpy's 2**63
+# bytes: numpy refuses even a zero-size array whose other dims exceed that.
+_MAX_ELEMENTS = 1 << 58
 
 # Where a tensor without raw_data keeps its values, by element type, and how
 # many field entries each element takes (complex: real and imaginary).

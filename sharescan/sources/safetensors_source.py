@@ -49,7 +49,9 @@ MAX_TENSORS = 10_000_000
 # numpy's limit on dimensions, and a bound on elements that no
 # offset arithmetic can overflow (a zero dim lets the others be anything).
 _MAX_RANK = 32
-_MAX_ELEMENTS = 1 << 62
+# Times the largest item size (16 bytes) it stays within numpy's 2**63
+# bytes: numpy refuses even a zero-size array whose other dims exceed that.
+_MAX_ELEMENTS = 1 << 58
 
 _ADVICE = "the file is corrupt: re-save or re-download it"
 

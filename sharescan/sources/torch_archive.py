@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 200  # module or container nesting beyond this is refused, not recursed into
 MAX_TENSORS = 1_000_000  # tensors in one file beyond this are refused
+# Elements that, times the largest item size (16 bytes), stay within numpy's
+# 2**63 bytes; numpy refuses even a zero-size array whose other dims exceed it.
+_MAX_ELEMENTS = 1 << 58
 
 _TRUST = "pass --trust-code to export/tie only if you trust where the file came from (loading it runs its code)"
 
@@ -449,6 +452,7 @@ def view_entry(path: Path, name: str, view: TensorView, model: int) -> TensorEnt
     item = dt.itemsize
     if len(view.shape) != len(view.stride) or any(s < 0 for s in view.shape + view.stride) or view.offset < 0:
         raise InputError(f"{path}: tensor {name} has an invalid layout (sizes {view.shape}, strides {view.stride}); re-save the model")
+    _check_shape(path, name, view.shape)
     numel = math.prod(view.shape)  # Python ints: a hostile shape cannot overflow
     last = view.offset + sum((n - 1) * s for n, s in zip(view.shape, view.stride)) if numel else view.offset - 1
     if (last + 1) * item > view.record.nbytes:
@@ -457,6 +461,12 @@ def view_entry(path: Path, name: str, view: TensorView, model: int) -> TensorEnt
     key = f"{view.record.name}@{view.offset}:{view.shape}:{view.stride}:{view.dtype}"
     return TensorEntry(model, name, view.shape, view.dtype, key, _view_reader(path, view, dt.storage, numel, last),
                        view.record.nbytes, buffer=view.record.name, span=span)  # fmt: skip
+
+
+def _check_shape(path: Path, name: str, shape: tuple[int, ...]) -> None:
+    """Refuse a shape numpy cannot hold, even empty (its dims other than the zeros too large)."""
+    if math.prod(max(n, 1) for n in shape) > _MAX_ELEMENTS:
+        raise InputError(f"{path}: tensor {name} has an impossible shape {list(shape)}; the file is corrupt: re-save the model")
 
 
 def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
@@ -668,6 +678,7 @@ def checkpoint_entries(path: Path, tensors: list[tuple[str, TensorView]], model:
         if not view.dtype:
             logger.warning("skipping %s: dtype %s is not supported", name, view.dtype_shown)
             continue
+        _check_shape(path, name, view.shape)
         numel = math.prod(view.shape)
         if numel == 0:
             entries.append(TensorEntry(model, name, view.shape, view.dtype, f"empty:{name}", _empty_reader(view.shape, DTYPES[view.dtype].storage), 0, buffer=f"empty:{name}", span=(0, 0)))

@@ -148,6 +148,7 @@ def tensor_views(kind: str) -> bytes:
         "key_missing": ("99", 16, "FloatStorage", 0, (4,), (1,)),
         "key_dotdot": ("../../../../etc/hostname", 1, "ByteStorage", 0, (1,), (1,)),
         "dtype_bigger_than_data": ("5", 10, "DoubleStorage", 0, (10,), (1,)),
+        "zero_size_huge_dims": ("0", 4096, "FloatStorage", 0, (2**60, 0, 3), (0, 3, 1)),
     }
     key, numel, storage_type, offset, size, stride = views[kind]
 
@@ -171,4 +172,4 @@ def tensor_views(kind: str) -> bytes:
     return out.getvalue()
 
 
-TENSOR_VIEWS = ("offset_past_storage", "size_past_storage", "negative_stride", "negative_size", "expand_bomb", "zero_stride_view", "overlapping_view", "numel_past_data", "numel_negative", "key_missing", "key_dotdot", "dtype_bigger_than_data")
+TENSOR_VIEWS = ("offset_past_storage", "size_past_storage", "negative_stride", "negative_size", "expand_bomb", "zero_stride_view", "overlapping_view", "numel_past_data", "numel_negative", "key_missing", "key_dotdot", "dtype_bigger_than_data", "zero_size_huge_dims")
