@@ -178,15 +178,32 @@ def test_identical_compares_block_by_block_and_finds_a_difference_in_any_block(t
     from sharescan.sources import LoadOptions, load_model
 
     w = rng.standard_normal((64, 32)).astype(np.float32)
-    late, middle = w.copy(), w.copy()
+    late, middle, early = w.copy(), w.copy(), w.copy()
     late.reshape(-1)[-1] = np.nextafter(late.reshape(-1)[-1], np.float32(np.inf))  # one bit, last block
     middle[30, 3] = -middle[30, 3]
-    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": w.copy(), "late": late, "middle": middle})
+    early[0, 0] = -early[0, 0]
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": w.copy(), "late": late, "middle": middle, "early": early})
     entries = {e.name: e for e in load_model(str(path), 0, LoadOptions()).tensors}
-    for block in (1, 100, 1000, w.nbytes, 1 << 24):  # the last block shorter, or one block for all
-        assert same_content(entries["a"], entries["b"], block)
-        assert not same_content(entries["a"], entries["late"], block)
-        assert not same_content(entries["a"], entries["middle"], block)
+    # The last block shorter, or one block for all; spans on 1 to 3 threads (one block each at most, for 1000-byte blocks).
+    for block in (1, 100, 1000, w.nbytes, 1 << 24):
+        for threads in (1, 2, 3):
+            assert same_content(entries["a"], entries["b"], block, threads)
+            for changed in ("late", "middle", "early"):
+                assert not same_content(entries["a"], entries[changed], block, threads), (block, threads, changed)
+
+
+def test_a_file_cut_short_under_a_comparison_on_threads_is_one_input_error(tmp_path: Path) -> None:
+    from sharescan.detect.identical import same_content
+    from sharescan.errors import InputError
+    from sharescan.sources import LoadOptions, load_model
+
+    w = rng.standard_normal((256, 64)).astype(np.float32)
+    path = save_safetensors(tmp_path / "m.safetensors", {"a": w, "b": w.copy()})
+    entries = {e.name: e for e in load_model(str(path), 0, LoadOptions()).tensors}
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size - 4096)  # the end of the later tensor is gone
+    with pytest.raises(InputError, match="changed while it was read"):
+        same_content(entries["a"], entries["b"], 1024, 2)
 
 
 def test_identical_reads_file_tensors_through_a_buffer_without_mapping_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
