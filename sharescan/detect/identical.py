@@ -73,18 +73,26 @@ def _same_spans(wa: FileRange, wb: FileRange, block: int, threads: int) -> bool:
     differ = threading.Event()  # a difference found on one thread stops the others
 
     def same(span: tuple[int, int]) -> bool:
-        for x, y in zip(_file_blocks(wa, block, span), _file_blocks(wb, block, span)):
-            if differ.is_set():
-                return False
-            if not _equal(x, y):
-                differ.set()
-                return False
-        return True
+        try:
+            for x, y in zip(_file_blocks(wa, block, span), _file_blocks(wb, block, span)):
+                if differ.is_set():
+                    return False
+                if not _equal(x, y):
+                    differ.set()
+                    return False
+            return True
+        except BaseException:
+            differ.set()  # a file cut short stops the other spans too: the error is the answer
+            raise
 
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads) as pool:
-        return all(list(pool.map(same, zip(cuts[:-1], cuts[1:]))))
+        try:
+            return all(list(pool.map(same, zip(cuts[:-1], cuts[1:]))))
+        except BaseException:
+            differ.set()  # interrupted while waiting: the spans stop before the pool is joined
+            raise
 
 
 def _equal(x: np.ndarray, y: np.ndarray) -> bool:
