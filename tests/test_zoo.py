@@ -393,6 +393,30 @@ def test_a_file_changed_after_its_digest_is_said_when_the_join_reads_it(tmp_path
         join_records(records, ["a", "b.safetensors"], JoinSettings(2e-3, 2e-3))
 
 
+def test_the_store_keeps_the_samples_of_equal_tensors_once_and_drops_them_with_their_last_tensor(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    frozen = rng.standard_normal((64, 48)).astype(np.float32)
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for k in range(3):  # a frozen layer shared by three fine-tunes, and a layer of each's own
+        _save_safetensors(zoo / f"m{k}.safetensors", {"frozen": frozen.copy(), "own": rng.standard_normal((64, 48)).astype(np.float32)})
+    store = tmp_path / "s.sqlite"
+    first = scan_zoo(str(zoo), ZooOptions(scheduler="none", store=store))
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 4  # frozen once, own three times
+    # Read back from the store (an unrelated change forces the join again), the groups are the same.
+    _save_safetensors(zoo / "m3.safetensors", {"other": rng.standard_normal((8, 8)).astype(np.float32)})
+    again = scan_zoo(str(zoo), ZooOptions(scheduler="none", store=store))
+    assert (again.timing.digested, again.timing.from_store) == (1, 3)
+    assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in first.groups] and first.groups
+    for k in range(3):
+        (zoo / f"m{k}.safetensors").unlink()
+    scan_zoo(str(zoo), ZooOptions(scheduler="none", store=store))
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 1  # m3's alone
+        assert db.execute("SELECT COUNT(*) FROM tensors").fetchone()[0] == 1
+
+
 def test_tasks_of_several_models_lose_only_the_model_that_fails_them() -> None:
     # Models are digested several to a task; a task that fails is run again one
     # model at a time, so only the failing model is reported as failed.

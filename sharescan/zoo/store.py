@@ -19,8 +19,15 @@ Schema (``schema_version`` in ``meta``)::
     tensors(model -> models.path, position, name, shape JSON, dtype, storage,
             storage_nbytes, buffer, span_start, span_end,
             content (xxh3-64 as signed int64; NULL: not a unit), nonfinite,
-            has_nan, norm, grid_shape JSON, grid BLOB, rows_shape JSON, rows BLOB,
+            has_nan, norm,
             file (index into the model's stamps; NULL: read through its loader), offset)
+    samples((content, dtype, shape) PK, grid_shape JSON, grid BLOB, rows_shape JSON, rows BLOB)
+
+A unit's samples are kept once per content, dtype and shape: the frozen
+layers a zoo's fine-tunes share with their base are stored once (their
+samples are equal, being taken at the same positions of the same bytes).
+Two tensors whose 64-bit hashes collide would share one's samples; that
+can only cost a candidate, as every relation confirms on the bytes.
     results(key PK, body JSON, created)
 """
 
@@ -46,7 +53,7 @@ __all__ = ["DigestStore", "SCHEMA_VERSION"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2"  # 2: samples at stratified positions (neighbors.axis_sample); where each tensor lies
+SCHEMA_VERSION = "3"  # 3: samples at stratified positions (neighbors.axis_sample), kept once per content; where each tensor lies
 _KEPT_RESULTS = 4  # analyses kept: the latest few settings of one zoo
 # Records are committed together, at most this long apart: a commit per model
 # cost 0.35 ms, a third of a second of the client's time on 1,000 small
@@ -61,10 +68,12 @@ CREATE TABLE IF NOT EXISTS models(
 CREATE TABLE IF NOT EXISTS tensors(
   model TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL, shape TEXT NOT NULL, dtype TEXT NOT NULL, storage TEXT NOT NULL,
   storage_nbytes INTEGER, buffer TEXT, span_start INTEGER, span_end INTEGER,
-  content INTEGER, nonfinite INTEGER, has_nan INTEGER, norm REAL, grid_shape TEXT, grid BLOB, rows_shape TEXT, rows BLOB,
-  file INTEGER, offset INTEGER,
+  content INTEGER, nonfinite INTEGER, has_nan INTEGER, norm REAL, file INTEGER, offset INTEGER,
   PRIMARY KEY(model, position));
 CREATE INDEX IF NOT EXISTS tensors_content ON tensors(content);
+CREATE TABLE IF NOT EXISTS samples(
+  content INTEGER NOT NULL, dtype TEXT NOT NULL, shape TEXT NOT NULL, grid_shape TEXT, grid BLOB, rows_shape TEXT, rows BLOB,
+  PRIMARY KEY(content, dtype, shape)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results(key TEXT PRIMARY KEY, body TEXT NOT NULL, created REAL NOT NULL);
 """
 
@@ -81,11 +90,12 @@ class DigestStore:
             version = self._version()
             if version is not None and version != SCHEMA_VERSION:
                 logger.warning("%s: digests from another sharescan version; they are recomputed", path)
-                self.db.executescript("DROP TABLE IF EXISTS models; DROP TABLE IF EXISTS tensors; DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS meta;")
+                self.db.executescript("DROP TABLE IF EXISTS models; DROP TABLE IF EXISTS tensors; DROP TABLE IF EXISTS samples; DROP TABLE IF EXISTS results; DROP TABLE IF EXISTS meta;")
             self.db.executescript(_SCHEMA)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES('schema_version', ?)", (SCHEMA_VERSION,))
             self.db.commit()
             self.committed = time.monotonic()
+            self.replaced = False  # a model's tensors were replaced or dropped since the last cleanup of samples
         except sqlite3.OperationalError as e:  # a folder that cannot be written, a locked file, a full disk
             raise InputError(f"{path}: cannot open the digest store ({e}); pass --store PATH in a folder you can write") from None
         except sqlite3.DatabaseError as e:
@@ -106,9 +116,22 @@ class DigestStore:
 
     def close(self) -> None:
         try:
+            if self.replaced:
+                self._drop_unused_samples()
             self.commit()  # records written since the last commit (an interrupted scan keeps them)
         finally:
             self.db.close()
+
+    def _drop_unused_samples(self) -> None:
+        """Samples no stored tensor has any more (its model replaced or dropped): only space, so a failure is said and passed."""
+        try:
+            self.db.execute(
+                "DELETE FROM samples WHERE NOT EXISTS (SELECT 1 FROM tensors t "
+                "WHERE t.content = samples.content AND t.dtype = samples.dtype AND t.shape = samples.shape)"
+            )
+        except sqlite3.Error as e:
+            logger.warning("%s: could not drop unused samples (%s)", self.path, e)
+        self.replaced = False
 
     def commit(self) -> None:
         try:
@@ -139,13 +162,15 @@ class DigestStore:
 
     def _put(self, record: ModelRecord, options: str) -> None:
         # One transaction holds the records since the last commit.
-        self.db.execute("DELETE FROM tensors WHERE model = ?", (record.path,))
+        if self.db.execute("DELETE FROM tensors WHERE model = ?", (record.path,)).rowcount:
+            self.replaced = True  # the replaced tensors' samples may now be unused
         self.db.execute(
             "INSERT OR REPLACE INTO models VALUES(?,?,?,?,?,?,?,?,?,?,?)",
             (record.path, json.dumps(record.stamps), options, record.status, record.reason, record.format, record.file_bytes,
              json.dumps(record.files), json.dumps(record.reused), json.dumps(record.notes), time.time()),
         )
-        self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
+        self.db.executemany("INSERT INTO tensors VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (_tensor_row(record.path, k, t) for k, t in enumerate(record.tensors)))
+        self.db.executemany("INSERT OR IGNORE INTO samples VALUES(?,?,?,?,?,?,?)", (_sample_row(t) for t in record.tensors if t.digest is not None))
 
     def records(self, paths: Iterable[str]) -> Iterator[ModelRecord]:
         """The stored records of ``paths``, in that order (a path not stored is left out)."""
@@ -153,7 +178,11 @@ class DigestStore:
             row = self.db.execute("SELECT path, stamps, status, reason, format, file_bytes, files, reused, notes FROM models WHERE path = ?", (path,)).fetchone()
             if row is None:
                 continue
-            rows = self.db.execute("SELECT * FROM tensors WHERE model = ? ORDER BY position", (path,))
+            rows = self.db.execute(
+                "SELECT t.*, s.grid_shape, s.grid, s.rows_shape, s.rows FROM tensors t LEFT JOIN samples s "
+                "ON s.content = t.content AND s.dtype = t.dtype AND s.shape = t.shape WHERE t.model = ? ORDER BY t.position",
+                (path,),
+            )
             tensors = tuple(_tensor_record(r) for r in rows)
             yield ModelRecord(
                 row[0], tuple(tuple(s) for s in json.loads(row[1])), row[2], row[3], row[4], row[5], tensors,
@@ -174,6 +203,7 @@ class DigestStore:
                 with self.db:
                     self.db.executemany("DELETE FROM tensors WHERE model = ?", ((p,) for p in gone))
                     self.db.executemany("DELETE FROM models WHERE path = ?", ((p,) for p in gone))
+                self.replaced = True
             except sqlite3.Error as e:  # only space is lost
                 logger.warning("%s: could not drop the digests of %d removed model(s) (%s)", self.path, len(gone), e)
                 return 0
@@ -209,11 +239,17 @@ def _tensor_row(model: str, position: int, t: TensorRecord) -> tuple[Any, ...]:
     head = (model, position, t.name, json.dumps(t.shape), t.dtype, t.storage, t.storage_nbytes, t.buffer, span[0], span[1])
     at = t.at or (None, None)
     if d is None:
-        return (*head, None, None, None, None, None, None, None, None, *at)
+        return (*head, None, None, None, None, *at)
     norm = None if math.isnan(d.norm) else d.norm
+    return (*head, _signed(d.content), int(d.nonfinite), int(d.has_nan), norm, *at)
+
+
+def _sample_row(t: TensorRecord) -> tuple[Any, ...]:
+    d = t.digest
+    assert d is not None  # only units, which carry a digest, have samples
     grid = (None, None) if d.grid is None else (json.dumps(d.grid.shape), d.grid.tobytes())
     rows = (None, None) if d.row_sample is None else (json.dumps(d.row_sample.shape), d.row_sample.tobytes())
-    return (*head, _signed(d.content), int(d.nonfinite), int(d.has_nan), norm, *grid, *rows, *at)
+    return (_signed(d.content), t.dtype, json.dumps(t.shape), *grid, *rows)
 
 
 def _array(shape: str | None, blob: bytes | None, dtype: str) -> np.ndarray | None:
@@ -230,7 +266,7 @@ def _array(shape: str | None, blob: bytes | None, dtype: str) -> np.ndarray | No
 def _tensor_record(r: tuple[Any, ...]) -> TensorRecord:
     from sharescan.digest import Digest
 
-    (_, _, name, shape, dtype, storage, storage_nbytes, buffer, span_start, span_end, content, nonfinite, has_nan, norm, grid_shape, grid, rows_shape, rows, file, offset) = r
+    (_, _, name, shape, dtype, storage, storage_nbytes, buffer, span_start, span_end, content, nonfinite, has_nan, norm, file, offset, grid_shape, grid, rows_shape, rows) = r
     digest = None
     if content is not None:
         digest = Digest(_unsigned(content), bool(nonfinite), bool(has_nan), math.nan if norm is None else float(norm), _array(grid_shape, grid, dtype), _array(rows_shape, rows, dtype))
