@@ -78,3 +78,24 @@ def test_a_file_cut_short_on_one_span_stops_the_other_spans(tmp_path: Path, monk
     # 1,024 reads of 1 KiB would compare every span whole; the span that
     # failed stops the others within a few blocks.
     assert len(calls) < 200, len(calls)
+
+
+def test_chunks_measured_at_once_hold_no_more_memory_than_one_chunk_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    monkeypatch.setattr(common, "_ELEMENTS_AT_ONCE", 1 << 21)  # a 16 MiB table per chunk alone
+    arrays = [rng.standard_normal(1 << 14) for _ in range(512)]  # tabled (small), 4 chunks' worth
+    entries = [TensorEntry(0, f"t{k}", a.shape, "float64", f"t{k}", lambda a=a: a) for k, a in enumerate(arrays)]
+    pairs = [(2 * k, 2 * k + 1, False) for k in range(256)]
+    peaks = {}
+    for threads in (1, 4):
+        tracemalloc.start()
+        try:
+            measure_pairs(entries, pairs, threads=threads)
+            peaks[threads] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] > 16 << 20  # the table of a chunk is counted
+    # Beyond the one-thread peak: each thread's scratch blocks (1.5 MiB), not
+    # a 16 MiB table per thread.
+    assert peaks[4] < peaks[1] + 4 * (2 << 20), peaks

@@ -372,7 +372,10 @@ def measure_pairs(entries: Sequence[TensorEntry] | Mapping[int, TensorEntry], pa
         with np.errstate(all="ignore"):  # per thread: huge or tiny values are handled where they matter
             return distances_of([(read(a), entries[a].dtype, read(b), entries[b].dtype, t) for a, b, t in chunk])
 
-    chunks = list(pair_chunks([pairs[k] for k in rest], lambda i: entries[i].numel))
+    # Chunks measured at once share the elements a chunk may hold: the batch's
+    # tables stay within 64 MiB whatever the threads (4 chunks of 64 MiB each
+    # held 256 MiB at once).
+    chunks = list(pair_chunks([pairs[k] for k in rest], lambda i: entries[i].numel, _ELEMENTS_AT_ONCE // max(1, threads)))
     if threads > 1 and len(chunks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -391,12 +394,13 @@ _PAIRS_AT_ONCE = 4096
 _ELEMENTS_AT_ONCE = 8 << 20
 
 
-def pair_chunks(pairs: Sequence[Pair], numel: Callable[[int], int]) -> Iterator[Sequence[Pair]]:
-    """``pairs`` in consecutive chunks of at most ``_PAIRS_AT_ONCE`` pairs and ``_ELEMENTS_AT_ONCE`` elements (one pair at least)."""
+def pair_chunks(pairs: Sequence[Pair], numel: Callable[[int], int], most: int | None = None) -> Iterator[Sequence[Pair]]:
+    """``pairs`` in consecutive chunks of at most ``_PAIRS_AT_ONCE`` pairs and ``most`` elements (``_ELEMENTS_AT_ONCE``; one pair at least)."""
+    most = _ELEMENTS_AT_ONCE if most is None else most
     start = elements = 0
     for k, (a, b, _) in enumerate(pairs):
         size = numel(a) + numel(b)
-        if k > start and (k - start >= _PAIRS_AT_ONCE or elements + size > _ELEMENTS_AT_ONCE):
+        if k > start and (k - start >= _PAIRS_AT_ONCE or elements + size > most):
             yield pairs[start:k]
             start, elements = k, 0
         elements += size
