@@ -324,7 +324,7 @@ _BATCH_CACHE_BYTES = 64 << 20
 # and the reads release the GIL. On 2 cores the zoo benchmark's 76,189 pairs
 # took 1.8-2.0 s instead of 2.5 s, the same bits (each chunk is measured as
 # it is alone).
-MEASURE_THREADS = min(4, os.cpu_count() or 1)
+MEASURE_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # the cores this process may use
 
 
 class _BatchReads:
