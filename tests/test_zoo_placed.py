@@ -139,14 +139,20 @@ def test_a_join_from_stored_records_equals_one_from_records_just_digested(tmp_pa
     assert [g.to_dict() for g in again.groups] == [g.to_dict() for g in first.groups]
 
 
-def test_a_mapped_file_truncated_after_its_check_is_one_input_error(tmp_path: Path) -> None:
+def _checked(tmp_path: Path, first: str) -> tuple[Path, list[str], Reopener]:
+    """A copy of the mixed zoo's views.pt, digested, and a reopener that has read its tensor ``first`` (the file checked unchanged, once for the join)."""
     root = _mixed_zoo(tmp_path / "zoo")
     path = tmp_path / "t.pt"
     shutil.copy(root / "views.pt", path)
     record = digest_model(str(path))
     names = [t.name for t in record.tensors]
     reopener = _reopener([record], ["t.pt"])
-    reopener.read(0, names.index("one"))  # the file is checked unchanged here, once for the join
+    reopener.read(0, names.index(first))
+    return path, names, reopener
+
+
+def test_a_mapped_file_truncated_after_its_check_is_one_input_error(tmp_path: Path) -> None:
+    path, names, reopener = _checked(tmp_path, "one")
     os.truncate(path, 2000)  # then cut short while the join still reads it
     with pytest.raises(InputError, match="t.pt: the file changed while it was read"):
         reopener.read(0, names.index("full"))  # 12 KiB: mapped
@@ -243,13 +249,7 @@ def test_a_store_of_the_previous_schema_is_digested_again_with_places(tmp_path: 
 
 @pytest.mark.parametrize("name", ["one", "full"])  # read with pread (256 bytes), mapped (8 KiB)
 def test_a_file_removed_after_its_check_is_one_input_error(tmp_path: Path, name: str) -> None:
-    root = _mixed_zoo(tmp_path / "zoo")
-    path = tmp_path / "t.pt"
-    shutil.copy(root / "views.pt", path)
-    record = digest_model(str(path))
-    names = [t.name for t in record.tensors]
-    reopener = _reopener([record], ["t.pt"])
-    reopener.read(0, names.index("row"))  # the file is checked unchanged here, once for the join
+    path, names, reopener = _checked(tmp_path, "row")
     path.unlink()  # then removed while the join still reads it
     with pytest.raises(InputError, match="t.pt: changed while the zoo was scanned"):
         reopener.read(0, names.index(name))
