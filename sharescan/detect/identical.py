@@ -15,9 +15,8 @@ import numpy as np
 from sharescan.detect.common import MEASURE_THREADS
 from sharescan.detect.relation import BaseRelation, Scope
 from sharescan.digest import Digest
-from sharescan.errors import InputError
 from sharescan.groups import Group
-from sharescan.sources.mapped import FileRange, file_range
+from sharescan.sources.mapped import FileRange, file_range, pread_exactly
 from sharescan.table import TensorEntry
 
 __all__ = ["find_identical", "same_content", "Identical", "RELATION"]
@@ -127,8 +126,7 @@ def _file_blocks(where: FileRange, block: int, span: tuple[int, int] | None = No
     try:
         for start in range(first, end, block):
             n = min(block, end - start)
-            if os.preadv(fd, [whole[:n]], where.offset + start) != n:
-                raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
+            pread_exactly(fd, whole[:n], where.offset + start, where)
             yield buf[:n]
     finally:
         os.close(fd)

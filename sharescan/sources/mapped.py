@@ -21,7 +21,7 @@ import numpy as np
 
 from sharescan.errors import InputError
 
-__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "located", "range_reader", "FileWindow", "pread_exactly"]
+__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "located", "range_reader", "FileWindow", "pread_exactly", "changed_while_read"]
 
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
@@ -55,7 +55,12 @@ def pread_exactly(fd: int, into: memoryview, offset: int, where: FileRange) -> N
         InputError: the file ends before (it changed since it was opened).
     """
     if os.preadv(fd, [into], offset) != len(into):
-        raise InputError(f"{where.path}: the file changed while it was read (it ends before byte {where.offset + where.nbytes}); analyse it again")
+        raise changed_while_read(where.path, where.offset + where.nbytes)
+
+
+def changed_while_read(path: Path, end: int) -> InputError:
+    """The error for a file that ends before byte ``end`` it had when it was opened or checked."""
+    return InputError(f"{path}: the file changed while it was read (it ends before byte {end}); analyse it again")
 
 
 class _RangeRead:
@@ -95,7 +100,7 @@ class MappedRead(_RangeRead):
             flags = mmap.MAP_SHARED | (_POPULATE if populate else 0)
             region = mmap.mmap(fd, offset - start + nbytes, flags=flags, prot=mmap.PROT_READ, offset=start)
         except ValueError:  # mmap refuses a range past the end: the file shrank since it was opened or checked
-            raise InputError(f"{path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again") from None
+            raise changed_while_read(path, offset + nbytes) from None
         finally:
             os.close(fd)  # the mapping keeps the file open
         return np.frombuffer(region, dtype=self.storage, count=self.count, offset=offset - start).reshape(self.shape)
@@ -122,14 +127,15 @@ def located(read: Callable[..., np.ndarray]) -> tuple[FileRange, str] | None:
     return None
 
 
-def range_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
-    """A reader of ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``: mapped, or read with pread when small."""
-    count = 1
-    for d in shape:
-        count *= d
-    if count * np.dtype(storage).itemsize > _SHARED_BYTES or count == 0:
+def range_reader(path: Path, offset: int, storage: str, shape: tuple[int, ...], window: FileWindow | None = None) -> Callable[[], np.ndarray]:
+    """A reader of ``shape`` elements of ``storage`` dtype at ``offset`` of ``path``: mapped, or, when small, read
+    with pread (or through ``window``'s mapping of the whole file, see ``FileWindow``)."""
+    small = _SmallRead(path, offset, storage, shape, window)
+    if small.file_range.nbytes > _SHARED_BYTES or small.count == 0:
         return mapped_reader(path, offset, storage, shape)
-    return _SmallRead(path, offset, storage, shape, None)
+    if window is not None:
+        window._small += 1
+    return small
 
 
 class _SmallRead(_RangeRead):
@@ -150,11 +156,11 @@ class _SmallRead(_RangeRead):
             finally:
                 os.close(fd)
             if len(data) < nbytes:
-                raise InputError(f"{path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again")
+                raise changed_while_read(path, offset + nbytes)
             return np.frombuffer(data, dtype=self.storage, count=self.count).reshape(self.shape)
         whole = self.window._whole()
         if offset + nbytes > len(whole):  # the file shrank after it was checked
-            raise InputError(f"{path}: the file changed while it was read (it ends before byte {offset + nbytes}); analyse it again")
+            raise changed_while_read(path, offset + nbytes)
         return np.frombuffer(whole, dtype=self.storage, count=self.count, offset=offset).reshape(self.shape)
 
 
@@ -189,13 +195,6 @@ class FileWindow:
                         os.close(fd)
         return self._map
 
-    def reader(self, offset: int, storage: str, shape: tuple[int, ...], itemsize: int) -> Callable[[], np.ndarray]:
-        """A function that maps ``shape`` elements of ``storage`` dtype (``itemsize`` bytes each) at ``offset``."""
-        count = 1
-        for d in shape:
-            count *= d
-        if count * itemsize > _SHARED_BYTES or count == 0:
-            return mapped_reader(self.path, offset, storage, shape)
-
-        self._small += 1
-        return _SmallRead(self.path, offset, storage, shape, self)
+    def reader(self, offset: int, storage: str, shape: tuple[int, ...]) -> Callable[[], np.ndarray]:
+        """A function that reads ``shape`` elements of ``storage`` dtype at ``offset``."""
+        return range_reader(self.path, offset, storage, shape, self)

@@ -238,7 +238,7 @@ def _entry(tensor: Any, name: str, storage: str, model: int, path: Path, folder:
     if held is not None:
         raise InputError(f"{path}: tensor {name!r} holds {held} bytes for shape {list(shape)} {dtype} ({_count(shape) * itemsize} bytes); the file is corrupt: re-download or re-export the model")
     if raw_at is not None:  # raw bytes left in the file by read_layout
-        mapped = window.reader(raw_at[0], dt.storage, shape, itemsize) if window is not None else mapped_reader(path, raw_at[0], dt.storage, shape)
+        mapped = window.reader(raw_at[0], dt.storage, shape) if window is not None else mapped_reader(path, raw_at[0], dt.storage, shape)
         return TensorEntry(model, name, shape, dtype, storage, mapped)
 
     def read() -> np.ndarray:

@@ -129,7 +129,7 @@ def _entries(path: Path, model: int, prefix: str) -> list[TensorEntry]:
             dtype=dtype,
             # Zero-size tensors all sit at one offset; they share no bytes.
             storage=f"{prefix}{path.name}:{begin}:{end}" if end > begin else f"empty:{name}",
-            read=window.reader(data_start + begin, dt.storage, shape, dt.itemsize),
+            read=window.reader(data_start + begin, dt.storage, shape),
         )
         entries.append(entry)
         by_name[name] = entry
