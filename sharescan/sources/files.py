@@ -21,10 +21,15 @@ from pathlib import Path
 
 from sharescan.errors import InputError
 
-__all__ = ["regular_file", "strict_json", "MAX_JSON_INT_DIGITS"]
+__all__ = ["regular_file", "strict_json", "MAX_JSON_INT_DIGITS", "MAX_ELEMENTS"]
 
 # An int64 has at most 19 digits (20 with a sign); no offset or dim is longer.
 MAX_JSON_INT_DIGITS = 20
+# A bound on the product of a shape's dims, zeros counted as 1 (a zero dim
+# lets the others be anything): no byte arithmetic overflows under it, and
+# times the largest item size (16 bytes) it stays within numpy's 2**63 bytes,
+# which numpy checks even for a zero-size array.
+MAX_ELEMENTS = 1 << 58
 
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
-from sharescan.sources.files import regular_file
+from sharescan.sources.files import MAX_ELEMENTS, regular_file
 from sharescan.sources.mapped import FileWindow, mapped_reader
 from sharescan.sources.onnx_layout import Layout, read_layout
 from sharescan.sources.onnx_wire import parse_model
@@ -172,12 +172,6 @@ def _constant(node: Any, scope: str, model: int, path: Path, folder: Path, exter
     return None
 
 
-# A bound on elements that no byte arithmetic can overflow (a zero dim lets
-# the others be anything).
-# Times the largest item size (16 bytes) it stays within numpy's 2**63
-# bytes: numpy refuses even a zero-size array whose other dims exceed that.
-_MAX_ELEMENTS = 1 << 58
-
 # Where a tensor without raw_data keeps its values, by element type, and how
 # many field entries each element takes (complex: real and imaginary).
 _TYPED_FIELD = {1: ("float_data", 1), 14: ("float_data", 2), 11: ("double_data", 1), 15: ("double_data", 2), 7: ("int64_data", 1), 12: ("uint64_data", 1), 13: ("uint64_data", 1)}
@@ -190,7 +184,7 @@ def _checked_shape(tensor: Any, name: str, path: Path) -> tuple[int, ...]:
         bound *= max(d, 1)
         # Checked at each dim: the product of 100,000 huge dims grows one big
         # integer per step (16 s on a 900 KB file, quadratic in its size).
-        if d < 0 or bound > _MAX_ELEMENTS:
+        if d < 0 or bound > MAX_ELEMENTS:
             shown = list(shape) if len(shape) <= 8 else f"[{', '.join(map(str, shape[:8]))}, ... ({len(shape)} dims)]"
             raise InputError(f"{path}: tensor {name!r} has impossible dims {shown}; the file is corrupt: re-download or re-export the model")
     return shape

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
-from sharescan.sources.files import regular_file, strict_json
+from sharescan.sources.files import MAX_ELEMENTS, regular_file, strict_json
 from sharescan.sources.mapped import FileWindow
 from sharescan.sources.shard_index import check_shards_hold, read_shard_index, read_weight_map
 from sharescan.table import LoadedModel, TensorEntry
@@ -46,12 +46,7 @@ _MAX_HEADER = 100 * 1024 * 1024
 # More tensors than this in one file is no model (the 100 MB header fits
 # about 1.5 million short records anyway); the limit bounds the work.
 MAX_TENSORS = 10_000_000
-# numpy's limit on dimensions, and a bound on elements that no
-# offset arithmetic can overflow (a zero dim lets the others be anything).
-_MAX_RANK = 32
-# Times the largest item size (16 bytes) it stays within numpy's 2**63
-# bytes: numpy refuses even a zero-size array whose other dims exceed that.
-_MAX_ELEMENTS = 1 << 58
+_MAX_RANK = 32  # numpy's limit on dimensions
 
 _ADVICE = "the file is corrupt: re-save or re-download it"
 
@@ -103,7 +98,7 @@ def _record(path: Path, name: str, info: object, data_bytes: int) -> tuple[str, 
     for d in shape:
         count *= d
         bound *= max(d, 1)
-    if bound > _MAX_ELEMENTS:
+    if bound > MAX_ELEMENTS:
         raise InputError(f"{path}: tensor {name!r} declares an impossible shape {shape}; {_ADVICE}")
     expected = count * DTYPES[dtype].itemsize
     if not 0 <= begin <= end or end - begin != expected:

@@ -39,6 +39,7 @@ import numpy as np
 
 from sharescan.dtypes import DTYPES
 from sharescan.errors import InputError
+from sharescan.sources.files import MAX_ELEMENTS
 from sharescan.sources.mapped import mapped_reader
 from sharescan.table import LoadedModel, TensorEntry
 
@@ -48,9 +49,6 @@ logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 200  # module or container nesting beyond this is refused, not recursed into
 MAX_TENSORS = 1_000_000  # tensors in one file beyond this are refused
-# Elements that, times the largest item size (16 bytes), stay within numpy's
-# 2**63 bytes; numpy refuses even a zero-size array whose other dims exceed it.
-_MAX_ELEMENTS = 1 << 58
 
 _TRUST = "pass --trust-code to export/tie only if you trust where the file came from (loading it runs its code)"
 
@@ -465,7 +463,7 @@ def view_entry(path: Path, name: str, view: TensorView, model: int) -> TensorEnt
 
 def _check_shape(path: Path, name: str, shape: tuple[int, ...]) -> None:
     """Refuse a shape numpy cannot hold, even empty (its dims other than the zeros too large)."""
-    if math.prod(max(n, 1) for n in shape) > _MAX_ELEMENTS:
+    if math.prod(max(n, 1) for n in shape) > MAX_ELEMENTS:
         raise InputError(f"{path}: tensor {name} has an impossible shape {list(shape)}; the file is corrupt: re-save the model")
 
 
