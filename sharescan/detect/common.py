@@ -16,7 +16,7 @@ from sharescan.dtypes import DTYPES
 from sharescan.sources.mapped import file_range, pread_exactly
 from sharescan.table import TensorEntry
 
-__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "measure_pairs", "pair_chunks", "flat_blocks", "row_blocks", "element_at", "streamed_distance"]
+__all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "ArrayCache", "measure_pairs", "pair_chunks", "flat_blocks", "row_blocks", "element_at", "streamed_distance"]
 
 
 def bits(array: np.ndarray) -> np.ndarray:
@@ -327,29 +327,44 @@ _BATCH_CACHE_BYTES = 64 << 20
 MEASURE_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)  # the cores this process may use
 
 
+class ArrayCache:
+    """Arrays recently read, by key, up to ``limit`` bytes (the least recently used go first); safe across threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.arrays: OrderedDict[object, np.ndarray] = OrderedDict()
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: object) -> np.ndarray | None:
+        with self.lock:
+            array = self.arrays.get(key)
+            if array is not None:
+                self.arrays.move_to_end(key)
+            return array
+
+    def keep(self, key: object, array: np.ndarray) -> None:
+        with self.lock:
+            if key not in self.arrays:  # another thread may have read it meanwhile
+                self.arrays[key] = array
+                self.held += array.nbytes
+            while self.held > self.limit:
+                self.held -= self.arrays.popitem(last=False)[1].nbytes
+
+
 class _BatchReads:
     """Reads of a batch's tensors, the recent ones kept (``_BATCH_CACHE_BYTES``); safe across threads."""
 
     def __init__(self, entries: Sequence[TensorEntry] | Mapping[int, TensorEntry]) -> None:
         self.entries = entries
-        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.held = 0
-        self.lock = threading.Lock()
+        self.cache = ArrayCache(_BATCH_CACHE_BYTES)
 
     def __call__(self, i: int) -> np.ndarray:
-        with self.lock:
-            array = self.cache.get(i)
-            if array is not None:
-                self.cache.move_to_end(i)
-                return array
-        array = self.entries[i].read()
-        if array.nbytes <= _BATCH_CACHE_BYTES // 4:
-            with self.lock:
-                if i not in self.cache:
-                    self.cache[i] = array
-                    self.held += array.nbytes
-                while self.held > _BATCH_CACHE_BYTES:
-                    self.held -= self.cache.popitem(last=False)[1].nbytes
+        array = self.cache.get(i)
+        if array is None:
+            array = self.entries[i].read()
+            if array.nbytes <= _BATCH_CACHE_BYTES // 4:
+                self.cache.keep(i, array)
         return array
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sharescan.detect.common import ArrayCache
 from sharescan.errors import InputError
 from sharescan.sources import LoadOptions, load_model
 from sharescan.sources.mapped import range_reader
@@ -88,21 +89,20 @@ class Reopener:
         self.open_tensors = 0
         self.open_bytes = 0
         self.lock = threading.Lock()  # detectors may confirm from several threads
-        self.cached: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self.cached_bytes = 0
+        self.cache = ArrayCache(_CACHED_BYTES)
         self.unchanged: set[tuple[int, int]] = set()  # (model, file) seen as digested
 
     def reader(self, k: int, position: int) -> Callable[[], np.ndarray]:
         return lambda: self.read(k, position)
 
     def read(self, k: int, position: int) -> np.ndarray:
+        hit = self.cache.get((k, position))
         with self.lock:
             self.counter.tensors += 1
-            hit = self.cached.get((k, position))
             if hit is not None:
-                self.cached.move_to_end((k, position))
                 self.counter.cached += 1
-                return hit
+        if hit is not None:
+            return hit
         ref = self.models[k]
         place = ref.places[position] if position < len(ref.places) else None
         if place is not None:
@@ -112,13 +112,7 @@ class Reopener:
         if array.nbytes <= _CACHED_BYTES // 8:
             array = array.view()
             array.flags.writeable = False  # shared by every later read: no reader may change it
-            with self.lock:
-                if (k, position) not in self.cached:
-                    self.cached[k, position] = array
-                    self.cached_bytes += array.nbytes
-                while self.cached_bytes > _CACHED_BYTES:
-                    _, old = self.cached.popitem(last=False)
-                    self.cached_bytes -= old.nbytes
+            self.cache.keep((k, position), array)
         return array
 
     def _read_at(self, k: int, ref: ModelRef, place: Place) -> np.ndarray:
