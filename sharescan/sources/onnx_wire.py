@@ -163,10 +163,17 @@ def _once(message: _Message, name: str, wire: int) -> None:
     message._has.add(name)
 
 
-def _text(data: bytes, wire: int, value: Any) -> str:
+def _span(wire: int, value: Any) -> tuple[int, int]:
+    """A length-delimited field's (start, end) in the data; a field of another wire type is left to onnx."""
     if wire != _BYTES:
         raise _Unread
-    return data[value[0] : value[1]].decode("utf-8")
+    start, end = value
+    return start, end
+
+
+def _text(data: bytes, wire: int, value: Any) -> str:
+    start, end = _span(wire, value)
+    return data[start:end].decode("utf-8")
 
 
 def _int(wire: int, value: Any) -> int:
@@ -180,13 +187,9 @@ def _graph(data: bytes, start: int, end: int) -> Graph:
     graph = Graph()
     for number, wire, value in _fields(data, start, end):
         if number == 1:  # node
-            if wire != _BYTES:
-                raise _Unread
-            graph.node.append(_node(data, *value))
+            graph.node.append(_node(data, *_span(wire, value)))
         elif number == 5:  # initializer
-            if wire != _BYTES:
-                raise _Unread
-            graph.initializer.append(_tensor(data, *value))
+            graph.initializer.append(_tensor(data, *_span(wire, value)))
         elif number == 15:  # sparse_initializer: what onnx's loader does with them is not repeated here
             raise _Unread
     return graph
@@ -204,9 +207,7 @@ def _node(data: bytes, start: int, end: int) -> Node:
         elif number == 4:
             node.op_type = _text(data, wire, value)
         elif number == 5:
-            if wire != _BYTES:
-                raise _Unread
-            node.attribute.append(_attribute(data, *value))
+            node.attribute.append(_attribute(data, *_span(wire, value)))
     if node.op_type == "Constant" and any(a.name in ("value_float", "value_floats", "value_int", "value_ints") for a in node.attribute):
         raise _Unread  # their values are read through onnx.helper
     return node
@@ -224,13 +225,9 @@ def _attribute(data: bytes, start: int, end: int) -> Attribute:
             _once(attr, "g", wire)
             attr.g = _graph(data, *value)
         elif number == 10:  # tensors
-            if wire != _BYTES:
-                raise _Unread
-            _tensor(data, *value)  # read only to hold it to the same rules
+            _tensor(data, *_span(wire, value))  # read only to hold it to the same rules
         elif number == 11:
-            if wire != _BYTES:
-                raise _Unread
-            attr.graphs.append(_graph(data, *value))
+            attr.graphs.append(_graph(data, *_span(wire, value)))
     return attr
 
 
@@ -250,14 +247,11 @@ def _tensor(data: bytes, start: int, end: int) -> Tensor:
         elif number == 8:
             tensor.name = _text(data, wire, value)
         elif number == 9:
-            if wire != _BYTES:
-                raise _Unread
-            tensor.raw_data = data[value[0] : value[1]]
+            first, stop = _span(wire, value)
+            tensor.raw_data = data[first:stop]
             tensor._has.add("raw_data")
         elif number == 13:
-            if wire != _BYTES:
-                raise _Unread
-            tensor.external_data.append(_entry(data, *value))
+            tensor.external_data.append(_entry(data, *_span(wire, value)))
         elif number == 14:
             tensor.data_location = _int(wire, value)
         elif number in (3, 4, 5, 6, 7, 10, 11):  # segment and the typed value fields
