@@ -92,13 +92,14 @@ def _locations(entries: Sequence[TensorEntry], stamps: tuple[FileStamp, ...]) ->
     out: list[tuple[int, int] | None] = []
     for e in entries:
         where = located(e.read)
-        k = None
+        place = None
         if where is not None and where[1] == DTYPES[e.dtype].storage and where[0].nbytes == e.nbytes:
             path = str(where[0].path)
             if path not in real:
                 real[path] = os.path.realpath(path)
             k = index.get(real[path])
-        out.append(None if k is None or where is None else (k, where[0].offset))
+            place = None if k is None else (k, where[0].offset)
+        out.append(place)
     return out
 
 
