@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from sharescan.digest import Digest, float_values, matrix_view
 from sharescan.dtypes import DTYPES
-from sharescan.sources.mapped import file_range, pread_exactly
+from sharescan.sources.mapped import file_blocks, file_range, pread_exactly
 from sharescan.table import TensorEntry
 
 __all__ = ["bits", "same_bytes", "value_units", "MIN_SEARCH_ELEMENTS", "distance", "distance_of", "distances_of", "Distance", "relative_error", "Pair", "PairMeasure", "ArrayCache", "measure_pairs", "pair_chunks", "flat_blocks", "row_blocks", "element_at", "streamed_distance"]
@@ -167,15 +167,8 @@ def flat_blocks(entry: TensorEntry, elements: int = 1 << 20) -> Iterator[np.ndar
             yield flat[start : start + elements]
         return
     storage = np.dtype(DTYPES[entry.dtype].storage)
-    buf = np.empty(elements * storage.itemsize, dtype=np.uint8)
-    fd = os.open(where.path, os.O_RDONLY)
-    try:
-        for start in range(0, entry.numel, elements):
-            raw = buf[: min(elements, entry.numel - start) * storage.itemsize]
-            pread_exactly(fd, memoryview(raw.data), where.offset + start * storage.itemsize, where)
-            yield raw.view(storage)
-    finally:
-        os.close(fd)
+    for raw in file_blocks(where, elements * storage.itemsize):
+        yield raw.view(storage)
 
 
 def row_blocks(entry: TensorEntry, rows: int) -> Iterator[np.ndarray]:

@@ -6,7 +6,6 @@ Bitwise identity is what a merge can promise without changing any output:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -16,7 +15,7 @@ from sharescan.detect.common import MEASURE_THREADS
 from sharescan.detect.relation import BaseRelation, Scope
 from sharescan.digest import Digest
 from sharescan.groups import Group
-from sharescan.sources.mapped import FileRange, file_range, pread_exactly
+from sharescan.sources.mapped import FileRange, file_blocks, file_range
 from sharescan.table import TensorEntry
 
 __all__ = ["find_identical", "same_content", "Identical", "RELATION"]
@@ -73,7 +72,7 @@ def _same_spans(wa: FileRange, wb: FileRange, block: int, threads: int) -> bool:
 
     def same(span: tuple[int, int]) -> bool:
         try:
-            for x, y in zip(_file_blocks(wa, block, span), _file_blocks(wb, block, span)):
+            for x, y in zip(file_blocks(wa, block, span), file_blocks(wb, block, span)):
                 if differ.is_set():
                     return False
                 if not _equal(x, y):
@@ -110,26 +109,11 @@ def _blocks(entry: TensorEntry, block: int) -> Iterator[np.ndarray]:
     """
     where = file_range(entry.read)
     if where is not None:
-        yield from _file_blocks(where, block)
+        yield from file_blocks(where, block)
         return
     flat = np.ascontiguousarray(entry.read()).reshape(-1).view(np.uint8)
     for start in range(0, flat.size, block):
         yield flat[start : start + block]
-
-
-def _file_blocks(where: FileRange, block: int, span: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """The range's bytes (or those of ``span`` within it), ``block`` bytes at a time through one buffer."""
-    first, end = span if span is not None else (0, where.nbytes)
-    buf = np.empty(max(0, min(block, end - first)), dtype=np.uint8)
-    whole = memoryview(buf.data)
-    fd = os.open(where.path, os.O_RDONLY)
-    try:
-        for start in range(first, end, block):
-            n = min(block, end - start)
-            pread_exactly(fd, whole[:n], where.offset + start, where)
-            yield buf[:n]
-    finally:
-        os.close(fd)
 
 
 class Identical(BaseRelation):

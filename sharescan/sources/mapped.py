@@ -13,7 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from sharescan.errors import InputError
 
-__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "located", "range_reader", "FileWindow", "pread_exactly", "changed_while_read"]
+__all__ = ["mapped_reader", "MappedRead", "FileRange", "file_range", "located", "range_reader", "FileWindow", "pread_exactly", "changed_while_read", "file_blocks"]
 
 _PAGE = mmap.ALLOCATIONGRANULARITY
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux only
@@ -56,6 +56,26 @@ def pread_exactly(fd: int, into: memoryview, offset: int, where: FileRange) -> N
     """
     if os.preadv(fd, [into], offset) != len(into):
         raise changed_while_read(where.path, where.offset + where.nbytes)
+
+
+def file_blocks(where: FileRange, block: int, span: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """The range's bytes (or those of ``span`` within it) as uint8 arrays of ``block`` bytes (the last shorter).
+
+    Read with ``preadv`` into one buffer: a pass over a large tensor leaves
+    nothing resident, where its mapped pages would count until unmapped. A
+    block is valid until the next one is produced.
+    """
+    first, end = span if span is not None else (0, where.nbytes)
+    buf = np.empty(max(0, min(block, end - first)), dtype=np.uint8)
+    whole = memoryview(buf.data)
+    fd = os.open(where.path, os.O_RDONLY)
+    try:
+        for start in range(first, end, block):
+            n = min(block, end - start)
+            pread_exactly(fd, whole[:n], where.offset + start, where)
+            yield buf[:n]
+    finally:
+        os.close(fd)
 
 
 def changed_while_read(path: Path, end: int) -> InputError:
